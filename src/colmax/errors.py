@@ -1,0 +1,79 @@
+"""Errors raised by colmax.
+
+Every error colmax raises on bad input is a :class:`ColmaxError`. Most subclasses also derive
+from the matching built-in (``ValueError``, ``KeyError``, ``FileNotFoundError``) so callers that
+already catch those keep working. Messages say what was wrong and what to do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ColmaxError",
+    "DimensionMismatchError",
+    "DuplicateIdError",
+    "EmptyTextError",
+    "EncoderMismatchError",
+    "FilterError",
+    "IndexFormatError",
+    "IndexLockedError",
+    "InvalidEmbeddingError",
+    "InvalidInputError",
+    "ModelLoadError",
+    "NoEncoderError",
+    "UnknownIdError",
+]
+
+
+class ColmaxError(Exception):
+    """Base class of every error colmax raises on purpose."""
+
+
+class InvalidInputError(ColmaxError, ValueError):
+    """An argument has the wrong type, length or value (for example ``k <= 0``)."""
+
+
+class EmptyTextError(InvalidInputError):
+    """A text to encode is empty or whitespace only."""
+
+
+class DuplicateIdError(InvalidInputError):
+    """The same id appears more than once in one call."""
+
+
+class UnknownIdError(ColmaxError, KeyError):
+    """One or more ids are not in the index."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable.
+        return str(self.args[0]) if self.args else ""
+
+
+class InvalidEmbeddingError(InvalidInputError):
+    """A precomputed embedding is malformed: wrong rank, empty, NaN or infinite values."""
+
+
+class DimensionMismatchError(InvalidEmbeddingError):
+    """Vectors do not have the dimension the index was built with."""
+
+
+class FilterError(InvalidInputError):
+    """A metadata filter is malformed or uses an unknown operator."""
+
+
+class IndexFormatError(ColmaxError, ValueError):
+    """A folder is not a colmax index, is damaged, or has an unsupported format version."""
+
+
+class EncoderMismatchError(ColmaxError, ValueError):
+    """The index was built with another model or embedding dimension than the one given."""
+
+
+class IndexLockedError(ColmaxError, TimeoutError):
+    """Another writer holds the index folder's lock and did not release it in time."""
+
+
+class ModelLoadError(ColmaxError, OSError):
+    """A model folder or Hub id could not be loaded as a token encoder."""
+
+
+class NoEncoderError(ColmaxError, RuntimeError):
+    """Text was given to an engine that has no encoder (it was built for precomputed vectors)."""

@@ -1,0 +1,189 @@
+"""Exact (exhaustive) MaxSim over packed float16 segments.
+
+The flat index is an immutable snapshot: each write builds a new :class:`FlatIndex` that
+shares the unchanged segments (and their prepared scoring copies) with the old one, and the
+engine swaps the reference. Searches that started on the old snapshot finish on it, so readers
+never see half a write and never need a lock while scoring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from colmax.indexes.base import Index, SearchResult
+from colmax.scoring import PackedDocuments
+from colmax.store.segments import Segment
+
+__all__ = ["FlatIndex"]
+
+# Below this share of allowed documents in a segment, score only the allowed ones.
+_SUBSET_FRACTION = 0.25
+
+
+@dataclass(frozen=True)
+class _View:
+    segment: Segment
+    packed: PackedDocuments
+    alive: np.ndarray  # bool (n_docs,)
+    order: np.ndarray  # argsort of segment.keys, for key lookups
+
+    @classmethod
+    def of(cls, segment: Segment, alive: np.ndarray) -> _View:
+        packed = PackedDocuments.from_arrays(segment.tokens, segment.offsets)
+        return cls(segment, packed, alive, np.argsort(segment.keys, kind="stable"))
+
+    def positions(self, keys: np.ndarray) -> np.ndarray:
+        """Positions of ``keys`` in this segment, -1 where absent or dead."""
+        seg_keys = self.segment.keys
+        idx = np.searchsorted(seg_keys, keys, sorter=self.order)
+        idx = np.minimum(idx, len(seg_keys) - 1)
+        pos = self.order[idx]
+        found = (seg_keys[pos] == keys) & self.alive[pos]
+        return np.where(found, pos, -1)
+
+
+class FlatIndex(Index):
+    """Exact MaxSim over every live token vector.
+
+    Args:
+        dim: vector dimension.
+    """
+
+    kind = "flat"
+    is_exhaustive = True
+
+    def __init__(self, dim: int, views: Sequence[_View] = ()) -> None:
+        self.dim = dim
+        self._views = tuple(views)
+
+    # ------------------------------------------------------------------ snapshots
+    @classmethod
+    def from_segments(cls, dim: int, segments: Sequence[Segment], live: np.ndarray) -> FlatIndex:
+        """Build from segments and the sorted live keys recorded in the database."""
+        views = [_View.of(s, np.isin(s.keys, live)) for s in segments]
+        return cls(dim, views)
+
+    def refreshed(self, segments: Sequence[Segment], live: np.ndarray) -> FlatIndex:
+        """Like :meth:`from_segments` but reuses prepared segments this snapshot already has."""
+        known = {v.segment.name: v for v in self._views}
+        views = []
+        for seg in segments:
+            alive = np.isin(seg.keys, live)
+            view = known.get(seg.name)
+            views.append(replace(view, alive=alive) if view is not None else _View.of(seg, alive))
+        return FlatIndex(self.dim, views)
+
+    def with_segment(self, segment: Segment, removed: np.ndarray) -> FlatIndex:
+        """A new snapshot with ``segment`` added and the keys in ``removed`` dropped."""
+        base = self.without(removed) if len(removed) else self
+        alive = np.ones(segment.n_docs, dtype=bool)
+        return FlatIndex(self.dim, (*base._views, _View.of(segment, alive)))
+
+    def without(self, keys: np.ndarray) -> FlatIndex:
+        """A new snapshot where ``keys`` are no longer live."""
+        keys = np.asarray(keys, dtype=np.int64)
+        views = []
+        for view in self._views:
+            pos = view.positions(keys)
+            pos = pos[pos >= 0]
+            if len(pos):
+                alive = view.alive.copy()
+                alive[pos] = False
+                view = replace(view, alive=alive)
+            views.append(view)
+        return FlatIndex(self.dim, views)
+
+    # ------------------------------------------------------------------ facts
+    @property
+    def segments(self) -> list[Segment]:
+        return [v.segment for v in self._views]
+
+    def __len__(self) -> int:
+        return int(sum(v.alive.sum() for v in self._views))
+
+    def token_counts(self) -> tuple[int, int]:
+        """``(live_tokens, dead_tokens)``: dead tokens wait for a merge to be dropped."""
+        live = dead = 0
+        for v in self._views:
+            lengths = np.diff(v.segment.offsets)
+            n_live = int(lengths[v.alive].sum())
+            live += n_live
+            dead += int(lengths.sum()) - n_live
+        return live, dead
+
+    def alive_masks(self) -> list[np.ndarray]:
+        return [v.alive for v in self._views]
+
+    def merge_candidates(self, max_segments: int) -> list[int]:
+        """Positions of segments worth rewriting: mostly dead ones, plus the smaller half when
+        there are more than ``max_segments`` (a tiered policy: merge cost stays amortised)."""
+        chosen = {i for i, v in enumerate(self._views) if v.alive.sum() * 2 < len(v.alive)}
+        if len(self._views) > max_segments:
+            sizes = sorted(v.segment.n_tokens for v in self._views)
+            cutoff = sizes[len(sizes) // 2]
+            chosen |= {i for i, v in enumerate(self._views) if v.segment.n_tokens <= cutoff}
+        return sorted(chosen)
+
+    def live_keys(self) -> np.ndarray:
+        parts = [v.segment.keys[v.alive] for v in self._views]
+        return np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+
+    # ------------------------------------------------------------------ reads
+    def get_vectors(self, keys: np.ndarray) -> list[np.ndarray]:
+        keys = np.asarray(keys, dtype=np.int64)
+        out: list[np.ndarray | None] = [None] * len(keys)
+        for view in self._views:
+            for i, p in enumerate(view.positions(keys)):
+                if p >= 0:
+                    out[i] = np.asarray(view.segment.vectors(int(p)), dtype=np.float32)
+        missing = [int(k) for k, v in zip(keys, out) if v is None]
+        if missing:
+            raise KeyError(f"keys not in the index: {missing[:10]}")
+        return [v for v in out if v is not None]
+
+    def search(
+        self, queries: list[torch.Tensor], k: int, allowed: np.ndarray | None = None
+    ) -> list[SearchResult]:
+        cand_keys: list[list[np.ndarray]] = [[] for _ in queries]
+        cand_scores: list[list[np.ndarray]] = [[] for _ in queries]
+        for view in self._views:
+            mask = view.alive if allowed is None else view.alive & np.isin(view.segment.keys, allowed)
+            n_ok = int(mask.sum())
+            if n_ok == 0:
+                continue
+            keys, scores = self._score_view(view, mask, n_ok, queries)
+            kk = min(k, scores.shape[1])
+            top = torch.topk(scores, kk, dim=1)
+            for qi in range(len(queries)):
+                idx = top.indices[qi].numpy()
+                cand_keys[qi].append(keys[idx])
+                cand_scores[qi].append(top.values[qi].numpy())
+        return [_merge(ks, ss, k) for ks, ss in zip(cand_keys, cand_scores)]
+
+    @staticmethod
+    def _score_view(
+        view: _View, mask: np.ndarray, n_ok: int, queries: list[torch.Tensor]
+    ) -> tuple[np.ndarray, torch.Tensor]:
+        if n_ok < _SUBSET_FRACTION * len(mask):
+            positions = np.flatnonzero(mask)
+            return view.segment.keys[positions], view.packed.score(queries, positions)
+        scores = view.packed.score(queries)
+        if n_ok < len(mask):
+            scores[:, torch.from_numpy(~mask)] = float("-inf")
+        return view.segment.keys, scores
+
+
+def _merge(keys: list[np.ndarray], scores: list[np.ndarray], k: int) -> SearchResult:
+    if not keys:
+        return SearchResult(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
+    all_keys = np.concatenate(keys)
+    all_scores = np.concatenate(scores).astype(np.float32)
+    keep = np.isfinite(all_scores)
+    all_keys, all_scores = all_keys[keep], all_scores[keep]
+    # Deterministic order: score descending, then key ascending (older documents first).
+    order = np.lexsort((all_keys, -all_scores))[:k]
+    return SearchResult(all_keys[order], all_scores[order])

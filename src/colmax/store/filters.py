@@ -1,0 +1,185 @@
+"""The metadata filter language, compiled to a SQLite condition over JSON metadata.
+
+A filter is a dict::
+
+    {"year": 2024}                                  # equality
+    {"year": {"$gte": 2021, "$lt": 2025}}          # several operators on one field are ANDed
+    {"lang": {"$in": ["en", "de"]}, "draft": False}  # several fields are ANDed
+    {"$or": [{"year": 2020}, {"tags": {"$contains": "news"}}]}
+
+Operators: ``$eq $ne $in $nin $gt $gte $lt $lte`` on scalars (str, int, float, bool, None),
+``$contains`` (a JSON array field holds the value), ``$exists`` (bool), and the combinators
+``$and`` / ``$or`` (lists of filters) and ``$not`` (one filter).
+
+SQL NULLs never leak out (missing fields make a condition false, not unknown), so
+``$not`` and ``$ne`` are exact complements. Comparisons are typed: ``{"year": 2020}`` does not match the string ``"2020"``, and ``True``
+does not match ``1``. A document without the field never matches ``$eq``/``$in``/ranges and
+always matches ``$ne``/``$nin`` (they are the negations). Field names and values are passed to
+SQLite as bound parameters, never spliced into SQL text.
+
+Examples:
+    >>> compile_filter({"year": {"$gte": 2021}})[1]
+    ['$."year"', '$."year"', 2021]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from colmax.errors import FilterError
+
+__all__ = ["OPERATORS", "compile_filter"]
+
+_RANGE = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+OPERATORS = frozenset({"$eq", "$ne", "$in", "$nin", "$contains", "$exists", *_RANGE})
+_COMBINATORS = ("$and", "$or", "$not")
+_MAX_DEPTH = 32
+_MAX_FIELD = 512
+
+Compiled = tuple[str, list[Any]]
+
+
+def compile_filter(flt: Mapping[str, Any] | None) -> Compiled:
+    """Compile a filter dict to ``(sql_condition, params)`` over the ``metadata`` column.
+
+    Args:
+        flt: the filter, or ``None``/``{}`` for "everything".
+
+    Returns:
+        A SQL boolean expression and its bound parameters.
+
+    Raises:
+        FilterError: unknown operator, bad value type, malformed structure.
+    """
+    if flt is None:
+        return "1", []
+    return _node(flt, 0)
+
+
+def _node(flt: Any, depth: int) -> Compiled:
+    if not isinstance(flt, Mapping):
+        raise FilterError(f"a filter must be a dict, got {type(flt).__name__}: {flt!r}")
+    if depth > _MAX_DEPTH:
+        raise FilterError(f"filter nested deeper than {_MAX_DEPTH} levels")
+    if not flt:
+        return "1", []
+    parts: list[Compiled] = []
+    for field, cond in flt.items():
+        if field in _COMBINATORS:
+            parts.append(_combinator(field, cond, depth))
+        elif isinstance(field, str) and field.startswith("$"):
+            raise FilterError(
+                f"unknown filter combinator {field!r}: use $and, $or or $not at the top level "
+                f"and {sorted(OPERATORS)} inside a field"
+            )
+        else:
+            parts.append(_field(field, cond))
+    return _join(parts, "AND")
+
+
+def _combinator(op: str, cond: Any, depth: int) -> Compiled:
+    if op == "$not":
+        sql, params = _node(cond, depth + 1)
+        return f"NOT ({sql})", params
+    if not isinstance(cond, (list, tuple)) or not cond:
+        raise FilterError(f"{op} takes a non-empty list of filters, got {cond!r}")
+    return _join([_node(c, depth + 1) for c in cond], "AND" if op == "$and" else "OR")
+
+
+def _join(parts: list[Compiled], word: str) -> Compiled:
+    if len(parts) == 1:
+        return parts[0]
+    sql = f" {word} ".join(f"({p[0]})" for p in parts)
+    return sql, [x for p in parts for x in p[1]]
+
+
+def _path(field: Any) -> str:
+    if not isinstance(field, str) or not field or len(field) > _MAX_FIELD:
+        raise FilterError(f"filter field names must be non-empty strings up to {_MAX_FIELD} chars, got {field!r}")
+    if '"' in field or any(ord(c) < 32 for c in field):
+        raise FilterError(f"filter field name {field!r} contains a quote or control character")
+    return f'$."{field}"'
+
+
+def _field(field: Any, cond: Any) -> Compiled:
+    path = _path(field)
+    if not isinstance(cond, Mapping):
+        return _eq(path, cond)
+    if not cond:
+        raise FilterError(f"empty operator dict for field {field!r}")
+    parts = []
+    for op, value in cond.items():
+        if op not in OPERATORS:
+            raise FilterError(f"unknown filter operator {op!r} on field {field!r}; known: {sorted(OPERATORS)}")
+        parts.append(_operator(path, op, value))
+    return _join(parts, "AND")
+
+
+def _operator(path: str, op: str, value: Any) -> Compiled:
+    if op == "$eq":
+        return _eq(path, value)
+    if op == "$ne":
+        sql, params = _eq(path, value)
+        return f"NOT ({sql})", params
+    if op in ("$in", "$nin"):
+        if not isinstance(value, (list, tuple, set, frozenset)):
+            raise FilterError(f"{op} takes a list of values, got {value!r}")
+        if not value:
+            return ("0" if op == "$in" else "1"), []
+        sql, params = _join([_eq(path, v) for v in value], "OR")
+        return (sql, params) if op == "$in" else (f"NOT ({sql})", params)
+    if op == "$contains":
+        kind = _json_kind(value)
+        return (
+            "EXISTS (SELECT 1 FROM json_each(metadata, ?) AS e WHERE e.type IN "
+            f"({kind}) AND e.value = ?)",
+            [path, _sql_value(value)],
+        )
+    if op == "$exists":
+        if not isinstance(value, bool):
+            raise FilterError(f"$exists takes true or false, got {value!r}")
+        return ("json_type(metadata, ?) IS NOT NULL" if value else "json_type(metadata, ?) IS NULL"), [path]
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise FilterError(f"{op} compares numbers or strings, got {value!r}")
+    _check_finite(value)
+    kinds = "'text'" if isinstance(value, str) else "'integer','real'"
+    return (
+        f"COALESCE(json_type(metadata, ?), '') IN ({kinds}) AND json_extract(metadata, ?) {_RANGE[op]} ?",
+        [path, path, value],
+    )
+
+
+def _eq(path: str, value: Any) -> Compiled:
+    if value is None:
+        return "COALESCE(json_type(metadata, ?), '') = 'null'", [path]
+    kind = _json_kind(value)
+    return (
+        f"COALESCE(json_type(metadata, ?), '') IN ({kind}) AND json_extract(metadata, ?) = ?",
+        [path, path, _sql_value(value)],
+    )
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "'true'" if value else "'false'"
+    if isinstance(value, (int, float)):
+        _check_finite(value)
+        return "'integer','real'"
+    if isinstance(value, str):
+        return "'text'"
+    raise FilterError(
+        f"filter values must be str, int, float, bool or None, got {type(value).__name__}: {value!r}"
+    )
+
+
+def _sql_value(value: Any) -> Any:
+    return int(value) if isinstance(value, bool) else value
+
+
+def _check_finite(value: Any) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise FilterError(f"filter values must be finite numbers, got {value!r}")
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        raise FilterError(f"filter integers must fit in 64 bits, got {value!r}")

@@ -1,0 +1,58 @@
+"""Durable, atomic file writes.
+
+Every file colmax writes into an index folder goes through here: write a temporary file in the
+same folder, fsync it, rename it over the target (atomic on POSIX), then fsync the folder so the
+rename itself survives a power cut. A reader therefore sees the old file or the new one, never a
+torn one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_npy", "fsync_dir"]
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a directory entry (renames, creations) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically and durably."""
+    _atomic_write(path, lambda handle: handle.write(data))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON (no NaN/inf allowed) atomically and durably."""
+    text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_npy(path: Path, array: np.ndarray) -> None:
+    """Write one array as ``.npy`` atomically and durably (``allow_pickle=False``)."""
+    _atomic_write(path, lambda handle: np.save(handle, np.ascontiguousarray(array), allow_pickle=False))

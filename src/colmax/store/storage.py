@@ -1,0 +1,203 @@
+"""Persistence of an index: an index folder on disk, or the same structures in memory.
+
+Folder layout::
+
+    my-index/
+      manifest.json        format, model settings, dim, dtype, counts (see manifest.py)
+      documents.sqlite     ids, text, metadata, the list of live segments (the commit point)
+      segments/*.npy       immutable packed float16 token vectors (see segments.py)
+      write.lock           inter-process writer lock
+
+A write first writes any new segment files, then commits one SQLite transaction that changes
+documents and the segment list together, then refreshes the manifest summary, then deletes
+segment files no longer listed. A crash before the commit leaves the old state plus orphan files
+(removed on the next writable open); a crash after it leaves the new state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from colmax.errors import IndexFormatError
+from colmax.store.documents import DB_NAME, DocumentStore
+from colmax.store.fsutil import fsync_dir
+from colmax.store.lock import FolderLock
+from colmax.store.manifest import MANIFEST_NAME, Manifest
+from colmax.store.segments import SEGMENT_DIR, Segment
+
+__all__ = ["Commit", "Storage", "is_index_folder"]
+
+Row = tuple[int, str, str, str]  # key, id, text, metadata JSON
+
+
+def is_index_folder(path: Path) -> bool:
+    return (path / MANIFEST_NAME).is_file()
+
+
+class Commit:
+    """What one write changes; applied in a single transaction by :meth:`Storage.commit`."""
+
+    def __init__(
+        self,
+        rows: Sequence[Row] = (),
+        removed_keys: Sequence[int] = (),
+        new_segment: Segment | None = None,
+        dropped_segments: Sequence[str] = (),
+        next_key: int | None = None,
+    ) -> None:
+        self.rows = rows
+        self.removed_keys = removed_keys
+        self.new_segment = new_segment
+        self.dropped_segments = dropped_segments
+        self.next_key = next_key
+
+
+class Storage:
+    """Documents database + segments, on disk (``folder``) or in memory (``folder is None``)."""
+
+    def __init__(self, docs: DocumentStore, manifest: Manifest, folder: Path | None, lock_timeout: float) -> None:
+        self.docs = docs
+        self.manifest = manifest
+        self.folder = folder
+        self.write_lock = FolderLock(folder, lock_timeout) if folder else _MemoryLock()
+        self._memory_segments: dict[str, Segment] = {}
+        self._seq_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def in_memory(cls, manifest: Manifest) -> Storage:
+        return cls(DocumentStore.create(None), manifest, None, 0.0)
+
+    @classmethod
+    def create(cls, folder: Path, manifest: Manifest, lock_timeout: float = 60.0) -> Storage:
+        """Create a new index folder atomically (built beside it, then renamed into place)."""
+        folder = folder.absolute()
+        _check_free(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+        try:
+            (tmp / SEGMENT_DIR).mkdir()
+            DocumentStore.create(tmp / DB_NAME).close()
+            manifest.write(tmp)
+            fsync_dir(tmp)
+            if folder.exists():  # an empty folder: replace it
+                folder.rmdir()
+            os.rename(tmp, folder)
+            fsync_dir(folder.parent)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return cls.open(folder, lock_timeout=lock_timeout)
+
+    @classmethod
+    def open(cls, folder: Path, *, lock_timeout: float = 60.0) -> Storage:
+        folder = folder.absolute()
+        if not folder.is_dir():
+            raise IndexFormatError(f"{folder}: no such index folder")
+        manifest = Manifest.read(folder)
+        docs = DocumentStore.open(folder / DB_NAME)
+        storage = cls(docs, manifest, folder, lock_timeout)
+        storage.collect_garbage()
+        return storage
+
+    def close(self) -> None:
+        self.docs.close()
+
+    # ------------------------------------------------------------------ reading
+    def generation(self) -> int:
+        return self.docs.meta_int("generation")
+
+    def read_segments(self) -> list[Segment]:
+        """The segments the database lists, opened (memory-mapped) and validated."""
+        rows = self.docs.segment_rows()
+        if self.folder is None:
+            return [self._memory_segments[name] for name, _, _ in rows]
+        dim = self.manifest.dim
+        return [Segment.read(self.folder, name, dim, n_docs, n_tokens) for name, n_docs, n_tokens in rows]
+
+    def next_seq(self) -> int:
+        with self._seq_lock:
+            return self.docs.meta_int("generation") + 1
+
+    # ------------------------------------------------------------------ writing
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the writer lock (threads and processes)."""
+        with self.write_lock.hold():
+            yield
+
+    def commit(self, change: Commit, state_lock: threading.Lock | threading.RLock) -> int:
+        """Apply ``change`` durably; returns the new generation. Call inside :meth:`writing`.
+
+        ``state_lock`` is held around the transaction so in-process readers switch to the new
+        state at the same moment the database does.
+        """
+        seg = change.new_segment
+        if seg is not None and self.folder is not None:
+            seg.write(self.folder)
+            fsync_dir(self.folder / SEGMENT_DIR)
+        with state_lock, self.docs.transaction() as conn:
+            generation = int(conn.execute("SELECT value FROM meta WHERE name='generation'").fetchone()[0]) + 1
+            if change.removed_keys:
+                DocumentStore.delete_keys(conn, change.removed_keys)
+            if change.rows:
+                DocumentStore.insert(conn, change.rows)
+            if change.dropped_segments:
+                DocumentStore.remove_segments(conn, change.dropped_segments)
+            if seg is not None:
+                DocumentStore.add_segment(conn, seg.name, generation, seg.n_docs, seg.n_tokens)
+                if self.folder is None:
+                    self._memory_segments[seg.name] = seg
+            if change.next_key is not None:
+                DocumentStore.set_meta(conn, "next_key", change.next_key)
+            DocumentStore.set_meta(conn, "generation", generation)
+        for name in change.dropped_segments:
+            self._memory_segments.pop(name, None)
+            if self.folder is not None:
+                Segment.remove_files(self.folder, name)
+        return generation
+
+    def write_manifest(self, counts: dict[str, int], generation: int) -> None:
+        self.manifest.counts = counts
+        self.manifest.generation = generation
+        if self.folder is not None:
+            self.manifest.write(self.folder)
+
+    def collect_garbage(self) -> None:
+        """Remove segment and temp files no committed state refers to (left by a crash)."""
+        if self.folder is None:
+            return
+        # Skip quietly when another writer is busy: it may own the files we would remove.
+        with contextlib.suppress(Exception), self.write_lock.hold(timeout=0):
+            listed = {f for name, _, _ in self.docs.segment_rows() for f in Segment.file_names(name)}
+            for path in (self.folder / SEGMENT_DIR).glob("*"):
+                if path.name not in listed:
+                    path.unlink(missing_ok=True)
+            for path in self.folder.glob(".*.tmp"):
+                path.unlink(missing_ok=True)
+
+
+class _MemoryLock:
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+
+    @contextmanager
+    def hold(self, timeout: float | None = None) -> Iterator[None]:
+        with self._lock:
+            yield
+
+
+def _check_free(folder: Path) -> None:
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise IndexFormatError(
+            f"{folder} already exists and is not an empty folder; colmax will not overwrite files "
+            "it did not create. Choose another path or remove it."
+        )
+

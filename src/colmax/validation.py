@@ -1,0 +1,151 @@
+"""Checks on user input, done before anything is changed.
+
+Each function raises a :class:`~colmax.errors.ColmaxError` subclass whose message names the
+offending position and says what to do. Nothing here mutates state, so a failed call leaves
+the index exactly as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from colmax.errors import (
+    DimensionMismatchError,
+    DuplicateIdError,
+    EmptyTextError,
+    InvalidEmbeddingError,
+    InvalidInputError,
+)
+
+__all__ = [
+    "MAX_ID_LENGTH",
+    "check_ids",
+    "check_k",
+    "check_metadatas",
+    "check_texts",
+    "metadata_json",
+    "to_vectors",
+]
+
+MAX_ID_LENGTH = 1024
+_FP16_MAX = 65504.0
+
+
+def as_list(value: Any, what: str) -> list[Any]:
+    """Accept one item or a sequence of items (never a bare str split into characters)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise InvalidInputError(f"{what} must be a list, got {type(value).__name__}")
+    return list(value)
+
+
+def check_texts(texts: Sequence[Any], what: str = "documents") -> list[str]:
+    """Every text must be a non-empty, non-whitespace str."""
+    out = []
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise InvalidInputError(f"{what}[{i}] must be a str, got {type(text).__name__}: {text!r:.80}")
+        if not text.strip():
+            raise EmptyTextError(
+                f"{what}[{i}] is empty or whitespace only; remove it, or pass skip_empty=True to add()"
+            )
+        out.append(text)
+    return out
+
+
+def check_ids(ids: Sequence[Any], n: int) -> list[str]:
+    """Ids: ``n`` distinct non-empty strings without NUL, at most ``MAX_ID_LENGTH`` chars."""
+    if len(ids) != n:
+        raise InvalidInputError(f"got {len(ids)} ids for {n} documents; pass one id per document")
+    seen: set[str] = set()
+    for i, id_ in enumerate(ids):
+        if not isinstance(id_, str):
+            raise InvalidInputError(f"ids[{i}] must be a str, got {type(id_).__name__}: {id_!r:.80}")
+        if not id_ or len(id_) > MAX_ID_LENGTH or "\x00" in id_:
+            raise InvalidInputError(
+                f"ids[{i}] must be 1 to {MAX_ID_LENGTH} characters without NUL, got {id_!r:.80}"
+            )
+        if id_ in seen:
+            raise DuplicateIdError(f"id {id_!r} appears more than once in this call; ids must be unique")
+        seen.add(id_)
+    return list(ids)
+
+
+def check_metadatas(metadatas: Sequence[Any] | None, n: int) -> list[dict[str, Any]]:
+    """One JSON-compatible dict with string keys per document (``None`` -> empty dicts)."""
+    if metadatas is None:
+        return [{} for _ in range(n)]
+    metadatas = as_list(metadatas, "metadatas")
+    if len(metadatas) != n:
+        raise InvalidInputError(f"got {len(metadatas)} metadatas for {n} documents")
+    out = []
+    for i, meta in enumerate(metadatas):
+        if meta is None:
+            meta = {}
+        if not isinstance(meta, Mapping) or not all(isinstance(k, str) for k in meta):
+            raise InvalidInputError(f"metadatas[{i}] must be a dict with str keys, got {meta!r:.80}")
+        metadata_json(meta, i)
+        out.append(dict(meta))
+    return out
+
+
+def metadata_json(meta: Mapping[str, Any], i: int = 0) -> str:
+    """Serialise metadata strictly: JSON types only, finite numbers only."""
+    try:
+        return json.dumps(meta, allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(
+            f"metadatas[{i}] is not JSON-compatible ({exc}); use str, int, float, bool, None, "
+            "lists and dicts with finite numbers"
+        ) from exc
+
+
+def check_k(k: Any, what: str = "k") -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+        raise InvalidInputError(f"{what} must be a positive int, got {k!r}")
+    return int(k)
+
+
+def to_vectors(embeddings: Sequence[Any], dim: int | None, what: str = "embeddings") -> list[np.ndarray]:
+    """Validate precomputed multi-vectors and return L2-normalised float32 arrays.
+
+    Each item is a numpy array or torch tensor of shape ``(n_tokens, dim)`` with ``n_tokens >= 1``,
+    finite values and no all-zero row (a zero vector has no direction, so no cosine).
+    """
+    out = []
+    for i, emb in enumerate(embeddings):
+        arr = _as_array(emb, f"{what}[{i}]")
+        if arr.ndim != 2 or arr.shape[0] == 0:
+            raise InvalidEmbeddingError(
+                f"{what}[{i}] must have shape (n_tokens >= 1, dim), got {tuple(arr.shape)}"
+            )
+        if dim is not None and arr.shape[1] != dim:
+            raise DimensionMismatchError(
+                f"{what}[{i}] has dimension {arr.shape[1]}, but this index uses {dim}"
+            )
+        if not np.isfinite(arr).all():
+            raise InvalidEmbeddingError(f"{what}[{i}] contains NaN or infinite values")
+        norms = np.linalg.norm(arr, axis=1, keepdims=True)
+        if (norms == 0).any() or not np.isfinite(norms).all():
+            raise InvalidEmbeddingError(f"{what}[{i}] has an all-zero (or overflowing) token vector")
+        out.append((arr / norms).astype(np.float32))
+    return out
+
+
+def _as_array(emb: Any, what: str) -> np.ndarray:
+    if isinstance(emb, torch.Tensor):
+        emb = emb.detach().to("cpu", torch.float32).numpy()
+    if not isinstance(emb, np.ndarray):
+        raise InvalidEmbeddingError(f"{what} must be a numpy array or torch tensor, got {type(emb).__name__}")
+    if emb.dtype.kind not in "fiu":
+        raise InvalidEmbeddingError(f"{what} must hold numbers, got dtype {emb.dtype}")
+    return emb.astype(np.float64 if emb.dtype == np.float64 else np.float32, copy=False)
+
+
+def finite_float(x: float) -> float:
+    return x if math.isfinite(x) else float("-inf")
