@@ -245,7 +245,9 @@ def test_save_load_round_trip(tmp_path: Path, filled: tuple) -> None:
         (h.id, h.rank, h.text, h.metadata) for h in before
     ]
     # The saved copy is repacked into one segment: same vectors, float32 summation order may differ.
-    np.testing.assert_allclose([h.score for h in after], [h.score for h in before], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(
+        [h.score for h in after], [h.score for h in before], rtol=0, atol=1e-5
+    )
     assert len(loaded) == len(engine) and state(loaded) == state(engine)
     manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
     assert manifest["format"] == "colmax-index" and manifest["dim"] == DIM

@@ -1,0 +1,296 @@
+"""``load_encoder``: model folder or Hub id in, ready :class:`ColBERTEncoder` out."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from colmax.encoders.colbert import ColBERTEncoder
+from colmax.encoders.detect import CheckpointInfo, read_checkpoint
+from colmax.encoders.hub import resolve_model_folder
+from colmax.encoders.projection import Projection, load_pylate_dense, load_stanford_linear
+from colmax.encoders.settings import EncoderSettings, default_settings, setting_names
+from colmax.encoders.tokens import TokenPlan
+from colmax.errors import InvalidInputError, ModelLoadError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+__all__ = ["load_encoder"]
+
+logger = logging.getLogger(__name__)
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
+
+
+def load_encoder(
+    model_name_or_path: str | Path,
+    *,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    revision: str | None = None,
+    **overrides: Any,
+) -> ColBERTEncoder:
+    """Load a ColBERT (colbert-ai or PyLate) checkpoint, or any Hugging Face encoder, as a token encoder.
+
+    The format is detected from the files (see :mod:`colmax.encoders.detect`); every setting
+    the files record can be overridden by keyword. ``load_encoder(**encoder.config())``
+    rebuilds the same encoder.
+
+    Args:
+        model_name_or_path: a local folder, or a Hugging Face Hub id fetched with
+            ``huggingface_hub.snapshot_download`` (cached; honours ``HF_HUB_OFFLINE``).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``; ``None``: CUDA when available.
+        dtype: ``"float32"``, ``"float16"``, ``"bfloat16"`` (or a ``torch.dtype``); ``None``:
+            float16 on CUDA, float32 elsewhere. Outputs are float32 either way.
+        revision: Hub branch, tag or commit.
+        **overrides: any :class:`EncoderSettings` field (``format``, ``query_prefix``,
+            ``document_prefix``, ``query_length``, ``document_length``, ``do_query_expansion``,
+            ``attend_to_expansion_tokens``, ``skiplist_words``, ``normalize``, ``do_lower_case``,
+            ``batch_size``). ``None`` means "as the checkpoint says"; ``""`` for a prefix means
+            no marker. ``format`` forces a format, e.g. ``"hf"`` to use a ColBERT checkpoint's
+            backbone zero-shot.
+
+    Returns:
+        The encoder.
+
+    Raises:
+        ModelLoadError: missing folder, not a model, unreadable or incomplete weights, failed
+            download.
+        InvalidInputError: unknown setting name or invalid value, unknown device or dtype.
+
+    Examples:
+        >>> enc = load_encoder("colbert-ir/colbertv2.0")  # doctest: +SKIP
+        >>> [v.shape for v in enc.encode_queries(["what is late interaction?"])]  # doctest: +SKIP
+        [torch.Size([32, 128])]
+    """
+    unknown = sorted(set(overrides) - set(setting_names()))
+    if unknown:
+        raise InvalidInputError(
+            f"unknown load_encoder argument(s) {unknown}; settings: {sorted(setting_names())}"
+        )
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    torch_device = _resolve_device(device)
+    torch_dtype, requested_dtype = _resolve_dtype(dtype, torch_device)
+
+    folder = resolve_model_folder(str(model_name_or_path), revision=revision)
+    info = read_checkpoint(folder, overrides.pop("format", None))
+    try:
+        settings = default_settings(info.format, info.read)
+    except InvalidInputError as exc:
+        raise ModelLoadError(f"{str(folder)!r} records an invalid setting: {exc}") from exc
+    settings = settings.replace(**overrides)
+
+    model, tokenizer = _load_backbone(info.backbone)
+    settings = _cap_lengths(settings, model, tokenizer)
+    projection = _load_projection(info)
+    plan = _token_plan(tokenizer, model, settings)
+    model.to(device=torch_device, dtype=torch_dtype)  # type: ignore[call-arg]  # transformers wraps .to
+    projection.to(device=torch_device, dtype=torch_dtype)
+
+    local = Path(str(model_name_or_path)).expanduser()
+    name = str(local.resolve()) if local.is_dir() else str(model_name_or_path)
+    encoder = ColBERTEncoder(
+        name=name,
+        model=model,
+        projection=projection,
+        plan=plan,
+        device=torch_device,
+        dtype=torch_dtype,
+        revision=revision,
+        requested_dtype=requested_dtype,
+    )
+    logger.info("Loaded %r", encoder)
+    return encoder
+
+
+def _resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InvalidInputError(f"unknown device {device!r}: {exc}") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidInputError(f"device={device!r} but CUDA is not available here")
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise InvalidInputError(f"device={device!r} but MPS is not available here")
+    if resolved.type not in ("cpu", "cuda", "mps"):
+        raise InvalidInputError(f"device must be cpu, cuda or mps, got {device!r}")
+    return resolved
+
+
+def _resolve_dtype(
+    dtype: str | torch.dtype | None, device: torch.device
+) -> tuple[torch.dtype, str | None]:
+    """The torch dtype to run in, and its canonical name for ``config()`` (None: automatic)."""
+    if dtype is None:
+        return (torch.float16 if device.type == "cuda" else torch.float32), None
+    if isinstance(dtype, torch.dtype):
+        resolved = dtype
+    elif isinstance(dtype, str) and dtype.lower().removeprefix("torch.") in _DTYPES:
+        resolved = _DTYPES[dtype.lower().removeprefix("torch.")]
+    else:
+        resolved = None
+    if resolved not in (torch.float32, torch.float16, torch.bfloat16):
+        raise InvalidInputError(f"dtype must be float32, float16 or bfloat16, got {dtype!r}")
+    if resolved == torch.float16 and device.type == "cpu":
+        logger.warning("float16 on the CPU is slow and less accurate; prefer float32 or bfloat16")
+    return resolved, str(resolved).removeprefix("torch.")
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load report and progress bars (expected unused keys such as
+    colbert-ai's ``linear.weight`` are checked here instead)."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _load_backbone(folder: Path) -> tuple[PreTrainedModel, Any]:
+    """``AutoModel`` + ``AutoTokenizer`` from a folder, refusing randomly initialised weights."""
+    from transformers import AutoModel, AutoTokenizer
+
+    try:
+        with _quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(str(folder))
+            model, loading = AutoModel.from_pretrained(str(folder), output_loading_info=True)
+    except Exception as exc:  # transformers raises OSError, ValueError, KeyError, ...
+        raise ModelLoadError(f"could not load a transformer from {str(folder)!r}: {exc}") from exc
+    # The pooler is unused (we read last_hidden_state); anything else missing would be random.
+    missing = sorted(k for k in loading.get("missing_keys", ()) if not k.startswith("pooler."))
+    if missing:
+        raise ModelLoadError(
+            f"the weights in {str(folder)!r} do not cover the model: {len(missing)} missing, "
+            f"e.g. {missing[:5]}"
+        )
+    return model.float().eval(), tokenizer
+
+
+def _cap_lengths(
+    settings: EncoderSettings, model: PreTrainedModel, tokenizer: Any
+) -> EncoderSettings:
+    """Cut query/document lengths to what the model can take (longer inputs would crash it)."""
+    limit = getattr(tokenizer, "model_max_length", None)
+    if not isinstance(limit, int) or limit > 100_000:  # transformers' "no limit" sentinel
+        limit = getattr(model.config, "max_position_embeddings", None)
+    if not isinstance(limit, int):
+        return settings
+    changes = {}
+    for name in ("query_length", "document_length"):
+        if getattr(settings, name) > limit:
+            logger.warning(
+                "%s=%d exceeds the model's %d positions: using %d",
+                name,
+                getattr(settings, name),
+                limit,
+                limit,
+            )
+            changes[name] = limit
+    return settings.replace(**changes) if changes else settings
+
+
+def _load_projection(info: CheckpointInfo) -> Projection:
+    if info.format == "pylate":
+        return Projection([load_pylate_dense(f) for f in info.dense_folders])
+    if info.format == "colbert":
+        return Projection([load_stanford_linear(info.folder)])
+    return Projection([])
+
+
+def _token_plan(tokenizer: Any, model: PreTrainedModel, settings: EncoderSettings) -> TokenPlan:
+    _add_prefix_tokens(tokenizer, model, [settings.query_prefix, settings.document_prefix])
+
+    def token_id(token: str) -> int | None:
+        return tokenizer.convert_tokens_to_ids(token) if token else None
+
+    expansion_id = next(
+        (i for i in (tokenizer.mask_token_id, tokenizer.eos_token_id) if i is not None), None
+    )
+    if settings.do_query_expansion and expansion_id is None and tokenizer.pad_token_id is None:
+        raise ModelLoadError(
+            "query expansion needs a [MASK], eos or pad token and this tokenizer has none; "
+            "pass do_query_expansion=False"
+        )
+    # PyLate maps each skiplist word with convert_tokens_to_ids, so a word missing from the
+    # vocabulary contributes the [UNK] id (and [UNK] tokens are then dropped from documents).
+    skiplist = frozenset(
+        i
+        for i in (tokenizer.convert_tokens_to_ids(w) for w in settings.skiplist_words)
+        if i is not None
+    )
+    return TokenPlan(
+        tokenizer,
+        settings,
+        query_prefix_id=token_id(settings.query_prefix),
+        document_prefix_id=token_id(settings.document_prefix),
+        expansion_id=expansion_id,
+        skiplist_ids=skiplist,
+    )
+
+
+def _add_prefix_tokens(tokenizer: Any, model: PreTrainedModel, prefixes: list[str]) -> None:
+    """Register the markers as tokens, as PyLate does, growing the embeddings if needed.
+
+    ``tokenizer.add_tokens`` gives new ids only to markers missing from the vocabulary (PyLate's
+    default ``"[Q] "`` on a base model); a PyLate-saved checkpoint already has them in its
+    tokenizer and weights. PyLate's ``resize_token_embeddings`` fills new rows with the mean of
+    the old ones (plus noise of scale 1e-9 x covariance); colmax uses the exact mean.
+    """
+    prefixes = [p for p in dict.fromkeys(prefixes) if p]
+    if not prefixes:
+        return
+    before = len(tokenizer)
+    tokenizer.add_tokens(prefixes)
+    after = len(tokenizer)
+    if after == before:
+        return
+    weight = _input_embeddings(model).weight.data
+    mean = weight[:before].float().mean(dim=0)
+    if weight.shape[0] < after:
+        try:
+            model.resize_token_embeddings(after, mean_resizing=False)
+        except TypeError:  # transformers < 4.46 has no mean_resizing (and does not need it)
+            model.resize_token_embeddings(after)
+        weight = _input_embeddings(model).weight.data
+    weight[before:after] = mean.to(weight.dtype)
+    logger.info(
+        "Added %d marker token(s) %s to the vocabulary; their embeddings are the mean embedding "
+        "(untrained: a checkpoint trained with these markers should ship them)",
+        after - before,
+        prefixes,
+    )
+
+
+def _input_embeddings(model: PreTrainedModel) -> nn.Embedding:
+    embeddings = model.get_input_embeddings()
+    if not isinstance(embeddings, nn.Embedding):
+        raise ModelLoadError(
+            f"cannot add marker tokens: the input embeddings are a {type(embeddings).__name__}"
+        )
+    return embeddings

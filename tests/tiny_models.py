@@ -1,0 +1,251 @@
+"""Tiny random BERT models in the three checkpoint layouts colmax reads, built in well under a
+second each from a config (no download, no reference library needed).
+
+- :func:`make_tiny_hf_model`: a plain Hugging Face BERT folder (``BertModel``), with a
+  ``sentence_bert_config.json`` like a sentence-transformers model;
+- :func:`make_tiny_colbert_model`: the same backbone saved as colbert-ai does
+  (``architectures: ["HF_ColBERT"]``, ``bert.``-prefixed weights plus a bias-free
+  ``linear.weight`` 32 -> 16, ``artifact.metadata``);
+- :func:`make_tiny_pylate_model`: the same backbone saved as ``pylate.models.ColBERT.save`` does
+  (``modules.json``, ``config_sentence_transformers.json``, ``sentence_bert_config.json``,
+  markers ``"[Q] "``/``"[D] "`` added to the tokenizer with mean-initialised embedding rows, and
+  ``1_Dense/`` with an Identity activation, no bias, 32 -> 16).
+
+Every builder takes the same ``seed`` so the three share one backbone and one projection.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+from transformers import AutoTokenizer, BertConfig, BertModel
+
+__all__ = [
+    "HIDDEN_SIZE",
+    "PROJECTION_DIM",
+    "TINY_VOCAB",
+    "make_tiny_colbert_model",
+    "make_tiny_hf_model",
+    "make_tiny_pylate_model",
+    "tiny_projection",
+]
+
+HIDDEN_SIZE = 32
+PROJECTION_DIM = 16
+MAX_POSITIONS = 512
+
+_WORDS = (  # noqa: SIM905 (a word list reads better as prose)
+    "the a of and to in is was for on with as by at it an be this that from are or what how "
+    "which do does not no yes cat dog sat mat house car red blue big small run ran hello world "
+    "search engine query document paris france capital late interaction model token"
+).split()
+_SUBWORDS = ["##s", "##ing", "##ed", "##er", "##ly"]
+
+#: The tiny vocabulary: specials, ColBERT markers, all ASCII punctuation, ~70 words/pieces.
+TINY_VOCAB: list[str] = [
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    "[unused0]",
+    "[unused1]",
+    *string.punctuation,
+    *_WORDS,
+    *_SUBWORDS,
+]
+
+
+def _config() -> BertConfig:
+    return BertConfig(
+        vocab_size=len(TINY_VOCAB),
+        hidden_size=HIDDEN_SIZE,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=MAX_POSITIONS,
+    )
+
+
+def _backbone(seed: int) -> BertModel:
+    torch.manual_seed(seed)
+    return BertModel(_config()).eval()
+
+
+def tiny_projection(seed: int = 0) -> torch.Tensor:
+    """The ``(16, 32)`` projection weight every tiny ColBERT layout uses for this seed."""
+    generator = torch.Generator().manual_seed(seed + 1000)
+    return torch.randn(PROJECTION_DIM, HIDDEN_SIZE, generator=generator) / HIDDEN_SIZE**0.5
+
+
+def _write_tokenizer(folder: Path, added: tuple[str, ...] = ()) -> Any:
+    """vocab.txt + tokenizer_config.json, then the tokenizer's own save (tokenizer.json)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(TINY_VOCAB), encoding="utf-8")
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "BertTokenizer",
+                "do_lower_case": True,
+                "model_max_length": MAX_POSITIONS,
+            }
+        ),
+        encoding="utf-8",
+    )
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    if added:
+        tokenizer.add_tokens(list(added))
+    tokenizer.save_pretrained(str(folder))
+    return tokenizer
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value, indent=2), encoding="utf-8")
+
+
+def make_tiny_hf_model(
+    folder: str | Path, *, seed: int = 0, max_seq_length: int | None = 64
+) -> Path:
+    """A plain BERT folder: ``config.json``, ``model.safetensors``, tokenizer files.
+
+    Args:
+        folder: where to write (created).
+        seed: weights seed.
+        max_seq_length: written to ``sentence_bert_config.json`` (None: no such file).
+
+    Returns:
+        The folder.
+    """
+    folder = Path(folder)
+    _write_tokenizer(folder)
+    _backbone(seed).save_pretrained(str(folder))
+    if max_seq_length is not None:
+        _write_json(
+            folder / "sentence_bert_config.json",
+            {"max_seq_length": max_seq_length, "do_lower_case": False},
+        )
+    return folder
+
+
+def make_tiny_colbert_model(
+    folder: str | Path,
+    *,
+    seed: int = 0,
+    metadata: dict[str, Any] | None = None,
+    write_metadata: bool = True,
+    weights: str = "safetensors",
+) -> Path:
+    """The tiny backbone in colbert-ai's layout.
+
+    Args:
+        folder: where to write (created).
+        seed: weights seed (same backbone and projection as the other layouts).
+        metadata: entries merged into ``artifact.metadata``.
+        write_metadata: False leaves ``artifact.metadata`` out (config.json alone marks it).
+        weights: ``"safetensors"`` or ``"bin"`` (``torch.save`` of the state dict).
+
+    Returns:
+        The folder.
+    """
+    folder = Path(folder)
+    _write_tokenizer(folder)
+    model = _backbone(seed)
+    state = {f"bert.{k}": v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    state["linear.weight"] = tiny_projection(seed)
+    if weights == "safetensors":
+        save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    else:
+        torch.save(state, folder / "pytorch_model.bin")
+    config = model.config.to_dict()
+    config["architectures"] = ["HF_ColBERT"]
+    _write_json(folder / "config.json", config)
+    if write_metadata:
+        meta = {
+            "query_token_id": "[unused0]",
+            "doc_token_id": "[unused1]",
+            "query_token": "[Q]",
+            "doc_token": "[D]",
+            "query_maxlen": 32,
+            "doc_maxlen": 180,
+            "dim": PROJECTION_DIM,
+            "mask_punctuation": True,
+            "attend_to_mask_tokens": False,
+            "similarity": "cosine",
+            **(metadata or {}),
+        }
+        _write_json(folder / "artifact.metadata", meta)
+    return folder
+
+
+def make_tiny_pylate_model(
+    folder: str | Path,
+    *,
+    seed: int = 0,
+    config: dict[str, Any] | None = None,
+    activation: str = "torch.nn.modules.linear.Identity",
+    dense_bias: bool = False,
+) -> Path:
+    """The tiny backbone in PyLate's layout (as ``pylate.models.ColBERT.save`` writes it).
+
+    Args:
+        folder: where to write (created).
+        seed: weights seed (same backbone and projection as the other layouts).
+        config: entries merged into ``config_sentence_transformers.json``.
+        activation: the Dense module's ``activation_function``.
+        dense_bias: give the Dense module a (seeded) bias.
+
+    Returns:
+        The folder.
+    """
+    folder = Path(folder)
+    tokenizer = _write_tokenizer(folder, added=("[Q] ", "[D] "))
+    model = _backbone(seed)
+    before = model.get_input_embeddings().weight.shape[0]
+    mean = model.get_input_embeddings().weight.detach()[:before].mean(dim=0)
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    with torch.no_grad():
+        model.get_input_embeddings().weight[before:] = mean  # what PyLate's resize leaves
+    model.save_pretrained(str(folder))
+    _write_json(
+        folder / "modules.json",
+        [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Dense", "type": "pylate.models.Dense.Dense"},
+        ],
+    )
+    st_config = {
+        "similarity_fn_name": "MaxSim",
+        "query_prefix": "[Q] ",
+        "document_prefix": "[D] ",
+        "query_length": 32,
+        "document_length": 180,
+        "attend_to_expansion_tokens": False,
+        "skiplist_words": list(string.punctuation),
+        "do_query_expansion": True,
+        **(config or {}),
+    }
+    _write_json(folder / "config_sentence_transformers.json", st_config)
+    _write_json(
+        folder / "sentence_bert_config.json", {"max_seq_length": 256, "do_lower_case": False}
+    )
+    dense = {"linear.weight": tiny_projection(seed)}
+    if dense_bias:
+        dense["linear.bias"] = torch.linspace(-0.5, 0.5, PROJECTION_DIM)
+    _write_json(
+        folder / "1_Dense" / "config.json",
+        {
+            "in_features": HIDDEN_SIZE,
+            "out_features": PROJECTION_DIM,
+            "bias": dense_bias,
+            "activation_function": activation,
+            "use_residual": False,
+        },
+    )
+    save_file(dense, str(folder / "1_Dense" / "model.safetensors"))
+    return folder
