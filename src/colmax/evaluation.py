@@ -25,7 +25,9 @@ class EvalResult:
     run: dict[str, dict[str, float]] = field(repr=False, default_factory=dict)
 
 
-def evaluate(engine: Engine, data: BeirDataset, *, k: int = 100, batch_size: int = 32) -> EvalResult:
+def evaluate(
+    engine: Engine, data: BeirDataset, *, k: int = 100, batch_size: int = 32
+) -> EvalResult:
     """Search every judged query and score the run against the qrels."""
     try:
         import ir_measures

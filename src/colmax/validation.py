@@ -8,8 +8,10 @@ the index exactly as it was.
 from __future__ import annotations
 
 import json
-import math
+import logging
+import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,6 +27,9 @@ from colmax.errors import (
 
 __all__ = [
     "MAX_ID_LENGTH",
+    "AddBatch",
+    "as_list",
+    "check_add",
     "check_ids",
     "check_k",
     "check_metadatas",
@@ -33,8 +38,9 @@ __all__ = [
     "to_vectors",
 ]
 
+logger = logging.getLogger(__name__)
+
 MAX_ID_LENGTH = 1024
-_FP16_MAX = 65504.0
 
 
 def as_list(value: Any, what: str) -> list[Any]:
@@ -49,7 +55,9 @@ def check_texts(texts: Sequence[Any], what: str = "documents") -> list[str]:
     out = []
     for i, text in enumerate(texts):
         if not isinstance(text, str):
-            raise InvalidInputError(f"{what}[{i}] must be a str, got {type(text).__name__}: {text!r:.80}")
+            raise InvalidInputError(
+                f"{what}[{i}] must be a str, got {type(text).__name__}: {text!r:.80}"
+            )
         if not text.strip():
             raise EmptyTextError(
                 f"{what}[{i}] is empty or whitespace only; remove it, or pass skip_empty=True to add()"
@@ -65,13 +73,17 @@ def check_ids(ids: Sequence[Any], n: int) -> list[str]:
     seen: set[str] = set()
     for i, id_ in enumerate(ids):
         if not isinstance(id_, str):
-            raise InvalidInputError(f"ids[{i}] must be a str, got {type(id_).__name__}: {id_!r:.80}")
+            raise InvalidInputError(
+                f"ids[{i}] must be a str, got {type(id_).__name__}: {id_!r:.80}"
+            )
         if not id_ or len(id_) > MAX_ID_LENGTH or "\x00" in id_:
             raise InvalidInputError(
                 f"ids[{i}] must be 1 to {MAX_ID_LENGTH} characters without NUL, got {id_!r:.80}"
             )
         if id_ in seen:
-            raise DuplicateIdError(f"id {id_!r} appears more than once in this call; ids must be unique")
+            raise DuplicateIdError(
+                f"id {id_!r} appears more than once in this call; ids must be unique"
+            )
         seen.add(id_)
     return list(ids)
 
@@ -88,7 +100,9 @@ def check_metadatas(metadatas: Sequence[Any] | None, n: int) -> list[dict[str, A
         if meta is None:
             meta = {}
         if not isinstance(meta, Mapping) or not all(isinstance(k, str) for k in meta):
-            raise InvalidInputError(f"metadatas[{i}] must be a dict with str keys, got {meta!r:.80}")
+            raise InvalidInputError(
+                f"metadatas[{i}] must be a dict with str keys, got {meta!r:.80}"
+            )
         metadata_json(meta, i)
         out.append(dict(meta))
     return out
@@ -111,7 +125,9 @@ def check_k(k: Any, what: str = "k") -> int:
     return int(k)
 
 
-def to_vectors(embeddings: Sequence[Any], dim: int | None, what: str = "embeddings") -> list[np.ndarray]:
+def to_vectors(
+    embeddings: Sequence[Any], dim: int | None, what: str = "embeddings"
+) -> list[np.ndarray]:
     """Validate precomputed multi-vectors and return L2-normalised float32 arrays.
 
     Each item is a numpy array or torch tensor of shape ``(n_tokens, dim)`` with ``n_tokens >= 1``,
@@ -132,7 +148,9 @@ def to_vectors(embeddings: Sequence[Any], dim: int | None, what: str = "embeddin
             raise InvalidEmbeddingError(f"{what}[{i}] contains NaN or infinite values")
         norms = np.linalg.norm(arr, axis=1, keepdims=True)
         if (norms == 0).any() or not np.isfinite(norms).all():
-            raise InvalidEmbeddingError(f"{what}[{i}] has an all-zero (or overflowing) token vector")
+            raise InvalidEmbeddingError(
+                f"{what}[{i}] has an all-zero (or overflowing) token vector"
+            )
         out.append((arr / norms).astype(np.float32))
     return out
 
@@ -141,11 +159,71 @@ def _as_array(emb: Any, what: str) -> np.ndarray:
     if isinstance(emb, torch.Tensor):
         emb = emb.detach().to("cpu", torch.float32).numpy()
     if not isinstance(emb, np.ndarray):
-        raise InvalidEmbeddingError(f"{what} must be a numpy array or torch tensor, got {type(emb).__name__}")
+        raise InvalidEmbeddingError(
+            f"{what} must be a numpy array or torch tensor, got {type(emb).__name__}"
+        )
     if emb.dtype.kind not in "fiu":
         raise InvalidEmbeddingError(f"{what} must hold numbers, got dtype {emb.dtype}")
     return emb.astype(np.float64 if emb.dtype == np.float64 else np.float32, copy=False)
 
 
-def finite_float(x: float) -> float:
-    return x if math.isfinite(x) else float("-inf")
+@dataclass
+class AddBatch:
+    """Validated arguments of ``Engine.add``; ``vectors`` is ``None`` when text must be encoded."""
+
+    texts: list[str]
+    ids: list[str]
+    metadatas: list[dict[str, Any]]
+    vectors: list[np.ndarray] | None
+
+
+def check_add(
+    documents: Sequence[Any] | None,
+    ids: Sequence[Any] | None,
+    metadatas: Sequence[Any] | None,
+    embeddings: Sequence[Any] | None,
+    dim: int,
+    *,
+    skip_empty: bool = False,
+) -> AddBatch:
+    """Validate everything ``Engine.add`` was given, before anything is encoded or written.
+
+    With ``embeddings``, texts are an optional payload (empty allowed); without, every text
+    must be non-empty unless ``skip_empty`` drops the empty ones (logged with their ids).
+    """
+    if documents is None and embeddings is None:
+        raise InvalidInputError("add() needs documents=..., embeddings=..., or both")
+    raw = as_list(documents, "documents") if documents is not None else None
+    embs = as_list(embeddings, "embeddings") if embeddings is not None else None
+    n = len(raw) if raw is not None else len(embs or [])
+    if raw is not None and embs is not None and len(embs) != n:
+        raise InvalidInputError(f"got {len(embs)} embeddings for {n} documents")
+    ids_ = (
+        check_ids(as_list(ids, "ids"), n)
+        if ids is not None
+        else [uuid.uuid4().hex for _ in range(n)]
+    )
+    metas = check_metadatas(metadatas, n)
+    if raw is None:
+        return AddBatch([""] * n, ids_, metas, to_vectors(embs or [], dim))
+    if skip_empty:
+        empty = {i for i, t in enumerate(raw) if isinstance(t, str) and not t.strip()}
+        if empty:
+            logger.warning(
+                "skipping %d empty documents, ids %s",
+                len(empty),
+                [ids_[i] for i in sorted(empty)][:20],
+            )
+            keep = [i for i in range(n) if i not in empty]
+            raw, ids_, metas = (
+                [raw[i] for i in keep],
+                [ids_[i] for i in keep],
+                [metas[i] for i in keep],
+            )
+            embs = [embs[i] for i in keep] if embs is not None else None
+    if embs is None:
+        return AddBatch(check_texts(raw), ids_, metas, None)
+    for i, text in enumerate(raw):
+        if not isinstance(text, str):
+            raise InvalidInputError(f"documents[{i}] must be a str, got {type(text).__name__}")
+    return AddBatch(raw, ids_, metas, to_vectors(embs, dim))

@@ -28,7 +28,9 @@ def test_cranfield_ndcg_at_10(cranfield_engine: tuple) -> None:
     assert result.metrics["nDCG@10"] >= 0.37
 
 
-def test_save_load_round_trip_gives_identical_rankings(cranfield_engine: tuple, tmp_path: Path) -> None:
+def test_save_load_round_trip_gives_identical_rankings(
+    cranfield_engine: tuple, tmp_path: Path
+) -> None:
     engine, data = cranfield_engine
     queries = list(data.judged_queries().values())[:20]
     before = engine.search(queries, k=10)

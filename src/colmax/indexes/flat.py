@@ -151,7 +151,9 @@ class FlatIndex(Index):
         cand_keys: list[list[np.ndarray]] = [[] for _ in queries]
         cand_scores: list[list[np.ndarray]] = [[] for _ in queries]
         for view in self._views:
-            mask = view.alive if allowed is None else view.alive & np.isin(view.segment.keys, allowed)
+            mask = (
+                view.alive if allowed is None else view.alive & np.isin(view.segment.keys, allowed)
+            )
             n_ok = int(mask.sum())
             if n_ok == 0:
                 continue

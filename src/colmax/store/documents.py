@@ -78,8 +78,14 @@ class DocumentStore:
         try:
             conn = _connect(path, read_only=read_only)
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            fmt = conn.execute("SELECT value FROM meta WHERE name='format'").fetchone() if "meta" in tables else None
+            tables = {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+            fmt = (
+                conn.execute("SELECT value FROM meta WHERE name='format'").fetchone()
+                if "meta" in tables
+                else None
+            )
         except sqlite3.DatabaseError as exc:
             raise IndexFormatError(f"{path}: not a readable SQLite database ({exc}).") from exc
         if not {"documents", "segments", "meta"} <= tables or fmt != ("colmax-documents",):
@@ -87,7 +93,9 @@ class DocumentStore:
             raise IndexFormatError(f"{path}: not a colmax documents database (foreign schema).")
         if version > _SCHEMA_VERSION:
             conn.close()
-            raise IndexFormatError(f"{path}: schema version {version} is newer than this colmax reads.")
+            raise IndexFormatError(
+                f"{path}: schema version {version} is newer than this colmax reads."
+            )
         return cls(conn, path)
 
     def close(self) -> None:
@@ -139,7 +147,9 @@ class DocumentStore:
         with self.lock:
             for chunk in _chunks(ids):
                 marks = ",".join("?" * len(chunk))
-                rows = self._conn.execute(f"SELECT id, key FROM documents WHERE id IN ({marks})", chunk)
+                rows = self._conn.execute(
+                    f"SELECT id, key FROM documents WHERE id IN ({marks})", chunk
+                )
                 found.update(rows)
         return found
 
@@ -183,10 +193,14 @@ class DocumentStore:
     # ------------------------------------------------------------------ segments
     def segment_rows(self) -> list[SegmentRow]:
         with self.lock:
-            return list(self._conn.execute("SELECT name, n_docs, n_tokens FROM segments ORDER BY seq"))
+            return list(
+                self._conn.execute("SELECT name, n_docs, n_tokens FROM segments ORDER BY seq")
+            )
 
     @staticmethod
-    def add_segment(conn: sqlite3.Connection, name: str, seq: int, n_docs: int, n_tokens: int) -> None:
+    def add_segment(
+        conn: sqlite3.Connection, name: str, seq: int, n_docs: int, n_tokens: int
+    ) -> None:
         conn.execute("INSERT INTO segments VALUES (?, ?, ?, ?)", (name, seq, n_docs, n_tokens))
 
     @staticmethod
@@ -199,7 +213,9 @@ def _connect(path: Path | None, *, read_only: bool = False) -> sqlite3.Connectio
         conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
     else:
         uri = f"{path.resolve().as_uri()}?mode={'ro' if read_only else 'rwc'}"
-        conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None, timeout=30)
+        conn = sqlite3.connect(
+            uri, uri=True, check_same_thread=False, isolation_level=None, timeout=30
+        )
         if not read_only:
             conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")

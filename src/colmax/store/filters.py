@@ -97,7 +97,9 @@ def _join(parts: list[Compiled], word: str) -> Compiled:
 
 def _path(field: Any) -> str:
     if not isinstance(field, str) or not field or len(field) > _MAX_FIELD:
-        raise FilterError(f"filter field names must be non-empty strings up to {_MAX_FIELD} chars, got {field!r}")
+        raise FilterError(
+            f"filter field names must be non-empty strings up to {_MAX_FIELD} chars, got {field!r}"
+        )
     if '"' in field or any(ord(c) < 32 for c in field):
         raise FilterError(f"filter field name {field!r} contains a quote or control character")
     return f'$."{field}"'
@@ -112,7 +114,9 @@ def _field(field: Any, cond: Any) -> Compiled:
     parts = []
     for op, value in cond.items():
         if op not in OPERATORS:
-            raise FilterError(f"unknown filter operator {op!r} on field {field!r}; known: {sorted(OPERATORS)}")
+            raise FilterError(
+                f"unknown filter operator {op!r} on field {field!r}; known: {sorted(OPERATORS)}"
+            )
         parts.append(_operator(path, op, value))
     return _join(parts, "AND")
 
@@ -140,7 +144,9 @@ def _operator(path: str, op: str, value: Any) -> Compiled:
     if op == "$exists":
         if not isinstance(value, bool):
             raise FilterError(f"$exists takes true or false, got {value!r}")
-        return ("json_type(metadata, ?) IS NOT NULL" if value else "json_type(metadata, ?) IS NULL"), [path]
+        return (
+            "json_type(metadata, ?) IS NOT NULL" if value else "json_type(metadata, ?) IS NULL"
+        ), [path]
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise FilterError(f"{op} compares numbers or strings, got {value!r}")
     _check_finite(value)

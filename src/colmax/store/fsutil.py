@@ -55,4 +55,6 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 def atomic_write_npy(path: Path, array: np.ndarray) -> None:
     """Write one array as ``.npy`` atomically and durably (``allow_pickle=False``)."""
-    _atomic_write(path, lambda handle: np.save(handle, np.ascontiguousarray(array), allow_pickle=False))
+    _atomic_write(
+        path, lambda handle: np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
+    )

@@ -75,13 +75,17 @@ class Manifest:
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise IndexFormatError(f"{path}: not valid JSON ({exc}); the manifest is damaged.") from exc
+            raise IndexFormatError(
+                f"{path}: not valid JSON ({exc}); the manifest is damaged."
+            ) from exc
         return cls._from_json(raw, path)
 
     @classmethod
     def _from_json(cls, raw: Any, path: Path) -> Manifest:
         if not isinstance(raw, dict) or raw.get("format") != FORMAT_NAME:
-            raise IndexFormatError(f"{path}: not a colmax index manifest (no 'format': '{FORMAT_NAME}').")
+            raise IndexFormatError(
+                f"{path}: not a colmax index manifest (no 'format': '{FORMAT_NAME}')."
+            )
         version = raw.get("format_version")
         if not isinstance(version, int) or version < 1:
             raise IndexFormatError(f"{path}: invalid format_version {version!r}.")
@@ -95,7 +99,9 @@ class Manifest:
             raise IndexFormatError(f"{path}: invalid dim {dim!r} (expected 1..{_MAX_DIM}).")
         dtype = raw.get("dtype")
         if dtype not in _DTYPES:
-            raise IndexFormatError(f"{path}: unsupported dtype {dtype!r} (expected one of {_DTYPES}).")
+            raise IndexFormatError(
+                f"{path}: unsupported dtype {dtype!r} (expected one of {_DTYPES})."
+            )
         index = raw.get("index")
         if not isinstance(index, dict) or not isinstance(index.get("kind"), str):
             raise IndexFormatError(f"{path}: missing or invalid 'index' section.")

@@ -62,7 +62,9 @@ class Commit:
 class Storage:
     """Documents database + segments, on disk (``folder``) or in memory (``folder is None``)."""
 
-    def __init__(self, docs: DocumentStore, manifest: Manifest, folder: Path | None, lock_timeout: float) -> None:
+    def __init__(
+        self, docs: DocumentStore, manifest: Manifest, folder: Path | None, lock_timeout: float
+    ) -> None:
         self.docs = docs
         self.manifest = manifest
         self.folder = folder
@@ -120,7 +122,10 @@ class Storage:
         if self.folder is None:
             return [self._memory_segments[name] for name, _, _ in rows]
         dim = self.manifest.dim
-        return [Segment.read(self.folder, name, dim, n_docs, n_tokens) for name, n_docs, n_tokens in rows]
+        return [
+            Segment.read(self.folder, name, dim, n_docs, n_tokens)
+            for name, n_docs, n_tokens in rows
+        ]
 
     def next_seq(self) -> int:
         with self._seq_lock:
@@ -144,7 +149,10 @@ class Storage:
             seg.write(self.folder)
             fsync_dir(self.folder / SEGMENT_DIR)
         with state_lock, self.docs.transaction() as conn:
-            generation = int(conn.execute("SELECT value FROM meta WHERE name='generation'").fetchone()[0]) + 1
+            generation = (
+                int(conn.execute("SELECT value FROM meta WHERE name='generation'").fetchone()[0])
+                + 1
+            )
             if change.removed_keys:
                 DocumentStore.delete_keys(conn, change.removed_keys)
             if change.rows:
@@ -176,7 +184,9 @@ class Storage:
             return
         # Skip quietly when another writer is busy: it may own the files we would remove.
         with contextlib.suppress(Exception), self.write_lock.hold(timeout=0):
-            listed = {f for name, _, _ in self.docs.segment_rows() for f in Segment.file_names(name)}
+            listed = {
+                f for name, _, _ in self.docs.segment_rows() for f in Segment.file_names(name)
+            }
             for path in (self.folder / SEGMENT_DIR).glob("*"):
                 if path.name not in listed:
                     path.unlink(missing_ok=True)
@@ -200,4 +210,3 @@ def _check_free(folder: Path) -> None:
             f"{folder} already exists and is not an empty folder; colmax will not overwrite files "
             "it did not create. Choose another path or remove it."
         )
-
