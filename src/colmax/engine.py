@@ -55,7 +55,7 @@ class Engine:
         >>> engine = Engine(dim=4)
         >>> engine.add(embeddings=[np.eye(4)[:2], np.eye(4)[2:]], ids=["a", "b"])
         ['a', 'b']
-        >>> [h.id for h in engine.search(query_embeddings=[np.eye(4)[:1]], k=1)]
+        >>> [h.id for h in engine.search(query_embeddings=np.eye(4)[:1], k=1)]
         ['a']
     """
 
