@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,9 +24,10 @@ from colmax.errors import (
 from colmax.indexes.flat import FlatIndex
 from colmax.scoring import maxsim_ragged
 from colmax.store.filters import compile_filter
+from colmax.store.fsutil import publish_folder, staging_path
 from colmax.store.manifest import Manifest
 from colmax.store.segments import Segment, merge
-from colmax.store.storage import Commit, Storage, is_index_folder
+from colmax.store.storage import Commit, Storage, check_free, is_index_folder
 from colmax.types import Document, Hit
 from colmax.validation import as_list, check_add, check_k, check_texts, metadata_json, to_vectors
 
@@ -76,7 +78,7 @@ class Engine:
             raise InvalidInputError(f"dim={dim} contradicts the encoder's dimension {encoder.dim}")
         if path is not None and is_index_folder(Path(path)):
             storage = Storage.open(Path(path), lock_timeout=lock_timeout)
-            _check_compatible(storage.manifest, encoder, Path(path))
+            _check_compatible(storage.manifest, encoder, dim, Path(path))
         else:
             manifest = Manifest(
                 dim=encoder.dim if encoder is not None else int(dim),  # type: ignore[arg-type]
@@ -90,6 +92,12 @@ class Engine:
                 else Storage.in_memory(manifest)
             )
         self._attach(encoder, storage)
+
+    @classmethod
+    def _from_storage(cls, encoder: Encoder | None, storage: Storage) -> Engine:
+        engine = cls.__new__(cls)
+        engine._attach(encoder, storage)
+        return engine
 
     def _attach(self, encoder: Encoder | None, storage: Storage) -> None:
         self._encoder = encoder
@@ -282,15 +290,24 @@ class Engine:
         keys = index.live_keys()
         rows = self._storage.docs.fetch(keys)
         if is_index_folder(target):
-            other = Engine(self._encoder, dim=self._dim, path=target)
+            with Engine(self._encoder, dim=self._dim, path=target) as other:
+                other._replace_all(snapshot, rows)
         else:
+            # Build the complete copy beside the target, then rename it into place: a crash
+            # leaves either no index at ``target`` or the whole one.
             manifest = Manifest(
                 dim=self._dim, encoder=self._storage.manifest.encoder, colmax_version=__version__
             )
-            other = Engine.__new__(Engine)
-            other._attach(self._encoder, Storage.create(target, manifest))
-        with other:
-            other._replace_all(snapshot, rows)
+            check_free(target)
+            staging = staging_path(target)
+            try:
+                with Engine._from_storage(
+                    self._encoder, Storage.create(staging, manifest)
+                ) as other:
+                    other._replace_all(snapshot, rows)
+                publish_folder(staging, target)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
         logger.info("saved %d documents (generation %d) to %s", len(keys), generation, target)
         return target
 
@@ -506,7 +523,11 @@ class Engine:
             self._reload()
 
 
-def _check_compatible(manifest: Manifest, encoder: Encoder | None, path: Path) -> None:
+def _check_compatible(
+    manifest: Manifest, encoder: Encoder | None, dim: int | None, path: Path
+) -> None:
+    if dim is not None and dim != manifest.dim:
+        raise EncoderMismatchError(f"{path} holds vectors of dimension {manifest.dim}, not {dim}")
     if encoder is None:
         return
     if encoder.dim != manifest.dim:

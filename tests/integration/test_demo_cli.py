@@ -21,16 +21,30 @@ def write_beir(folder: Path) -> None:
     (folder / "qrels").mkdir(parents=True)
     with (folder / "corpus.jsonl").open("w") as f:
         for i, (title, text) in docs.items():
-            f.write(json.dumps({"_id": i, "title": title if i != "d3" else "", "text": text}) + "\n")
+            f.write(
+                json.dumps({"_id": i, "title": title if i != "d3" else "", "text": text}) + "\n"
+            )
     with (folder / "queries.jsonl").open("w") as f:
         f.write(json.dumps({"_id": "q1", "text": "heat transfer at hypersonic speed"}) + "\n")
         f.write(json.dumps({"_id": "q2", "text": "shell buckling under compression"}) + "\n")
     (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td2\t2\nq2\td4\t1\n")
 
 
-def test_demo_indexes_answers_and_saves(tmp_path: Path, minilm_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_indexes_answers_and_saves(
+    tmp_path: Path, minilm_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     write_beir(tmp_path / "data")
-    code = main(["demo", "--data", str(tmp_path / "data"), "--model", str(minilm_path), "--out", str(tmp_path / "idx")])
+    code = main(
+        [
+            "demo",
+            "--data",
+            str(tmp_path / "data"),
+            "--model",
+            str(minilm_path),
+            "--out",
+            str(tmp_path / "idx"),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "indexed 3 documents" in out  # the empty document is skipped, not fatal
@@ -39,7 +53,9 @@ def test_demo_indexes_answers_and_saves(tmp_path: Path, minilm_path: Path, capsy
     assert len(Engine.load(tmp_path / "idx", device="cpu")) == 3
 
 
-def test_demo_without_data_says_what_to_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_without_data_says_what_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = main(["demo", "--data", str(tmp_path / "nothing")])
     assert code == 1
     assert "corpus.jsonl is missing" in capsys.readouterr().err

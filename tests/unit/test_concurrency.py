@@ -103,5 +103,7 @@ def test_a_second_process_writer_waits_then_gets_a_clear_error(tmp_path: Path) -
     finally:
         proc.kill()
         proc.wait()
-    engine.add(embeddings=[np.ones((1, DIM))], ids=["y"])  # the kernel released the dead holder's lock
+    engine.add(
+        embeddings=[np.ones((1, DIM))], ids=["y"]
+    )  # the kernel released the dead holder's lock
     assert sorted(Engine.load(tmp_path / "idx").ids()) == ["x", "y"]

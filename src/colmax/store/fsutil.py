@@ -16,7 +16,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_npy", "fsync_dir"]
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_npy",
+    "fsync_dir",
+    "publish_folder",
+    "staging_path",
+]
 
 
 def fsync_dir(path: Path) -> None:
@@ -58,3 +65,16 @@ def atomic_write_npy(path: Path, array: np.ndarray) -> None:
     _atomic_write(
         path, lambda handle: np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
     )
+
+
+def staging_path(target: Path) -> Path:
+    """A fresh hidden sibling of ``target`` to build a folder in before publishing it."""
+    return target.parent / f".{target.name}.{os.getpid()}-{os.urandom(4).hex()}.staging"
+
+
+def publish_folder(staging: Path, target: Path) -> None:
+    """Rename a fully written folder into place (``target`` must be absent or empty)."""
+    if target.exists():
+        target.rmdir()  # only an empty folder; anything else raises and is left alone
+    os.rename(staging, target)
+    fsync_dir(target.parent)

@@ -17,9 +17,7 @@ segment files no longer listed. A crash before the commit leaves the old state p
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -27,12 +25,12 @@ from pathlib import Path
 
 from colmax.errors import IndexFormatError
 from colmax.store.documents import DB_NAME, DocumentStore
-from colmax.store.fsutil import fsync_dir
+from colmax.store.fsutil import fsync_dir, publish_folder, staging_path
 from colmax.store.lock import FolderLock
 from colmax.store.manifest import MANIFEST_NAME, Manifest
 from colmax.store.segments import SEGMENT_DIR, Segment
 
-__all__ = ["Commit", "Storage", "is_index_folder"]
+__all__ = ["Commit", "Storage", "check_free", "is_index_folder"]
 
 Row = tuple[int, str, str, str]  # key, id, text, metadata JSON
 
@@ -81,18 +79,16 @@ class Storage:
     def create(cls, folder: Path, manifest: Manifest, lock_timeout: float = 60.0) -> Storage:
         """Create a new index folder atomically (built beside it, then renamed into place)."""
         folder = folder.absolute()
-        _check_free(folder)
+        check_free(folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+        tmp = staging_path(folder)
         try:
+            tmp.mkdir()
             (tmp / SEGMENT_DIR).mkdir()
             DocumentStore.create(tmp / DB_NAME).close()
             manifest.write(tmp)
             fsync_dir(tmp)
-            if folder.exists():  # an empty folder: replace it
-                folder.rmdir()
-            os.rename(tmp, folder)
-            fsync_dir(folder.parent)
+            publish_folder(tmp, folder)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -204,7 +200,8 @@ class _MemoryLock:
             yield
 
 
-def _check_free(folder: Path) -> None:
+def check_free(folder: Path) -> None:
+    """Refuse to write into anything but a missing or empty folder."""
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise IndexFormatError(
             f"{folder} already exists and is not an empty folder; colmax will not overwrite files "
