@@ -44,8 +44,13 @@ MAX_ID_LENGTH = 1024
 
 
 def as_list(value: Any, what: str) -> list[Any]:
-    """Accept one item or a sequence of items (never a bare str split into characters)."""
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+    """A sequence as a list; a bare string is refused (it would split into characters)."""
+    if isinstance(value, (str, bytes)):
+        raise InvalidInputError(
+            f"{what} must be a list of strings, got a single {type(value).__name__}: "
+            "wrap it in a list"
+        )
+    if not isinstance(value, Sequence):
         raise InvalidInputError(f"{what} must be a list, got {type(value).__name__}")
     return list(value)
 
@@ -56,11 +61,12 @@ def check_texts(texts: Sequence[Any], what: str = "documents") -> list[str]:
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise InvalidInputError(
-                f"{what}[{i}] must be a str, got {type(text).__name__}: {text!r:.80}"
+                f"{what}[{i}] must be a string, got {type(text).__name__}: {text!r:.80}"
             )
         if not text.strip():
             raise EmptyTextError(
-                f"{what}[{i}] is empty or whitespace only; remove it, or pass skip_empty=True to add()"
+                f"{what}[{i}] is empty or whitespace only: remove it "
+                "(Engine.add(..., skip_empty=True) skips such documents)"
             )
         out.append(text)
     return out

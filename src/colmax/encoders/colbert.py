@@ -13,7 +13,8 @@ from tqdm.auto import tqdm
 from colmax.encoders.projection import Projection
 from colmax.encoders.settings import EncoderSettings
 from colmax.encoders.tokens import PreparedText, Span, TokenPlan
-from colmax.errors import EmptyTextError, InvalidInputError
+from colmax.errors import InvalidInputError
+from colmax.validation import as_list, check_texts
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -30,26 +31,7 @@ _SORT_WINDOW = 8192
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:
-    """The texts as a list; raise on a bare string, a non-string or an empty text."""
-    if isinstance(texts, str | bytes):
-        raise InvalidInputError(
-            f"texts must be a sequence of strings, got a single {type(texts).__name__}: "
-            "wrap it in a list"
-        )
-    try:
-        items = list(texts)
-    except TypeError as exc:
-        raise InvalidInputError(
-            f"texts must be a sequence of strings, got {type(texts).__name__}"
-        ) from exc
-    for position, text in enumerate(items):
-        if not isinstance(text, str):
-            raise InvalidInputError(
-                f"texts[{position}] must be a string, got {type(text).__name__}"
-            )
-        if not text.strip():
-            raise EmptyTextError(f"texts[{position}] is empty or whitespace only: {text!r}")
-    return items
+    return check_texts(as_list(texts, "texts"), "texts")
 
 
 class ColBERTEncoder:
