@@ -29,13 +29,22 @@ from colmax.store.manifest import Manifest
 from colmax.store.segments import Segment, merge
 from colmax.store.storage import Commit, Storage, check_free, is_index_folder
 from colmax.types import Document, Hit
-from colmax.validation import as_list, check_add, check_k, check_texts, metadata_json, to_vectors
+from colmax.validation import (
+    as_list,
+    check_add,
+    check_ids,
+    check_k,
+    check_texts,
+    metadata_json,
+    to_vectors,
+)
 
 __all__ = ["Engine"]
 
 logger = logging.getLogger(__name__)
 
 _INDEX_KINDS = ("flat",)
+Row = tuple[str, str, dict[str, Any]]  # id, text, metadata
 _MAX_SEGMENTS = 8
 
 
@@ -381,42 +390,73 @@ class Engine:
 
         Args:
             query: the query text (or ``None`` with ``query_embedding``).
-            documents: candidate texts (encoded now). Hit ids are their positions as strings.
+            documents: candidate texts. Without ``ids`` they are all encoded now and hit ids are
+                their positions as strings (``"0"``, ``"1"``, ...).
             k: keep the best ``k`` (default: all).
-            ids: instead of texts, ids of documents already in the index: their stored
-                vectors are used, nothing is re-encoded.
+            ids: alone: ids of documents in the index, scored with their stored vectors
+                (nothing is re-encoded; unknown ids raise ``UnknownIdError``). With
+                ``documents``: one id per text; a candidate whose id is in the index with the
+                same text reuses the stored vectors, the others are encoded.
+            query_embedding: a precomputed ``(n_tokens, dim)`` query instead of ``query``.
+
+        Returns:
+            Hits sorted by score (ties keep the input order), ``rank`` 0-based.
         """
-        if (documents is None) == (ids is None):
-            raise InvalidInputError("rerank() takes exactly one of documents=... or ids=...")
+        if documents is None and ids is None:
+            raise InvalidInputError("rerank() needs documents=... (texts), ids=..., or both")
         k = check_k(k) if k is not None else None
-        _, qvecs = self._queries(
+        qvecs = self._queries(
             query, None if query_embedding is None else [query_embedding], batch_size
-        )
-        if documents is not None:
-            texts = check_texts(as_list(documents, "documents"))
-            if not texts:
-                return []
-            dvecs = self._encode_documents(texts, batch_size, None)
-            cands: list[tuple[str, str, dict[str, Any]]] = [
-                (str(i), t, {}) for i, t in enumerate(texts)
-            ]
-            vecs = [torch.as_tensor(v) for v in dvecs]
+        )[1]
+        if documents is None:
+            cands, vecs = self._stored_candidates(as_list(ids, "ids"))
         else:
-            ids_ = as_list(ids, "ids")
-            if not ids_:
-                return []
-            with self._state_lock:
-                index = self._index
-                keys = self._keys_or_raise(ids_)
-            vecs = [torch.from_numpy(v) for v in index.get_vectors(np.asarray(keys))]
-            rows = self._storage.docs.fetch(keys)
-            cands = [rows[k_] for k_ in keys]
+            texts = check_texts(as_list(documents, "documents"))
+            given = check_ids(as_list(ids, "ids"), len(texts)) if ids is not None else None
+            cands, vecs = self._text_candidates(texts, given, batch_size)
+        if not cands:
+            return []
         scores = maxsim_ragged(qvecs, vecs)[0].tolist()
         order = sorted(range(len(scores)), key=lambda i: -scores[i])[: k or len(scores)]
         return [
             Hit(cands[i][0], float(scores[i]), cands[i][1], dict(cands[i][2]), r)
             for r, i in enumerate(order)
         ]
+
+    def _stored_candidates(self, ids: list[str]) -> tuple[list[Row], list[torch.Tensor]]:
+        with self._state_lock:
+            index = self._index
+            keys = self._keys_or_raise(ids)
+            rows = self._storage.docs.fetch(keys)
+        vecs = [torch.from_numpy(v) for v in index.get_vectors(np.asarray(keys, dtype=np.int64))]
+        return [rows[key] for key in keys], vecs
+
+    def _text_candidates(
+        self, texts: list[str], ids: list[str] | None, batch_size: int | None
+    ) -> tuple[list[Row], list[torch.Tensor]]:
+        reuse: dict[int, int] = {}  # position -> key of an indexed document with the same text
+        with self._state_lock:
+            index = self._index
+            if ids is not None:
+                found = self._storage.docs.keys_for_ids(ids)
+                rows = self._storage.docs.fetch(found.values())
+                reuse = {
+                    i: found[id_]
+                    for i, id_ in enumerate(ids)
+                    if id_ in found and rows[found[id_]][1] == texts[i]
+                }
+        fresh = [i for i in range(len(texts)) if i not in reuse]
+        vecs: list[torch.Tensor | None] = [None] * len(texts)
+        if fresh:
+            encoded = self._encode_documents([texts[i] for i in fresh], batch_size, None)
+            for i, v in zip(fresh, encoded):
+                vecs[i] = torch.from_numpy(v)
+        if reuse:
+            stored = index.get_vectors(np.fromiter(reuse.values(), dtype=np.int64))
+            for i, v in zip(reuse, stored):
+                vecs[i] = torch.from_numpy(v)
+        names = ids if ids is not None else [str(i) for i in range(len(texts))]
+        return [(names[i], t, {}) for i, t in enumerate(texts)], [v for v in vecs if v is not None]
 
     # ------------------------------------------------------------------ internals
 

@@ -12,11 +12,8 @@ from colmax.evaluation import evaluate
 
 
 @pytest.fixture(scope="module")
-def cranfield_engine(minilm_path: Path, cranfield_dir: Path) -> tuple[Engine, object]:
-    data = load_beir(cranfield_dir)
-    engine = Engine.from_pretrained(minilm_path, device="cpu")
-    engine.add(list(data.corpus.values()), ids=list(data.corpus), skip_empty=True)
-    return engine, data
+def cranfield_engine(cranfield_index: Path, cranfield_dir: Path) -> tuple[Engine, object]:
+    return Engine.load(cranfield_index, device="cpu"), load_beir(cranfield_dir)
 
 
 def test_cranfield_ndcg_at_10(cranfield_engine: tuple) -> None:

