@@ -83,9 +83,9 @@ def test_many_queries_take_several_passes() -> None:
     assert (np.abs(got.numpy() - expected) <= _bound(queries, 16)).all()
 
 
-@pytest.mark.parametrize("block_rows", [None, 2])
+@pytest.mark.parametrize("block_rows", [None, 7])
 def test_subset_equals_full_restricted(block_rows: int | None) -> None:
-    n = 200 if block_rows is None else 40  # block_rows=2 scores every doc in 2-row pieces
+    n = 200 if block_rows is None else 30  # block_rows=7 scores most docs in 7-row pieces
     tokens, offsets = _corpus(7, n_docs=n, max_len=40, dim=16)
     docs = PackedDocuments.from_arrays(tokens, offsets)
     queries = _queries(8, [32, 9], dim=16)
@@ -187,6 +187,30 @@ def test_inputs_memmap_and_torch_tensors(tmp_path) -> None:  # type: ignore[no-u
     torch.testing.assert_close(from_torch.score(numpy_queries), reference, rtol=0, atol=2e-3)
 
 
+@pytest.mark.parametrize("block_rows", [None, 3])
+def test_float16_copy_gives_the_same_scores(block_rows: int | None) -> None:
+    tokens, offsets = _corpus(19, n_docs=80, max_len=25, dim=16)
+    queries = _queries(20, [32, 4], dim=16)
+    wide = PackedDocuments.from_arrays(tokens, offsets)
+    half = PackedDocuments.from_arrays(tokens, offsets, copy_dtype="float16")
+    assert half.copy_dtype == torch.float16 and half.compute_dtype == torch.float32
+    assert half.nbytes < 0.6 * wide.nbytes
+    for ids in (None, [3, 1, 77]):
+        torch.testing.assert_close(
+            half.score(queries, ids, block_rows=block_rows),
+            wide.score(queries, ids, block_rows=block_rows),
+            rtol=0,
+            atol=1e-6,
+        )
+
+
+def test_float16_copy_rejects_values_it_cannot_hold() -> None:
+    with pytest.raises(InvalidEmbeddingError):
+        PackedDocuments.from_arrays(np.full((2, 2), 1e6, np.float32), [0, 2], copy_dtype="float16")
+    with pytest.raises(InvalidInputError):
+        PackedDocuments.from_arrays(np.ones((2, 2), np.float16), [0, 2], copy_dtype="bfloat16")
+
+
 def test_sizes_and_empty_cases() -> None:
     tokens, offsets = _corpus(15, n_docs=12, max_len=9, dim=6)
     docs = PackedDocuments.from_arrays(tokens, offsets, compute_dtype="float32")
@@ -236,3 +260,24 @@ def test_score_rejects_bad_input() -> None:
             docs.score(good, bad_ids)
     with pytest.raises(InvalidInputError):
         docs.score(good, block_rows=0)
+
+
+@pytest.mark.parametrize("block_rows", [1, 7, 64, 10_000])
+def test_block_plan_is_bounded_and_covers_every_document_once(block_rows: int) -> None:
+    """The memory bound: no GEMM block holds more than `block_rows` token rows."""
+    from colmax.scoring._layout import build_layout, plan_blocks
+
+    lengths = np.random.default_rng(21).integers(1, 40, size=300)
+    layout = build_layout(lengths, max_waste=1 / 32)
+    assert (layout.padded_len >= np.sort(lengths)).all()
+    assert layout.n_rows <= (1 + 1 / 32) * lengths.sum() + 1e-9
+    plan = plan_blocks(layout.padded_len, block_rows)
+    seen = []
+    for blk in plan.blocks:
+        assert blk.row1 - blk.row0 <= block_rows
+        assert sum(c for _, _, c, _ in blk.segments) == blk.doc1 - blk.doc0
+        seen.extend(range(blk.doc0, blk.doc1))
+    for row, length, doc in plan.long_docs:
+        assert length > block_rows and row == layout.row_start[doc]
+        seen.append(doc)
+    assert sorted(seen) == list(range(300))

@@ -72,7 +72,7 @@ def _block_scores(
     """Raw MaxSim sums of one block: q ``(a, t_q, dim)``, d ``(b, t_d, dim)`` -> ``(a, b)``."""
     a, t_q, dim = q.shape
     b, t_d, _ = d.shape
-    # Document tokens as GEMM rows: measured ~1.8x faster than the transposed product on CPU.
+    # Document tokens as GEMM rows: measured 1.6-1.75x faster than the transposed product on CPU.
     sim = torch.mm(d.reshape(b * t_d, dim), q.reshape(a * t_q, dim).T).view(b, t_d, a * t_q)
     if d_mask is not None:
         sim.masked_fill_(~d_mask.unsqueeze(-1), float("-inf"))

@@ -8,11 +8,12 @@ queries against all documents, or against a subset, in bounded memory.
 How it is fast (every choice measured; numbers in ``docs/benchmarks.md``):
 
 * **float32 compute.** On the AVX2 machine this was written on, torch's float32 GEMM runs at
-  ~62 GFLOP/s with 2 threads, while bfloat16 runs at ~2, float16 at ~7 and int8
-  (``torch._int_mm``) at ~3 GFLOP/s; fbgemm's dynamic int8 linear (a deprecated API) matched
-  float32 without beating it. So the compute copy is float32 and scores are exact up to float32
-  rounding. Widening float16 on the fly costs more than the GEMM itself for one query, which is
-  why the float32 copy is kept (``nbytes`` reports it).
+  ~62 GFLOP/s with 2 threads, while bfloat16 runs at ~2, float16 at 1 to 8 (by operand
+  layout) and int8 (``torch._int_mm``) at ~3 GFLOP/s; fbgemm's dynamic int8 linear (a deprecated API) matched
+  float32 without beating it. So all arithmetic is float32 and scores are exact up to float32
+  rounding. The prepared copy is float32 by default; ``copy_dtype="float16"`` halves its memory
+  and widens each block just before its GEMM: same scores, ~1.4x slower for one query, as fast
+  for batches of 16 (the widening is shared by all queries of a pass).
 * **one GEMM per block, document tokens as rows.** All query tokens of up to
   ``MAX_QUERY_TOKENS_PER_PASS`` tokens are stacked, so a batch of queries reads the corpus once.
 * **length-sorted layout, dense ``amax``.** Documents are sorted by length and padded with
@@ -53,13 +54,14 @@ __all__ = [
     "PackedDocuments",
 ]
 
-#: Similarities held per block (2**20 float32 = 4 MiB): fastest of 2**17 .. 2**22 measured.
+#: Similarities held per block (2**20 float32 = 4 MiB): best or tied of 2**18 .. 2**22 measured.
 BLOCK_ELEMENTS = 1 << 20
 #: Query tokens stacked into one GEMM; more queries take further passes over the corpus.
 MAX_QUERY_TOKENS_PER_PASS = 1024
 _MIN_BLOCK_ROWS = 2048
 _MAX_WASTE = 1.0 / 32  # padding allowed when merging neighbouring lengths into one group
 _PREP_ROWS = 1 << 18  # rows converted per step while building the compute copy
+_SUBSET_ROWS = 1 << 16  # rows gathered per step when scoring a subset of documents
 
 
 def _check_offsets(offsets: Any, n_tokens: int) -> npt.NDArray[np.int64]:
@@ -96,20 +98,26 @@ def _check_tokens(tokens: Any) -> Any:
 
 
 def _copy_rows(tokens: Any, rows: npt.NDArray[np.int64], out: torch.Tensor) -> None:
-    """``out[:] = tokens[rows]`` widened to float32, checking that every value is finite."""
+    """``out[:] = tokens[rows]`` in ``out``'s dtype, checking that every value is finite."""
     if isinstance(tokens, torch.Tensor):
         out.copy_(tokens.index_select(0, torch.from_numpy(rows).to(tokens.device)))
     else:  # numpy or a memory map: only the rows asked for are read
         out.copy_(torch.from_numpy(np.ascontiguousarray(np.take(tokens, rows, axis=0))))
     if not bool(torch.isfinite(out).all()):
-        raise InvalidEmbeddingError("tokens hold NaN or infinite values")
+        raise InvalidEmbeddingError(
+            f"tokens hold NaN or infinite values (or values beyond the range of {out.dtype})"
+        )
 
 
 def _fill_matrix(
-    tokens: Any, offs: npt.NDArray[np.int64], lengths: npt.NDArray[np.int64], layout: Layout
+    tokens: Any,
+    offs: npt.NDArray[np.int64],
+    lengths: npt.NDArray[np.int64],
+    layout: Layout,
+    dtype: torch.dtype,
 ) -> torch.Tensor:
-    """Build the float32 compute copy in the layout's row order, a bounded slice at a time."""
-    matrix = torch.empty((layout.n_rows, int(tokens.shape[1])), dtype=torch.float32)
+    """Build the prepared copy in the layout's row order, a bounded slice at a time."""
+    matrix = torch.empty((layout.n_rows, int(tokens.shape[1])), dtype=dtype)
     step = max(1, _PREP_ROWS // int(lengths.max(initial=1)))  # documents per slice
     for a in range(0, layout.order.size, step):
         docs = layout.order[a : a + step]
@@ -149,9 +157,14 @@ def _score_plan(
     out = torch.empty((n_docs, ind.shape[1]), dtype=torch.float32)
     sim_buf = torch.empty(block_rows * m, dtype=torch.float32)  # reused: no page faults per block
     best_buf = torch.empty(plan.max_block_docs * m, dtype=torch.float32)
+    wide = None if matrix.dtype == torch.float32 else torch.empty((block_rows, matrix.shape[1]))
+
+    def rows_f32(a: int, b: int) -> torch.Tensor:  # float16 copies widen exactly, per block
+        return matrix[a:b] if wide is None else wide[: b - a].copy_(matrix[a:b])
+
     for blk in plan.blocks:
         rows = blk.row1 - blk.row0
-        sim = torch.mm(matrix[blk.row0 : blk.row1], qt, out=sim_buf[: rows * m].view(rows, m))
+        sim = torch.mm(rows_f32(blk.row0, blk.row1), qt, out=sim_buf[: rows * m].view(rows, m))
         best = best_buf[: (blk.doc1 - blk.doc0) * m].view(-1, m)
         at = 0
         for row_a, row_b, count, length in blk.segments:
@@ -162,7 +175,7 @@ def _score_plan(
         acc = torch.full((m,), float("-inf"))
         for a in range(row, row + length, block_rows):
             b = min(a + block_rows, row + length)
-            sim = torch.mm(matrix[a:b], qt, out=sim_buf[: (b - a) * m].view(b - a, m))
+            sim = torch.mm(rows_f32(a, b), qt, out=sim_buf[: (b - a) * m].view(b - a, m))
             torch.maximum(acc, sim.amax(dim=0), out=acc)
         out[doc] = acc @ ind
     return out
@@ -177,7 +190,8 @@ class PackedDocuments:
         n_docs: number of documents.
         n_tokens: number of real token vectors.
         dim: vector dimension.
-        compute_dtype: dtype of the compute copy (``torch.float32``).
+        compute_dtype: dtype of the arithmetic (``torch.float32``).
+        copy_dtype: dtype of the prepared copy held in memory (float32 or float16).
     """
 
     def __init__(self, matrix: torch.Tensor, layout: Layout, lengths: npt.NDArray[np.int64]):
@@ -189,11 +203,17 @@ class PackedDocuments:
         self.n_docs = int(lengths.size)
         self.n_tokens = int(lengths.sum())
         self.dim = int(matrix.shape[1])
-        self.compute_dtype = matrix.dtype
+        self.compute_dtype = torch.float32
+        self.copy_dtype = matrix.dtype
 
     @classmethod
     def from_arrays(
-        cls, tokens: Any, offsets: Any, *, compute_dtype: str = "auto"
+        cls,
+        tokens: Any,
+        offsets: Any,
+        *,
+        compute_dtype: str = "auto",
+        copy_dtype: str = "float32",
     ) -> PackedDocuments:
         """Prepare the compute copy of a packed corpus.
 
@@ -204,13 +224,18 @@ class PackedDocuments:
                 ``offsets[-1] == n_tokens``, strictly increasing (every doc has >= 1 token).
             compute_dtype: ``"auto"`` or ``"float32"`` (the same thing: float32 is the only
                 dtype that was both fastest and exact on the CPUs measured).
+            copy_dtype: ``"float32"`` (default, fastest) or ``"float16"``: keep the prepared
+                copy in float16 (half the memory, the size of the stored index) and widen each
+                block to float32 just before its GEMM. Scores are the same; single queries
+                are ~1.4x slower, batches of 16 queries as fast (see ``docs/benchmarks.md``).
+                float32/float64 tokens are rounded to float16 first in this mode.
 
         Returns:
             The prepared documents.
 
         Raises:
             InvalidEmbeddingError: ``tokens`` is not a 2-D float matrix or holds NaN/infinity.
-            InvalidInputError: ``offsets`` is malformed or ``compute_dtype`` unknown.
+            InvalidInputError: ``offsets`` is malformed or a dtype name is unknown.
 
         Examples:
             >>> import numpy as np
@@ -222,16 +247,21 @@ class PackedDocuments:
             raise InvalidInputError(
                 f"compute_dtype must be 'auto' or 'float32', got {compute_dtype!r}"
             )
+        if copy_dtype not in ("float32", "float16"):
+            raise InvalidInputError(
+                f"copy_dtype must be 'float32' or 'float16', got {copy_dtype!r}"
+            )
         tokens = _check_tokens(tokens)
         offs = _check_offsets(offsets, int(tokens.shape[0]))
         lengths = np.diff(offs)
         layout = build_layout(lengths, _MAX_WASTE)
-        matrix = _fill_matrix(tokens, offs, lengths, layout)
+        dtype = torch.float32 if copy_dtype == "float32" else torch.float16
+        matrix = _fill_matrix(tokens, offs, lengths, layout, dtype)
         return cls(matrix, layout, lengths)
 
     @property
     def nbytes(self) -> int:
-        """Bytes held: the float32 compute copy plus the layout's index arrays."""
+        """Bytes held: the prepared copy plus the layout's index arrays."""
         lay = self._layout
         index_bytes = sum(
             a.nbytes for a in (lay.order, lay.position, lay.row_start, lay.padded_len)
@@ -351,7 +381,9 @@ class PackedDocuments:
         ends = np.cumsum(plen)
         a = 0
         while a < pos.size:
-            b = max(a + 1, int(np.searchsorted(ends, ends[a] - plen[a] + _PREP_ROWS, side="right")))
+            b = max(
+                a + 1, int(np.searchsorted(ends, ends[a] - plen[a] + _SUBSET_ROWS, side="right"))
+            )
             src = layout_rows(lay.row_start[pos[a:b]], plen[a:b], plen[a:b])
             matrix = self._matrix.index_select(0, torch.from_numpy(src))
             res[a:b] = _score_plan(matrix, plan_blocks(plen[a:b], rows), b - a, rows, qt, ind)
