@@ -102,6 +102,10 @@ def check_token_matrices(xs: Sequence[Any], what: str) -> tuple[list[torch.Tenso
             raise DimensionMismatchError(
                 f"{what}[{i}] has dim {t.shape[1]}, but {what}[0] has dim {dim}"
             )
-        check_finite(t, f"{what}[{i}]")
         out.append(t)
+    # One finiteness pass over everything: per-matrix checks cost a torch dispatch each, which
+    # dominates reranking a hundred short candidates. Name the culprit only on failure.
+    if out and not bool(torch.isfinite(torch.cat([t.reshape(-1) for t in out])).all()):
+        for i, t in enumerate(out):
+            check_finite(t, f"{what}[{i}]")
     return out, dim

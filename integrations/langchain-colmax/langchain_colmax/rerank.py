@@ -1,0 +1,108 @@
+"""``ColmaxRerank``: rerank candidates from any retriever with late interaction (MaxSim)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from langchain_core.callbacks import Callbacks
+from langchain_core.documents import Document
+from langchain_core.documents.compressor import BaseDocumentCompressor
+from pydantic import ConfigDict, Field
+
+from colmax import Engine
+from langchain_colmax._convert import candidate_ids
+
+__all__ = ["ColmaxRerank"]
+
+logger = logging.getLogger(__name__)
+
+
+class ColmaxRerank(BaseDocumentCompressor):
+    """Rerank documents from any first stage (BM25, dense, hybrid) with a colmax engine.
+
+    Setup:
+        ```bash
+        pip install -U langchain-colmax langchain-classic  # the latter for ContextualCompressionRetriever
+        ```
+
+    Key init args:
+        engine: a colmax ``Engine``. It needs an encoder, not an index: an engine with no
+            documents reranks raw texts.
+        top_n: how many documents to return (``None``: all, reordered).
+        use_stored_vectors: when a candidate's ``Document.id`` is in the engine's index with
+            the same text, score its stored vectors instead of encoding it again.
+
+    Instantiate:
+        ```python
+        from colmax import Engine
+        from langchain_colmax import ColmaxRerank
+
+        reranker = ColmaxRerank(engine=Engine.from_pretrained(model), top_n=5)
+        ```
+
+    Usage:
+        ```python
+        from langchain_classic.retrievers import ContextualCompressionRetriever
+
+        retriever = ContextualCompressionRetriever(
+            base_compressor=reranker, base_retriever=bm25_retriever
+        )
+        docs = retriever.invoke("what is late interaction?")
+        docs[0].metadata["relevance_score"]  # raw MaxSim score
+        ```
+
+    Returns copies of the input documents (same ``id``, same type) with
+    ``metadata["relevance_score"]`` set to the raw MaxSim score, best first; the inputs are
+    never modified. Empty input gives empty output; candidates with empty or whitespace-only
+    ``page_content`` have nothing to score and are dropped.
+    """
+
+    engine: Engine
+    """The colmax engine that encodes and scores the candidates."""
+    top_n: int | None = Field(default=3, gt=0)
+    """Number of documents to return; ``None`` returns every candidate, reordered."""
+    use_stored_vectors: bool = True
+    """Reuse the index's vectors for candidates whose id and text match an indexed document."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    def compress_documents(
+        self,
+        documents: Sequence[Document],
+        query: str,
+        callbacks: Callbacks | None = None,
+    ) -> Sequence[Document]:
+        """Rerank ``documents`` against ``query``.
+
+        Args:
+            documents: the candidates (not modified).
+            query: the query.
+            callbacks: unused (kept for the LangChain interface).
+
+        Returns:
+            At most ``top_n`` copies with ``metadata["relevance_score"]``, best first.
+
+        Raises:
+            colmax.errors.InvalidInputError: the query is empty.
+        """
+        docs = list(documents)
+        scorable = [i for i, doc in enumerate(docs) if doc.page_content.strip()]
+        if len(scorable) < len(docs):
+            logger.debug("dropping %d empty candidate(s)", len(docs) - len(scorable))
+        if not scorable:
+            return []
+        texts = [docs[i].page_content for i in scorable]
+        if self.use_stored_vectors:
+            names = candidate_ids([docs[i].id for i in scorable])
+            hits = self.engine.rerank(query, texts, k=self.top_n, ids=names)
+        else:
+            names = [str(j) for j in range(len(texts))]  # the engine's own names for raw texts
+            hits = self.engine.rerank(query, texts, k=self.top_n)
+        position = {name: i for name, i in zip(names, scorable)}
+        return [_with_score(docs[position[hit.id]], hit.score) for hit in hits]
+
+
+def _with_score(doc: Document, score: float) -> Document:
+    """A copy of ``doc`` (same class and fields) with ``metadata["relevance_score"]``."""
+    return doc.model_copy(update={"metadata": {**doc.metadata, "relevance_score": score}})

@@ -1,0 +1,303 @@
+"""``ColmaxVectorStore``: the LangChain ``VectorStore`` interface over a colmax index."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+from langchain_core.runnables.config import run_in_executor
+from langchain_core.structured_query import FilterDirective
+from langchain_core.vectorstores import VectorStore
+
+from colmax import Engine, Hit
+from colmax.errors import NoEncoderError, UnknownIdError
+from colmax.types import Document as StoredDocument
+from langchain_colmax._convert import as_engine, fill_ids, to_document
+from langchain_colmax.filters import to_colmax_filter
+
+__all__ = ["ColmaxVectorStore"]
+
+Filter = Mapping[str, Any] | FilterDirective
+
+
+class ColmaxVectorStore(VectorStore):
+    """A LangChain vector store whose documents are multi-vector (one vector per token).
+
+    colmax encodes text itself with a late-interaction model, so there is no ``Embeddings``
+    object: build the store from an :class:`~colmax.Engine` (or ``model=`` in
+    :meth:`from_texts`). Scores are raw MaxSim sums, higher is better.
+
+    Setup:
+        ```bash
+        pip install -U langchain-colmax
+        ```
+
+    Key init args:
+        engine: the colmax ``Engine`` that stores, encodes and searches.
+        show_progress: show the encoding progress bar in ``add_texts``.
+
+    Instantiate:
+        ```python
+        from colmax import Engine, Hit
+        from langchain_colmax import ColmaxVectorStore
+
+        store = ColmaxVectorStore(Engine.from_pretrained(model, path="my-index"))
+        # or: ColmaxVectorStore.from_texts(texts, model=model, metadatas=metadatas)
+        ```
+
+    Add and delete:
+        ```python
+        store.add_documents([Document(page_content="...", metadata={"year": 2024})], ids=["a"])
+        store.delete(["a"])
+        ```
+
+    Search:
+        ```python
+        docs = store.similarity_search("question", k=4, filter={"year": {"$gte": 2021}})
+        pairs = store.similarity_search_with_score("question", k=4)  # (Document, MaxSim)
+        retriever = store.as_retriever(search_kwargs={"k": 4})
+        ```
+
+    Every method has an async variant (``aadd_documents``, ``asimilarity_search``, ...) that
+    runs the engine in a thread pool. ``max_marginal_relevance_search`` is not supported (it
+    needs one vector per document).
+    """
+
+    def __init__(self, engine: Engine, *, show_progress: bool = False) -> None:
+        self._engine = as_engine(engine)
+        self._show_progress = show_progress
+
+    @property
+    def engine(self) -> Engine:
+        """The colmax engine behind this store."""
+        return self._engine
+
+    @property
+    def embeddings(self) -> Embeddings | None:
+        """``None``: colmax encodes text with its own late-interaction model."""
+        return None
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_texts(
+        cls,
+        texts: list[str],
+        embedding: Embeddings | None = None,
+        metadatas: list[dict[str, Any]] | None = None,
+        *,
+        ids: list[str] | None = None,
+        model: str | Path | None = None,
+        engine: Engine | None = None,
+        show_progress: bool = False,
+        **engine_kwargs: Any,
+    ) -> ColmaxVectorStore:
+        """Make a store and add ``texts``.
+
+        Args:
+            texts: the documents.
+            embedding: must be ``None`` (kept for the ``VectorStore`` signature).
+            metadatas: one JSON-compatible dict per text.
+            ids: one id per text (missing ones get UUIDs).
+            model: a model to load with ``Engine.from_pretrained(model, **engine_kwargs)``.
+            engine: an existing engine instead of ``model``.
+            show_progress: show the encoding progress bar.
+            **engine_kwargs: passed to ``Engine.from_pretrained`` (``path``, ``device``, ...).
+
+        Returns:
+            The store.
+
+        Raises:
+            TypeError: an ``Embeddings`` object was passed, or not exactly one of
+                ``model`` / ``engine``.
+        """
+        if embedding is not None:
+            raise TypeError(
+                "ColmaxVectorStore does not use LangChain Embeddings: colmax encodes text with "
+                "a late-interaction model; pass model=... or engine=... instead"
+            )
+        if model is not None and engine is None:
+            engine = Engine.from_pretrained(model, **engine_kwargs)
+        elif (model is None) == (engine is None):
+            raise TypeError("pass exactly one of model=... (a model to load) or engine=...")
+        elif engine_kwargs:
+            raise TypeError(f"unexpected arguments with engine=...: {sorted(engine_kwargs)}")
+        store = cls(engine, show_progress=show_progress)
+        store.add_texts(texts, metadatas, ids=ids)
+        return store
+
+    @classmethod
+    def from_documents(
+        cls,
+        documents: list[Document],
+        embedding: Embeddings | None = None,
+        **kwargs: Any,
+    ) -> ColmaxVectorStore:
+        """Like :meth:`from_texts`, from documents (their ``id`` is kept when set)."""
+        return super().from_documents(documents, embedding, **kwargs)  # type: ignore[arg-type]
+
+    @classmethod
+    async def afrom_texts(
+        cls,
+        texts: list[str],
+        embedding: Embeddings | None = None,
+        metadatas: list[dict[str, Any]] | None = None,
+        *,
+        ids: list[str] | None = None,
+        **kwargs: Any,
+    ) -> ColmaxVectorStore:
+        """:meth:`from_texts` in a worker thread (loading and encoding block)."""
+        return await run_in_executor(
+            None, cls.from_texts, texts, embedding, metadatas, ids=ids, **kwargs
+        )
+
+    @classmethod
+    async def afrom_documents(
+        cls,
+        documents: list[Document],
+        embedding: Embeddings | None = None,
+        **kwargs: Any,
+    ) -> ColmaxVectorStore:
+        """:meth:`from_documents` in a worker thread."""
+        return await super().afrom_documents(documents, embedding, **kwargs)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ writes
+    def add_texts(
+        self,
+        texts: Iterable[str],
+        metadatas: list[dict] | None = None,
+        *,
+        ids: list[str] | None = None,
+        **kwargs: Any,
+    ) -> list[str]:
+        """Encode and add (or replace, by id) texts.
+
+        Args:
+            texts: the texts.
+            metadatas: one JSON-compatible dict per text.
+            ids: one id per text; missing ids (``None``) get new UUIDs.
+            **kwargs: ``batch_size`` for the encoder.
+
+        Returns:
+            The ids, in input order.
+
+        Raises:
+            colmax.errors.EmptyTextError: a text is empty (nothing is added).
+            colmax.errors.DuplicateIdError: an id appears twice in this call.
+        """
+        batch_size = kwargs.pop("batch_size", None)
+        _no_extra(kwargs, "add_texts")
+        texts = list(texts)
+        return self._engine.add(
+            texts,
+            ids=fill_ids(ids, len(texts)),
+            metadatas=metadatas,
+            batch_size=batch_size,
+            show_progress=self._show_progress,
+        )
+
+    def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
+        """Delete documents by id; ids that are not in the store are ignored.
+
+        Args:
+            ids: the ids to delete. ``None`` deletes every document (the ``VectorStore``
+                contract).
+
+        Returns:
+            ``True``.
+        """
+        _no_extra(kwargs, "delete")
+        wanted = self._engine.ids() if ids is None else list(dict.fromkeys(ids))
+        for attempt in range(3):
+            try:
+                self._engine.delete([i for i in wanted if i in self._engine])
+                return True
+            except UnknownIdError:  # another writer deleted one of them in between: retry
+                if attempt == 2:
+                    raise
+        return True
+
+    # ------------------------------------------------------------------ reads
+    def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
+        """The stored documents for ``ids``, in that order; unknown ids are left out."""
+        found = [i for i in dict.fromkeys(ids) if i in self._engine]
+        try:
+            stored = self._engine.get(found)
+        except UnknownIdError:  # deleted meanwhile by another writer: fetch one by one
+            stored = [d for i in found for d in self._get_one(i)]
+        return [Document(page_content=d.text, metadata=d.metadata, id=d.id) for d in stored]
+
+    def similarity_search(
+        self, query: str, k: int = 4, filter: Filter | None = None, **kwargs: Any
+    ) -> list[Document]:
+        """The ``k`` documents with the highest MaxSim score for ``query``.
+
+        Args:
+            query: the query text.
+            k: number of documents (clamped to the number that match).
+            filter: metadata filter (colmax filter dict or a LangChain filter directive).
+
+        Returns:
+            The documents, best first, with their stored metadata.
+        """
+        return [doc for doc, _ in self.similarity_search_with_score(query, k, filter, **kwargs)]
+
+    def similarity_search_with_score(
+        self, query: str, k: int = 4, filter: Filter | None = None, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        """Like :meth:`similarity_search`, with each document's raw MaxSim score."""
+        _no_extra(kwargs, "similarity_search")
+        hits = self._search(query=query, k=k, filter=filter)
+        return [(to_document(h), h.score) for h in hits]
+
+    def similarity_search_by_vector(
+        self, embedding: Any, k: int = 4, filter: Filter | None = None, **kwargs: Any
+    ) -> list[Document]:
+        """Search with precomputed query vectors: an ``(n_tokens, dim)`` array (one row, or a
+        flat list of ``dim`` floats, is a one-vector query)."""
+        _no_extra(kwargs, "similarity_search_by_vector")
+        vectors = np.atleast_2d(np.asarray(embedding, dtype=np.float32))
+        return [to_document(h) for h in self._search(vectors=vectors, k=k, filter=filter)]
+
+    def _similarity_search_with_relevance_scores(
+        self, query: str, k: int = 4, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        # Relevance = MaxSim / number of query vectors: the mean best cosine similarity, in
+        # [-1, 1] and comparable across queries (raw MaxSim grows with the query length).
+        filter = kwargs.pop("filter", None)
+        _no_extra(kwargs, "similarity_search_with_relevance_scores")
+        encoder = self._engine.encoder
+        if encoder is None:
+            raise NoEncoderError("this engine has no encoder: use similarity_search_by_vector")
+        qvecs = encoder.encode_queries([query])[0]
+        hits = self._search(vectors=qvecs, k=k, filter=filter)
+        n_q = qvecs.shape[0]
+        return [(to_document(h), h.score / n_q) for h in hits]
+
+    async def _asimilarity_search_with_relevance_scores(
+        self, query: str, k: int = 4, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        return await run_in_executor(
+            None, self._similarity_search_with_relevance_scores, query, k, **kwargs
+        )
+
+    def _search(
+        self, *, k: int, filter: Filter | None, query: str | None = None, vectors: Any = None
+    ) -> list[Hit]:
+        flt = to_colmax_filter(filter)
+        hits = self._engine.search(query, k=k, filter=flt, query_embeddings=vectors)
+        return cast("list[Hit]", hits)  # one query in, one list of hits out
+
+    def _get_one(self, id_: str) -> list[StoredDocument]:
+        try:
+            return self._engine.get([id_])
+        except UnknownIdError:
+            return []
+
+
+def _no_extra(kwargs: dict[str, Any], method: str) -> None:
+    if kwargs:
+        raise TypeError(f"{method}() got unexpected keyword arguments: {sorted(kwargs)}")
