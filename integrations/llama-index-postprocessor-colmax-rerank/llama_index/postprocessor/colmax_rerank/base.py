@@ -1,0 +1,167 @@
+"""ColmaxRerank: rerank LlamaIndex nodes with late interaction (ColBERT / MaxSim)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayload
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
+from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
+
+from colmax import Engine
+
+__all__ = ["ColmaxRerank"]
+
+logger = logging.getLogger(__name__)
+dispatcher = get_dispatcher(__name__)
+
+
+class ColmaxRerank(BaseNodePostprocessor):
+    """Rerank nodes by MaxSim with a ColBERT-style model, all candidates in one engine call.
+
+    The query and the candidates go through the checkpoint's real pipeline (projection layer,
+    query/document markers, ``[MASK]`` query augmentation) in ``colmax.Engine.rerank``.
+    Candidates whose node id is indexed in the engine with the same text are scored with the
+    stored vectors instead of being encoded again: share the retriever's engine
+    (``ColmaxRerank(engine=retriever.engine)``) to get that for free.
+
+    The input nodes are not modified: new ``NodeWithScore`` objects carry the MaxSim score
+    (raw sum over query vectors; see the colmax README). Nodes with no text cannot be scored;
+    they are kept after the scored ones with ``score=None``.
+
+    Args:
+        top_n: how many nodes to return.
+        model: a Hub id or local folder of a ColBERT/PyLate/HF checkpoint.
+        engine: an existing ``colmax.Engine`` instead of ``model``.
+        device: device for ``model`` (``"cpu"``, ``"cuda"``, ...; default: best available).
+        metadata_mode: which metadata goes into the scored text (``EMBED``, as LlamaIndex
+            rerankers and ``ColmaxRetriever`` do by default).
+        keep_retrieval_score: copy each node and keep its previous score in
+            ``metadata["retrieval_score"]``.
+        **encoder_kwargs: passed to ``Engine.from_pretrained`` (``query_length``, ...).
+
+    Raises:
+        ValueError: not exactly one of ``model``/``engine``, model settings with ``engine``, an
+            engine without an encoder, or ``top_n < 1``.
+
+    Examples:
+        >>> reranker = ColmaxRerank(top_n=3, model="answerdotai/answerai-colbert-small-v1")  # doctest: +SKIP
+        >>> reranker.postprocess_nodes(nodes, query_str="what is MaxSim?")  # doctest: +SKIP
+    """
+
+    top_n: int = Field(default=5, gt=0, description="Number of nodes to return.")
+    model: str = Field(default="colmax", description="Model name or folder (used in events).")
+    metadata_mode: MetadataMode = Field(
+        default=MetadataMode.EMBED, description="Metadata included in the scored text."
+    )
+    keep_retrieval_score: bool = Field(
+        default=False, description="Keep the previous score in metadata['retrieval_score']."
+    )
+    _engine: Engine = PrivateAttr()
+
+    def __init__(
+        self,
+        top_n: int = 5,
+        model: str | Path | None = None,
+        *,
+        engine: Engine | None = None,
+        device: str | None = None,
+        metadata_mode: MetadataMode = MetadataMode.EMBED,
+        keep_retrieval_score: bool = False,
+        callback_manager: CallbackManager | None = None,
+        **encoder_kwargs: Any,
+    ) -> None:
+        if (model is None) == (engine is None):
+            raise ValueError("pass exactly one of model= (a checkpoint) or engine= (an Engine)")
+        if engine is None:
+            engine = Engine.from_pretrained(model, device=device, **encoder_kwargs)  # type: ignore[arg-type]
+        elif device is not None or encoder_kwargs:
+            raise ValueError("device= and encoder settings go with model=, not engine=")
+        elif not isinstance(engine, Engine):
+            raise TypeError(f"engine must be a colmax.Engine, got {type(engine).__name__}")
+        if engine.encoder is None:
+            raise ValueError("ColmaxRerank needs an engine with an encoder to encode queries")
+        super().__init__(
+            top_n=top_n,
+            model=str(model) if model is not None else engine.encoder.name,
+            metadata_mode=metadata_mode,
+            keep_retrieval_score=keep_retrieval_score,
+            callback_manager=callback_manager or CallbackManager(),
+        )
+        self._engine = engine
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "ColmaxRerank"
+
+    @property
+    def engine(self) -> Engine:
+        """The colmax engine that encodes and scores."""
+        return self._engine
+
+    def _postprocess_nodes(
+        self,
+        nodes: list[NodeWithScore],
+        query_bundle: QueryBundle | None = None,
+    ) -> list[NodeWithScore]:
+        if query_bundle is None:
+            raise ValueError(
+                "ColmaxRerank needs the query: call postprocess_nodes(nodes, query_str=...) "
+                "or pass query_bundle=..."
+            )
+        dispatcher.event(
+            ReRankStartEvent(
+                query=query_bundle, nodes=nodes, top_n=self.top_n, model_name=self.model
+            )
+        )
+        if not nodes:
+            dispatcher.event(ReRankEndEvent(nodes=[]))
+            return []
+        with self.callback_manager.event(
+            CBEventType.RERANKING,
+            payload={
+                EventPayload.NODES: nodes,
+                EventPayload.MODEL_NAME: self.model,
+                EventPayload.QUERY_STR: query_bundle.query_str,
+                EventPayload.TOP_K: self.top_n,
+            },
+        ) as event:
+            reranked = self._rerank(query_bundle.query_str, nodes)
+            event.on_end(payload={EventPayload.NODES: reranked})
+        dispatcher.event(ReRankEndEvent(nodes=reranked))
+        return reranked
+
+    def _rerank(self, query: str, nodes: list[NodeWithScore]) -> list[NodeWithScore]:
+        texts = [n.node.get_content(metadata_mode=self.metadata_mode) for n in nodes]
+        scorable = [i for i, text in enumerate(texts) if text.strip()]
+        if len(scorable) < len(nodes):
+            logger.info(
+                "ColmaxRerank: %d node(s) without text ranked last", len(nodes) - len(scorable)
+            )
+        ids = [nodes[i].node.node_id for i in scorable]
+        # Node ids let the engine reuse stored vectors; repeated ids (the same node from two
+        # retrievers) cannot be named twice, so then every candidate is encoded.
+        use_ids = len(set(ids)) == len(ids)
+        hits = self._engine.rerank(
+            query, [texts[i] for i in scorable], ids=ids if use_ids else None
+        )
+        position = {id_: i for id_, i in zip(ids, scorable)} if use_ids else None
+        order = [
+            (position[hit.id] if position is not None else scorable[int(hit.id)], hit.score)
+            for hit in hits
+        ]
+        scored = set(scorable)
+        unscored = [(i, None) for i in range(len(nodes)) if i not in scored]
+        return [self._with_score(nodes[i], score) for i, score in (order + unscored)[: self.top_n]]
+
+    def _with_score(self, original: NodeWithScore, score: float | None) -> NodeWithScore:
+        node = original.node
+        if self.keep_retrieval_score:
+            metadata = {**node.metadata, "retrieval_score": original.score}
+            node = node.model_copy(update={"metadata": metadata})
+        return NodeWithScore(node=node, score=score)
