@@ -524,7 +524,8 @@ class Engine:
         if any(a.any() for _, a in picked):
             merged = merge(self._storage.next_seq(), [s for s, _ in picked], [a for _, a in picked])
         dropped = [s.name for s, _ in picked]
-        keep = [s for i, s in enumerate(segments) if i not in set(chosen)]
+        chosen_set = set(chosen)
+        keep = [s for i, s in enumerate(segments) if i not in chosen_set]
         new_segments = keep + ([merged] if merged is not None else [])
         live = index.live_keys()
         self._commit(

@@ -102,15 +102,6 @@ class DocumentStore:
         with self.lock:
             self._conn.close()
 
-    def backup_to(self, path: Path) -> None:
-        """Copy the whole database to a new file (consistent snapshot)."""
-        with self.lock:
-            dest = sqlite3.connect(path)
-            try:
-                self._conn.backup(dest)
-            finally:
-                dest.close()
-
     # ------------------------------------------------------------------ transactions
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

@@ -68,7 +68,6 @@ class Storage:
         self.folder = folder
         self.write_lock = FolderLock(folder, lock_timeout) if folder else _MemoryLock()
         self._memory_segments: dict[str, Segment] = {}
-        self._seq_lock = threading.Lock()
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -124,8 +123,7 @@ class Storage:
         ]
 
     def next_seq(self) -> int:
-        with self._seq_lock:
-            return self.docs.meta_int("generation") + 1
+        return self.docs.meta_int("generation") + 1
 
     # ------------------------------------------------------------------ writing
     @contextmanager
