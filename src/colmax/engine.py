@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
-import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +11,8 @@ import numpy as np
 import torch
 
 from colmax import __version__
+from colmax.backends.base import Backend
+from colmax.backends.local import LOCAL_KINDS, LocalBackend
 from colmax.encoders.base import Encoder
 from colmax.errors import (
     DuplicateIdError,
@@ -21,13 +21,10 @@ from colmax.errors import (
     NoEncoderError,
     UnknownIdError,
 )
-from colmax.indexes.flat import FlatIndex
 from colmax.scoring import maxsim_ragged
 from colmax.store.filters import compile_filter
-from colmax.store.fsutil import publish_folder, staging_path
 from colmax.store.manifest import Manifest
-from colmax.store.segments import Segment, merge
-from colmax.store.storage import Commit, Storage, check_free, is_index_folder
+from colmax.store.storage import is_index_folder
 from colmax.types import Document, Hit
 from colmax.validation import (
     as_list,
@@ -35,7 +32,6 @@ from colmax.validation import (
     check_ids,
     check_k,
     check_texts,
-    metadata_json,
     to_vectors,
 )
 
@@ -43,9 +39,9 @@ __all__ = ["Engine"]
 
 logger = logging.getLogger(__name__)
 
-_INDEX_KINDS = ("flat",)
+_QDRANT = "qdrant"
+_INDEX_KINDS = (*LOCAL_KINDS, _QDRANT)
 Row = tuple[str, str, dict[str, Any]]  # id, text, metadata
-_MAX_SEGMENTS = 8
 
 
 class Engine:
@@ -55,11 +51,15 @@ class Engine:
         encoder: a token encoder (see :func:`colmax.encoders.load_encoder`), or ``None`` for an
             engine fed only precomputed vectors (then ``dim`` is required).
         dim: vector dimension when there is no encoder.
-        index: ``"flat"`` (exact MaxSim).
+        index: ``"flat"`` (exact MaxSim, the default for new indexes) or ``"qdrant"`` (a Qdrant
+            multivector collection, needs ``colmax[qdrant]``). When ``path`` holds an index, its
+            own kind is used and a different ``index`` is an error.
         path: an index folder. If it holds an index, it is opened; otherwise one is created
             there. Every ``add``/``delete`` on a folder-backed engine is committed durably before
             the call returns. ``None`` keeps everything in memory until :meth:`save`.
         lock_timeout: seconds a writer waits for another process's write to finish.
+        index_options: settings of the chosen index (for ``"qdrant"``: ``url``, ``api_key``,
+            ``collection``, shard and replication settings; see ``docs/qdrant.md``).
 
     Examples:
         >>> import numpy as np
@@ -75,46 +75,50 @@ class Engine:
         encoder: Encoder | None = None,
         *,
         dim: int | None = None,
-        index: str = "flat",
+        index: str | None = None,
         path: str | Path | None = None,
         lock_timeout: float = 60.0,
+        index_options: Mapping[str, Any] | None = None,
     ) -> None:
-        if index not in _INDEX_KINDS:
+        if index is not None and index not in _INDEX_KINDS:
             raise InvalidInputError(f"unknown index {index!r}; available: {list(_INDEX_KINDS)}")
-        if encoder is None and dim is None and (path is None or not is_index_folder(Path(path))):
+        folder = Path(path) if path is not None else None
+        existing = folder is not None and is_index_folder(folder)
+        if encoder is None and dim is None and not existing:
             raise InvalidInputError("Engine needs an encoder, or dim=... for precomputed vectors")
         if encoder is not None and dim is not None and dim != encoder.dim:
             raise InvalidInputError(f"dim={dim} contradicts the encoder's dimension {encoder.dim}")
-        if path is not None and is_index_folder(Path(path)):
-            storage = Storage.open(Path(path), lock_timeout=lock_timeout)
-            _check_compatible(storage.manifest, encoder, dim, Path(path))
+        options = dict(index_options or {})
+        backend: Backend
+        if folder is not None and existing:
+            manifest = Manifest.read(folder)
+            if index is not None and index != manifest.index_kind:
+                raise InvalidInputError(
+                    f"{folder} holds a {manifest.index_kind!r} index, not {index!r}; "
+                    "omit index=... to open it as it is"
+                )
+            _check_compatible(manifest, encoder, dim, folder)
+            backend = _open_backend(folder, manifest, lock_timeout, options)
         else:
             manifest = Manifest(
                 dim=encoder.dim if encoder is not None else int(dim),  # type: ignore[arg-type]
-                index_kind=index,
+                index_kind=index or "flat",
                 encoder=encoder.config() if encoder is not None else None,
                 colmax_version=__version__,
             )
-            storage = (
-                Storage.create(Path(path), manifest, lock_timeout)
-                if path is not None
-                else Storage.in_memory(manifest)
-            )
-        self._attach(encoder, storage)
+            backend = _create_backend(folder, manifest, lock_timeout, options)
+        self._attach(encoder, backend)
 
     @classmethod
-    def _from_storage(cls, encoder: Encoder | None, storage: Storage) -> Engine:
+    def _from_backend(cls, encoder: Encoder | None, backend: Backend) -> Engine:
         engine = cls.__new__(cls)
-        engine._attach(encoder, storage)
+        engine._attach(encoder, backend)
         return engine
 
-    def _attach(self, encoder: Encoder | None, storage: Storage) -> None:
+    def _attach(self, encoder: Encoder | None, backend: Backend) -> None:
         self._encoder = encoder
-        self._storage = storage
-        self._state_lock = threading.RLock()
-        self._dim = storage.manifest.dim
-        self._index = FlatIndex(self._dim)
-        self._reload()
+        self._backend = backend
+        self._dim = backend.dim
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -122,21 +126,28 @@ class Engine:
         cls,
         model: str | Path,
         *,
-        index: str = "flat",
+        index: str | None = None,
         path: str | Path | None = None,
         device: str | None = None,
         dtype: str | torch.dtype | None = None,
+        index_options: Mapping[str, Any] | None = None,
+        qdrant_url: str | None = None,
+        api_key: str | None = None,
+        collection: str | None = None,
         **encoder_kwargs: Any,
     ) -> Engine:
         """Load a model (Hub id or local folder, any supported format) and make an engine.
 
         ``encoder_kwargs`` override checkpoint settings (``query_length``, ``document_length``,
-        ``batch_size``, ...). See :func:`colmax.encoders.load_encoder`.
+        ``batch_size``, ...). See :func:`colmax.encoders.load_encoder`. ``qdrant_url``,
+        ``api_key`` and ``collection`` are shortcuts for the same ``index_options`` of
+        ``index="qdrant"``.
         """
         from colmax.encoders import load_encoder  # transformers is slow to import: only when needed
 
+        options = _merge_qdrant_options(index_options, qdrant_url, api_key, collection)
         encoder = load_encoder(str(model), device=device, dtype=dtype, **encoder_kwargs)
-        return cls(encoder, index=index, path=path)
+        return cls(encoder, index=index, path=path, index_options=options)
 
     @classmethod
     def load(
@@ -147,8 +158,12 @@ class Engine:
         device: str | None = None,
         dtype: str | torch.dtype | None = None,
         lock_timeout: float = 60.0,
+        api_key: str | None = None,
     ) -> Engine:
         """Open an index folder; the encoder recorded in its manifest is loaded again.
+
+        ``api_key`` is for a Qdrant server index (the manifest never stores it; the
+        ``COLMAX_QDRANT_API_KEY`` environment variable works too).
 
         Raises:
             IndexFormatError: the folder is not a colmax index or is damaged.
@@ -163,8 +178,13 @@ class Engine:
             config.pop("device", None)
             config.pop("dtype", None)
             encoder = load_encoder(device=device, dtype=dtype, **config)
+        options = {"api_key": api_key} if api_key is not None else None
         return cls(
-            encoder, dim=None if encoder else manifest.dim, path=path, lock_timeout=lock_timeout
+            encoder,
+            dim=None if encoder else manifest.dim,
+            path=path,
+            lock_timeout=lock_timeout,
+            index_options=options,
         )
 
     # ------------------------------------------------------------------ properties
@@ -180,38 +200,32 @@ class Engine:
     @property
     def path(self) -> Path | None:
         """The index folder this engine commits to, or ``None`` when in memory."""
-        return self._storage.folder
+        return self._backend.path
+
+    @property
+    def backend(self) -> Backend:
+        """Where documents and vectors live (:class:`~colmax.backends.base.Backend`)."""
+        return self._backend
 
     def __len__(self) -> int:
-        self._refresh_if_stale()
-        return len(self._index)
+        return len(self._backend)
 
     def __contains__(self, id_: object) -> bool:
-        return isinstance(id_, str) and bool(self._storage.docs.keys_for_ids([id_]))
+        return id_ in self._backend
 
     def __repr__(self) -> str:
         name = self._encoder.name if self._encoder else None
-        return f"Engine(model={name!r}, index={self._storage.manifest.index_kind!r}, documents={len(self)}, path={self.path})"
+        return f"Engine(model={name!r}, index={self._backend.kind!r}, documents={len(self)}, path={self.path})"
 
     def ids(self) -> list[str]:
         """All document ids, oldest first."""
-        return self._storage.docs.ids()
+        return self._backend.ids()
 
     def info(self) -> dict[str, Any]:
         """Counts and settings (what ``colmax info`` prints)."""
-        self._refresh_if_stale()
-        live, dead = self._index.token_counts()
-        return {
-            "documents": len(self._index),
-            "tokens": live,
-            "dead_tokens": dead,
-            "segments": len(self._index.segments),
-            "dim": self._dim,
-            "index": self._storage.manifest.index_kind,
-            "encoder": self._encoder.config() if self._encoder else None,
-            "path": str(self.path) if self.path else None,
-            "generation": self._generation,
-        }
+        info = self._backend.info()
+        info["encoder"] = self._encoder.config() if self._encoder else None
+        return info
 
     # ------------------------------------------------------------------ writes
     def add(
@@ -250,19 +264,7 @@ class Engine:
             return []
         if vectors is None:
             vectors = self._encode_documents(texts, batch_size, show_progress)
-        with self._storage.writing():
-            self._refresh_if_stale()
-            replaced = self._storage.docs.keys_for_ids(ids_)
-            next_key = self._storage.docs.meta_int("next_key")
-            keys = np.arange(next_key, next_key + len(ids_), dtype=np.int64)
-            segment = Segment.build(self._storage.next_seq(), keys, vectors, self._dim)
-            rows = [
-                (int(k), i, t, metadata_json(m)) for k, i, t, m in zip(keys, ids_, texts, metas)
-            ]
-            removed = np.fromiter(replaced.values(), dtype=np.int64, count=len(replaced))
-            change = Commit(rows, removed.tolist(), segment, next_key=next_key + len(ids_))
-            self._commit(change, lambda idx: idx.with_segment(segment, removed))
-            self._maybe_merge()
+        self._backend.upsert(ids_, texts, [m or {} for m in metas], vectors)
         return ids_
 
     def delete(self, ids: Sequence[str]) -> int:
@@ -276,53 +278,26 @@ class Engine:
             raise DuplicateIdError("ids passed to delete() contain duplicates")
         if not ids_:
             return 0
-        with self._storage.writing():
-            self._refresh_if_stale()
-            keys = self._keys_or_raise(ids_)
-            removed = np.asarray(keys, dtype=np.int64)
-            self._commit(Commit(removed_keys=keys), lambda idx: idx.without(removed))
-            self._maybe_merge()
-        return len(keys)
+        check_ids(ids_, len(ids_))
+        return self._backend.delete(ids_)
 
     def save(self, path: str | Path) -> Path:
         """Write the index to ``path`` (a new folder, or an existing index of the same model).
 
         A folder-backed engine is already durable; saving it to its own folder is a no-op.
-        Writing to another path copies the live documents into one compact segment.
+        Writing to another path copies the live documents (compacted).
         """
         target = Path(path).absolute()
         if self.path is not None and target == self.path:
             return target
-        with self._state_lock:
-            index, generation = self._index, self._generation
-        snapshot = index.segments, index.alive_masks()
-        keys = index.live_keys()
-        rows = self._storage.docs.fetch(keys)
         if is_index_folder(target):
-            with Engine(self._encoder, dim=self._dim, path=target) as other:
-                other._replace_all(snapshot, rows)
-        else:
-            # Build the complete copy beside the target, then rename it into place: a crash
-            # leaves either no index at ``target`` or the whole one.
-            manifest = Manifest(
-                dim=self._dim, encoder=self._storage.manifest.encoder, colmax_version=__version__
-            )
-            check_free(target)
-            staging = staging_path(target)
-            try:
-                with Engine._from_storage(
-                    self._encoder, Storage.create(staging, manifest)
-                ) as other:
-                    other._replace_all(snapshot, rows)
-                publish_folder(staging, target)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
-        logger.info("saved %d documents (generation %d) to %s", len(keys), generation, target)
-        return target
+            manifest = Manifest.read(target)
+            _check_compatible(manifest, self._encoder, None if self._encoder else self._dim, target)
+        return self._backend.save(target)
 
     def close(self) -> None:
-        """Release the database connection (the engine is unusable afterwards)."""
-        self._storage.close()
+        """Release files and connections (the engine is unusable afterwards)."""
+        self._backend.close()
 
     def __enter__(self) -> Engine:
         return self
@@ -337,10 +312,7 @@ class Engine:
         Raises:
             UnknownIdError: some ids are not in the index.
         """
-        ids_ = as_list(ids, "ids")
-        keys = self._keys_or_raise(ids_)
-        rows = self._storage.docs.fetch(keys)
-        return [Document(rows[k][0], rows[k][1], rows[k][2]) for k in keys]
+        return self._backend.get(as_list(ids, "ids"))
 
     def search(
         self,
@@ -364,16 +336,10 @@ class Engine:
             InvalidInputError: ``k <= 0``, empty query, both or neither of query/query_embeddings.
             FilterError: malformed filter.
         """
-        single, qvecs = self._queries(query, query_embeddings, batch_size)
         k = check_k(k)
-        where, params = compile_filter(filter)
-        self._refresh_if_stale()
-        with self._state_lock:
-            index = self._index
-            allowed = self._storage.docs.select_keys(where, params) if filter else None
-        results = index.search(qvecs, k, allowed)
-        rows = self._storage.docs.fetch({int(key) for r in results for key in r.keys})
-        hits = [_hits(r.keys, r.scores, rows) for r in results]
+        compile_filter(filter)  # malformed filters fail before any encoding work
+        single, qvecs = self._queries(query, query_embeddings, batch_size)
+        hits = self._backend.search(qvecs, k, filter)
         return hits[0] if single else hits
 
     def rerank(
@@ -409,7 +375,9 @@ class Engine:
             query, None if query_embedding is None else [query_embedding], batch_size
         )[1]
         if documents is None:
-            cands, vecs = self._stored_candidates(as_list(ids, "ids"))
+            stored = self._backend.get_with_vectors(as_list(ids, "ids"))
+            cands: list[Row] = [(d.id, d.text, d.metadata) for d, _ in stored]
+            vecs = [torch.from_numpy(np.asarray(v, dtype=np.float32)) for _, v in stored]
         else:
             texts = check_texts(as_list(documents, "documents"))
             given = check_ids(as_list(ids, "ids"), len(texts)) if ids is not None else None
@@ -423,40 +391,30 @@ class Engine:
             for r, i in enumerate(order)
         ]
 
-    def _stored_candidates(self, ids: list[str]) -> tuple[list[Row], list[torch.Tensor]]:
-        with self._state_lock:
-            index = self._index
-            keys = self._keys_or_raise(ids)
-            rows = self._storage.docs.fetch(keys)
-        vecs = [torch.from_numpy(v) for v in index.get_vectors(np.asarray(keys, dtype=np.int64))]
-        return [rows[key] for key in keys], vecs
-
     def _text_candidates(
         self, texts: list[str], ids: list[str] | None, batch_size: int | None
     ) -> tuple[list[Row], list[torch.Tensor]]:
-        reuse: dict[int, int] = {}  # position -> key of an indexed document with the same text
-        with self._state_lock:
-            index = self._index
-            if ids is not None:
-                found = self._storage.docs.keys_for_ids(ids)
-                rows = self._storage.docs.fetch(found.values())
-                reuse = {
-                    i: found[id_]
-                    for i, id_ in enumerate(ids)
-                    if id_ in found and rows[found[id_]][1] == texts[i]
-                }
+        reuse: dict[int, np.ndarray] = {}  # position -> stored vectors of the same text
+        if ids is not None:
+            present = sorted(self._backend.existing(ids))
+            try:
+                stored = {d.id: (d.text, v) for d, v in self._backend.get_with_vectors(present)}
+            except UnknownIdError:  # deleted meanwhile by another writer: encode them all
+                stored = {}
+            reuse = {
+                i: stored[id_][1]
+                for i, id_ in enumerate(ids)
+                if id_ in stored and stored[id_][0] == texts[i]
+            }
         fresh = [i for i in range(len(texts)) if i not in reuse]
-        vecs: list[torch.Tensor | None] = [None] * len(texts)
+        vecs: list[np.ndarray | None] = [reuse.get(i) for i in range(len(texts))]
         if fresh:
             encoded = self._encode_documents([texts[i] for i in fresh], batch_size, None)
             for i, v in zip(fresh, encoded):
-                vecs[i] = torch.from_numpy(v)
-        if reuse:
-            stored = index.get_vectors(np.fromiter(reuse.values(), dtype=np.int64))
-            for i, v in zip(reuse, stored):
-                vecs[i] = torch.from_numpy(v)
+                vecs[i] = v
         names = ids if ids is not None else [str(i) for i in range(len(texts))]
-        return [(names[i], t, {}) for i, t in enumerate(texts)], [v for v in vecs if v is not None]
+        tensors = [torch.from_numpy(np.asarray(v, dtype=np.float32)) for v in vecs if v is not None]
+        return [(names[i], t, {}) for i, t in enumerate(texts)], tensors
 
     # ------------------------------------------------------------------ internals
 
@@ -496,73 +454,6 @@ class Engine:
             raise NoEncoderError("this engine has no encoder: pass query_embeddings=...")
         return single, list(self._encoder.encode_queries(texts, batch_size=batch_size))
 
-    def _keys_or_raise(self, ids: list[str]) -> list[int]:
-        found = self._storage.docs.keys_for_ids(ids)
-        missing = [i for i in ids if i not in found]
-        if missing:
-            raise UnknownIdError(
-                f"{len(missing)} id(s) not in the index, e.g. {missing[:5]!r}; nothing was changed"
-            )
-        return [found[i] for i in ids]
-
-    def _commit(self, change: Commit, update: Any) -> None:
-        generation = self._storage.commit(change, self._state_lock)
-        with self._state_lock:
-            self._index, self._generation = update(self._index), generation
-        live, _ = self._index.token_counts()
-        self._storage.write_manifest({"documents": len(self._index), "tokens": live}, generation)
-
-    def _maybe_merge(self) -> None:
-        """Rewrite segments that are mostly dead, and fold small ones once there are many."""
-        index = self._index
-        chosen = index.merge_candidates(_MAX_SEGMENTS)
-        if not chosen:
-            return
-        segments, alive = index.segments, index.alive_masks()
-        picked = [(segments[i], alive[i]) for i in chosen]
-        merged = None
-        if any(a.any() for _, a in picked):
-            merged = merge(self._storage.next_seq(), [s for s, _ in picked], [a for _, a in picked])
-        dropped = [s.name for s, _ in picked]
-        chosen_set = set(chosen)
-        keep = [s for i, s in enumerate(segments) if i not in chosen_set]
-        new_segments = keep + ([merged] if merged is not None else [])
-        live = index.live_keys()
-        self._commit(
-            Commit(new_segment=merged, dropped_segments=dropped),
-            lambda idx: idx.refreshed(new_segments, live),
-        )
-
-    def _replace_all(
-        self,
-        snapshot: tuple[list[Segment], list[np.ndarray]],
-        rows: dict[int, tuple[str, str, dict]],
-    ) -> None:
-        segments, alive = snapshot
-        with self._storage.writing():
-            self._refresh_if_stale()
-            merged = merge(self._storage.next_seq(), segments, alive) if rows else None
-            old_keys = self._index.live_keys().tolist()
-            table = [(k, r[0], r[1], metadata_json(r[2])) for k, r in sorted(rows.items())]
-            next_key = max(self._storage.docs.meta_int("next_key"), max(rows, default=-1) + 1)
-            change = Commit(
-                table, old_keys, merged, [s.name for s in self._index.segments], next_key
-            )
-            live = np.asarray(sorted(rows), dtype=np.int64)
-            self._commit(change, lambda idx: idx.refreshed([merged] if merged else [], live))
-
-    def _reload(self) -> None:
-        with self._state_lock:
-            self._generation = self._storage.generation()
-            segments = self._storage.read_segments()
-            live = self._storage.docs.all_keys()
-            self._index = self._index.refreshed(segments, live)
-
-    def _refresh_if_stale(self) -> None:
-        """Pick up commits another process made to the same folder."""
-        if self._storage.folder is not None and self._storage.generation() != self._generation:
-            self._reload()
-
 
 def _check_compatible(
     manifest: Manifest, encoder: Encoder | None, dim: int | None, path: Path
@@ -584,12 +475,48 @@ def _check_compatible(
         )
 
 
-def _hits(
-    keys: np.ndarray, scores: np.ndarray, rows: dict[int, tuple[str, str, dict]]
-) -> list[Hit]:
-    hits: list[Hit] = []
-    for key, score in zip(keys.tolist(), scores.tolist()):
-        row = rows.get(key)
-        if row is not None:  # deleted by a concurrent writer after the search started
-            hits.append(Hit(row[0], float(score), row[1], dict(row[2]), len(hits)))
-    return hits
+def _create_backend(
+    folder: Path | None, manifest: Manifest, lock_timeout: float, options: dict[str, Any]
+) -> Backend:
+    if manifest.index_kind == _QDRANT:
+        return _qdrant_backend().create(
+            folder, dim=manifest.dim, encoder_config=manifest.encoder, **options
+        )
+    manifest.index_settings = options
+    return LocalBackend.create(folder, manifest, lock_timeout=lock_timeout)
+
+
+def _open_backend(
+    folder: Path, manifest: Manifest, lock_timeout: float, options: dict[str, Any]
+) -> Backend:
+    if manifest.index_kind == _QDRANT:
+        return _qdrant_backend().open(folder, manifest, api_key=options.pop("api_key", None))
+    if options:
+        raise InvalidInputError(
+            f"{folder} is an existing {manifest.index_kind!r} index; its settings are fixed "
+            f"when it is created (got {sorted(options)})"
+        )
+    return LocalBackend.open(folder, lock_timeout=lock_timeout)
+
+
+def _qdrant_backend() -> Any:
+    try:
+        from colmax.backends.qdrant import QdrantBackend
+    except ImportError as exc:
+        raise InvalidInputError(
+            f'index="qdrant" needs the qdrant extra: pip install "colmax[qdrant]" ({exc})'
+        ) from exc
+    return QdrantBackend
+
+
+def _merge_qdrant_options(
+    options: Mapping[str, Any] | None,
+    url: str | None,
+    api_key: str | None,
+    collection: str | None,
+) -> dict[str, Any] | None:
+    merged = dict(options or {})
+    for name, value in (("url", url), ("api_key", api_key), ("collection", collection)):
+        if value is not None:
+            merged[name] = value
+    return merged or None

@@ -16,7 +16,7 @@ import torch
 
 from colmax.indexes.base import Index, SearchResult
 from colmax.scoring import PackedDocuments
-from colmax.store.segments import Segment
+from colmax.store.segments import Segment, merge
 
 __all__ = ["FlatIndex"]
 
@@ -96,6 +96,17 @@ class FlatIndex(Index):
                 view = replace(view, alive=alive)
             views.append(view)
         return FlatIndex(self.dim, views)
+
+    # ------------------------------------------------------------------ segment making
+    def build_segment(self, seq: int, keys: np.ndarray, vectors: list[np.ndarray]) -> Segment:
+        """A new segment for this index kind holding ``vectors`` (float32, one per key)."""
+        return Segment.build(seq, keys, vectors, self.dim)
+
+    def merge_segments(
+        self, seq: int, segments: Sequence[Segment], alive: Sequence[np.ndarray]
+    ) -> Segment:
+        """One new segment with the live documents of ``segments`` (dead vectors dropped)."""
+        return merge(seq, list(segments), list(alive))
 
     # ------------------------------------------------------------------ facts
     @property

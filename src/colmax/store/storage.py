@@ -19,9 +19,10 @@ from __future__ import annotations
 import contextlib
 import shutil
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from colmax.errors import IndexFormatError
 from colmax.store.documents import DB_NAME, DocumentStore
@@ -30,9 +31,16 @@ from colmax.store.lock import FolderLock
 from colmax.store.manifest import MANIFEST_NAME, Manifest
 from colmax.store.segments import SEGMENT_DIR, Segment
 
-__all__ = ["Commit", "Storage", "check_free", "is_index_folder"]
+__all__ = ["Commit", "Storage", "check_free", "is_index_folder", "remove_segment_files"]
 
 Row = tuple[int, str, str, str]  # key, id, text, metadata JSON
+SegmentReader = Callable[[Path, str, int, int, int], Any]
+
+
+def remove_segment_files(folder: Path, name: str) -> None:
+    """Delete every file of segment ``name`` (``segments/<name>.*``)."""
+    for path in (folder / SEGMENT_DIR).glob(f"{name}.*"):
+        path.unlink(missing_ok=True)
 
 
 def is_index_folder(path: Path) -> bool:
@@ -46,7 +54,7 @@ class Commit:
         self,
         rows: Sequence[Row] = (),
         removed_keys: Sequence[int] = (),
-        new_segment: Segment | None = None,
+        new_segment: Any = None,
         dropped_segments: Sequence[str] = (),
         next_key: int | None = None,
     ) -> None:
@@ -67,7 +75,7 @@ class Storage:
         self.manifest = manifest
         self.folder = folder
         self.write_lock = FolderLock(folder, lock_timeout) if folder else _MemoryLock()
-        self._memory_segments: dict[str, Segment] = {}
+        self._memory_segments: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -111,16 +119,18 @@ class Storage:
     def generation(self) -> int:
         return self.docs.meta_int("generation")
 
-    def read_segments(self) -> list[Segment]:
-        """The segments the database lists, opened (memory-mapped) and validated."""
+    def read_segments(self, reader: SegmentReader | None = None) -> list[Any]:
+        """The segments the database lists, opened (memory-mapped) and validated.
+
+        ``reader(folder, name, dim, n_docs, n_tokens)`` opens one segment (default: the fp16
+        :meth:`Segment.read`); index kinds with other segment types pass their own.
+        """
         rows = self.docs.segment_rows()
         if self.folder is None:
             return [self._memory_segments[name] for name, _, _ in rows]
         dim = self.manifest.dim
-        return [
-            Segment.read(self.folder, name, dim, n_docs, n_tokens)
-            for name, n_docs, n_tokens in rows
-        ]
+        read = reader or Segment.read
+        return [read(self.folder, name, dim, n_docs, n_tokens) for name, n_docs, n_tokens in rows]
 
     def next_seq(self) -> int:
         return self.docs.meta_int("generation") + 1
@@ -163,7 +173,7 @@ class Storage:
         for name in change.dropped_segments:
             self._memory_segments.pop(name, None)
             if self.folder is not None:
-                Segment.remove_files(self.folder, name)
+                remove_segment_files(self.folder, name)
         return generation
 
     def write_manifest(self, counts: dict[str, int], generation: int) -> None:
@@ -178,11 +188,11 @@ class Storage:
             return
         # Skip quietly when another writer is busy: it may own the files we would remove.
         with contextlib.suppress(Exception), self.write_lock.hold(timeout=0):
-            listed = {
-                f for name, _, _ in self.docs.segment_rows() for f in Segment.file_names(name)
-            }
+            # Every file of segment ``name`` is ``segments/<name>.<part>...`` whatever the
+            # segment kind, so files are matched by the name before the first dot.
+            listed = {name for name, _, _ in self.docs.segment_rows()}
             for path in (self.folder / SEGMENT_DIR).glob("*"):
-                if path.name not in listed:
+                if path.name.split(".", 1)[0] not in listed:
                     path.unlink(missing_ok=True)
             for path in self.folder.glob(".*.tmp"):
                 path.unlink(missing_ok=True)
