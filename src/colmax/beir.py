@@ -14,7 +14,18 @@ __all__ = ["BeirDataset", "load_beir"]
 
 @dataclass
 class BeirDataset:
-    """Documents (``id -> text``, text = ``title + " " + text`` stripped), queries and qrels."""
+    """A retrieval data set in memory: documents, queries and relevance judgements.
+
+    Attributes:
+        corpus: document id -> text (``title + " " + text``, stripped; may be empty).
+        queries: query id -> query text.
+        qrels: query id -> {document id: relevance grade}; grades <= 0 mean "not relevant".
+
+    Examples:
+        >>> data = BeirDataset({"d1": "a b"}, {"q1": "a", "q2": "c"}, {"q1": {"d1": 1}})
+        >>> data.judged_queries()
+        {'q1': 'a'}
+    """
 
     corpus: dict[str, str]
     queries: dict[str, str]
@@ -26,10 +37,22 @@ class BeirDataset:
 
 
 def load_beir(folder: str | Path, split: str = "test") -> BeirDataset:
-    """Load a BEIR folder.
+    """Load a folder in BEIR layout (``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``).
+
+    Args:
+        folder: the data set folder, e.g. ``../shared/data/cranfield``.
+        split: which ``qrels/<split>.tsv`` to read (a header row is skipped if present).
+
+    Returns:
+        The corpus, the queries and the judgements of that split.
 
     Raises:
         InvalidInputError: a file is missing or a line is not valid JSON.
+
+    Examples:
+        >>> data = load_beir("../shared/data/scifact")  # doctest: +SKIP
+        >>> len(data.corpus), len(data.judged_queries())  # doctest: +SKIP
+        (5183, 300)
     """
     folder = Path(folder)
     corpus = {

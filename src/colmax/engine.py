@@ -51,8 +51,9 @@ class Engine:
         encoder: a token encoder (see :func:`colmax.encoders.load_encoder`), or ``None`` for an
             engine fed only precomputed vectors (then ``dim`` is required).
         dim: vector dimension when there is no encoder.
-        index: ``"flat"`` (exact MaxSim, the default for new indexes) or ``"qdrant"`` (a Qdrant
-            multivector collection, needs ``colmax[qdrant]``). When ``path`` holds an index, its
+        index: ``"flat"`` (exact MaxSim, the default for new indexes), ``"plaid"`` (compressed,
+            for large corpora) or ``"qdrant"`` (a Qdrant multivector collection, needs
+            ``colmax[qdrant]``). When ``path`` holds an index, its
             own kind is used and a different ``index`` is an error.
         path: an index folder. If it holds an index, it is opened; otherwise one is created
             there. Every ``add``/``delete`` on a folder-backed engine is committed durably before
@@ -195,6 +196,7 @@ class Engine:
 
     @property
     def dim(self) -> int:
+        """Dimension of every token vector in the index."""
         return self._dim
 
     @property

@@ -57,14 +57,24 @@ class Segment:
 
     @property
     def n_docs(self) -> int:
+        """Documents in the segment, dead ones included."""
         return len(self.keys)
 
     @property
     def n_tokens(self) -> int:
+        """Token vectors in the segment."""
         return int(self.tokens.shape[0])
 
     @classmethod
     def build(cls, seq: int, keys: np.ndarray, vectors: list[np.ndarray], dim: int) -> Segment:
+        """A new in-memory segment named after ``seq``, holding ``vectors`` under ``keys``.
+
+        Examples:
+            >>> import numpy as np
+            >>> seg = Segment.build(1, np.array([7, 9]), [np.ones((2, 4)), np.ones((3, 4))], 4)
+            >>> seg.n_docs, seg.n_tokens, seg.offsets.tolist(), seg.tokens.dtype
+            (2, 5, [0, 2, 5], dtype('float16'))
+        """
         tokens, offsets = pack(keys, vectors, dim)
         return cls(new_segment_name(seq), tokens, offsets, np.asarray(keys, dtype=np.int64))
 
@@ -81,11 +91,18 @@ class Segment:
 
     @staticmethod
     def remove_files(folder: Path, name: str) -> None:
+        """Delete the files of segment ``name`` under ``folder/segments/`` (missing ones too)."""
         for part in _PARTS:
             (folder / SEGMENT_DIR / f"{name}.{part}.npy").unlink(missing_ok=True)
 
     @staticmethod
     def file_names(name: str) -> list[str]:
+        """The file names segment ``name`` has under ``segments/``.
+
+        Examples:
+            >>> Segment.file_names("seg-00000001-3fa2c1d0")[0]
+            'seg-00000001-3fa2c1d0.tokens.npy'
+        """
         return [f"{name}.{part}.npy" for part in _PARTS]
 
     @classmethod
