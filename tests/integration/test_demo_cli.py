@@ -57,5 +57,5 @@ def test_demo_without_data_says_what_to_do(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = main(["demo", "--data", str(tmp_path / "nothing")])
-    assert code == 1
+    assert code == 2  # bad input: every ColmaxError exits 2
     assert "corpus.jsonl is missing" in capsys.readouterr().err

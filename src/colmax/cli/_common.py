@@ -1,0 +1,245 @@
+"""Options and helpers shared by several commands (ingest options, writing in batches, hits)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from colmax.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from colmax.chunking import Chunker
+    from colmax.engine import Engine
+    from colmax.ingest import Record
+    from colmax.types import Hit
+
+__all__ = [
+    "WriteStats",
+    "add_chunk_options",
+    "add_device_option",
+    "add_input_options",
+    "format_hits",
+    "hit_json",
+    "parse_filter",
+    "print_err",
+    "read_input",
+    "summary",
+    "write_records",
+]
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    """``--device``."""
+    parser.add_argument(
+        "--device", help="cpu, cuda, cuda:1, mps (default: CUDA when available, else CPU)"
+    )
+
+
+def add_input_options(parser: argparse.ArgumentParser) -> None:
+    """``INPUT`` and the options that say how to read it."""
+    from colmax.ingest import FORMATS
+
+    parser.add_argument(
+        "input",
+        metavar="INPUT",
+        help="a .jsonl file, a .csv/.tsv file with a header row, a BEIR folder (corpus.jsonl), "
+        "a folder of .txt/.md files (id = relative path), or - for JSONL on stdin",
+    )
+    parser.add_argument(
+        "--format", choices=FORMATS, default="auto", help="input format (default: from the path)"
+    )
+    parser.add_argument(
+        "--id-field", help='JSONL key / CSV column with the id (default: "id", else "_id")'
+    )
+    parser.add_argument(
+        "--text-field", default="text", help='key / column with the text (default: "text")'
+    )
+    parser.add_argument(
+        "--metadata-fields",
+        help="comma-separated keys / columns kept as metadata (default: all other fields)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=256,
+        help="documents encoded and committed together (default 256)",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+
+
+def add_chunk_options(parser: argparse.ArgumentParser) -> None:
+    """``--chunk-tokens`` / ``--chunk-overlap``."""
+    parser.add_argument(
+        "--chunk-tokens",
+        type=_positive_int,
+        metavar="N",
+        help="split documents into chunks of at most N tokens of the model's tokenizer; chunk "
+        'ids are "<id>#<n>" and hits map back to the parent id (default: no splitting)',
+    )
+    parser.add_argument(
+        "--chunk-overlap",
+        type=_non_negative_int,
+        default=0,
+        metavar="M",
+        help="tokens shared by neighbouring chunks (default 0)",
+    )
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text!r}")
+    return value
+
+
+def read_input(args: argparse.Namespace) -> Iterator[Record]:
+    """The records ``args.input`` holds, read as the ingest options say."""
+    from colmax.ingest import read_documents
+
+    fields = None
+    if args.metadata_fields is not None:
+        fields = [f.strip() for f in args.metadata_fields.split(",") if f.strip()]
+    return read_documents(
+        args.input,
+        format=args.format,
+        id_field=args.id_field,
+        text_field=args.text_field,
+        metadata_fields=fields,
+    )
+
+
+@dataclass
+class WriteStats:
+    """What :func:`write_records` did."""
+
+    documents: int = 0
+    entries: int = 0  # documents or chunks stored
+    skipped: list[str] = field(default_factory=list)  # sources of empty documents
+    seconds: float = 0.0
+
+
+def write_records(
+    engine: Engine,
+    records: Iterable[Record],
+    *,
+    chunker: Chunker | None,
+    batch_size: int,
+    replace_stale: bool,
+    progress: bool,
+) -> WriteStats:
+    """Encode and commit ``records`` batch by batch, with one progress bar over documents.
+
+    Empty documents are skipped (and counted): a blank line in a big file should not stop an
+    hour of indexing. Each batch is one atomic commit, so an interruption keeps whole batches.
+    """
+    from tqdm.auto import tqdm
+
+    from colmax.chunking import upsert_documents
+
+    stats = WriteStats()
+    start = time.perf_counter()
+    with tqdm(
+        desc="Indexing", unit="doc", disable=True if not progress else None, leave=False
+    ) as bar:
+        for batch in _batches(records, batch_size):
+            kept = [r for r in batch if r.text.strip()]
+            stats.skipped += [r.source for r in batch if not r.text.strip()]
+            if kept:
+                written = upsert_documents(
+                    engine,
+                    [r.id for r in kept],
+                    [r.text for r in kept],
+                    [r.metadata for r in kept],
+                    chunker=chunker,
+                    replace_stale=replace_stale,
+                    show_progress=False,
+                )
+                stats.documents += len(kept)
+                stats.entries += len(written)
+            bar.update(len(batch))
+    stats.seconds = time.perf_counter() - start
+    return stats
+
+
+def _batches(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    batch: list[Record] = []
+    for record in records:
+        batch.append(record)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def summary(stats: WriteStats, verb: str, folder: Path | str, chunked: bool) -> str:
+    """One line saying what was written, plus a note on skipped empty documents."""
+    what = f"{stats.documents} documents"
+    if chunked:
+        what += f" as {stats.entries} chunks"
+    line = f"{verb} {what} in {folder} ({stats.seconds:.1f}s)"
+    if stats.skipped:
+        line += f"\nskipped {len(stats.skipped)} empty document(s), first at {stats.skipped[0]}"
+    return line
+
+
+def parse_filter(text: str | None) -> dict[str, Any] | None:
+    """``--filter`` JSON as a dict (the engine checks the operators)."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(
+            f"--filter is not valid JSON ({exc.msg} at column {exc.colno}); "
+            'example: --filter \'{"year": {"$gte": 2020}}\''
+        ) from None
+    if not isinstance(value, dict):
+        raise InvalidInputError(f"--filter must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def hit_json(hit: Hit) -> dict[str, Any]:
+    """A hit as a JSON-ready dict."""
+    return {
+        "id": hit.id,
+        "score": hit.score,
+        "rank": hit.rank,
+        "text": hit.text,
+        "metadata": hit.metadata,
+    }
+
+
+def format_hits(hits: list[Hit], width: int = 100) -> str:
+    """Hits as numbered lines: rank, id, score, a snippet; the chunk id for chunk hits."""
+    if not hits:
+        return "no results"
+    lines = []
+    for hit in hits:
+        chunk = hit.metadata.get("chunk_id")
+        where = f" ({chunk})" if chunk else ""
+        snippet = textwrap.shorten(hit.text, width, placeholder=" ...")
+        lines.append(f"{hit.rank + 1:>3}. [{hit.id}]{where} score={hit.score:.3f}  {snippet}")
+    return "\n".join(lines)
+
+
+def print_err(message: str) -> None:
+    """A status line on stderr (keeps stdout for results)."""
+    print(message, file=sys.stderr)

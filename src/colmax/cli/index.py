@@ -1,0 +1,111 @@
+"""``colmax index INPUT --model M --out DIR``: build a new index folder from files."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from colmax.cli._common import (
+    add_chunk_options,
+    add_device_option,
+    add_input_options,
+    print_err,
+    read_input,
+    summary,
+    write_records,
+)
+from colmax.errors import InvalidInputError
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``index`` parser."""
+    parser = subparsers.add_parser(
+        "index",
+        help="build a new index from a JSONL/CSV file, a BEIR corpus or a folder of text files",
+        description="Encode every document of INPUT with MODEL and write a new index folder. "
+        "The folder appears only when the whole input is indexed: an error or Ctrl-C leaves "
+        "nothing behind. Use 'colmax add' to add to an existing index.",
+    )
+    add_input_options(parser)
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="model folder or Hugging Face Hub id (any ColBERT, PyLate "
+        "or plain Hugging Face encoder)",
+    )
+    parser.add_argument(
+        "--out", required=True, help="the new index folder (must not exist, or be empty)"
+    )
+    parser.add_argument("--index", default="flat", help='index kind (default "flat": exact MaxSim)')
+    add_chunk_options(parser)
+    add_device_option(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Index INPUT into a staging folder beside ``--out``, then rename it into place."""
+    from colmax.chunking import chunker_for
+    from colmax.engine import Engine
+
+    out = Path(args.out).absolute()
+    _check_target(out)
+    records = read_input(args)  # opens and checks the input before the model is loaded
+    first = next(records, None)
+    if first is None:
+        raise InvalidInputError(f"{args.input}: no documents found")
+    staging = out.with_name(f".{out.name}.indexing-{os.getpid()}")
+    engine = Engine.from_pretrained(args.model, index=args.index, path=staging, device=args.device)
+    try:
+        chunker = chunker_for(engine, args.chunk_tokens, args.chunk_overlap)
+        stats = write_records(
+            engine,
+            _chain(first, records),
+            chunker=chunker,
+            batch_size=args.batch_size,
+            replace_stale=False,
+            progress=not args.quiet,
+        )
+        if stats.entries == 0:
+            raise InvalidInputError(f"{args.input}: every document is empty; nothing to index")
+        engine.close()
+        _publish(staging, out)
+    except BaseException:
+        engine.close()
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if not args.quiet:
+        print_err(summary(stats, "indexed", out, chunker is not None))
+    return 0
+
+
+def _chain(first: Any, rest: Any) -> Any:
+    yield first
+    yield from rest
+
+
+def _check_target(out: Path) -> None:
+    if (out / "manifest.json").is_file():
+        raise InvalidInputError(
+            f"{out} is already an index; add documents with 'colmax add {out} INPUT', "
+            "or choose another --out"
+        )
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InvalidInputError(f"{out} exists and is not an empty folder; choose another --out")
+
+
+def _publish(staging: Path, out: Path) -> None:
+    """Move the finished index into place (an empty target folder is replaced)."""
+    _check_target(out)  # it may have appeared while we were indexing
+    if out.is_dir():
+        out.rmdir()
+    staging.rename(out)
+    fd = os.open(out.parent, os.O_RDONLY)  # make the rename itself durable
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,53 @@
+"""``colmax info DIR``: counts, model and settings of an index."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from colmax.cli._common import add_device_option
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``info`` parser."""
+    parser = subparsers.add_parser(
+        "info",
+        help="show document and token counts, model and settings of an index",
+        description="Print what an index folder holds: documents, token vectors, dimension, "
+        "index kind, the model it was built with and its settings.",
+    )
+    parser.add_argument("dir", metavar="DIR", help="the index folder")
+    parser.add_argument("--json", action="store_true", help="print the information as JSON")
+    add_device_option(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Open the index and print ``Engine.info()``."""
+    from colmax.engine import Engine
+
+    with Engine.load(args.dir, device=args.device) as engine:
+        info = engine.info()
+    if args.json:
+        print(json.dumps(info, indent=2, ensure_ascii=False))
+        return 0
+    encoder = info.get("encoder") or {}
+    rows = [
+        ("path", info.get("path")),
+        ("documents", info.get("documents")),
+        ("token vectors", info.get("tokens")),
+        ("dimension", info.get("dim")),
+        ("index", info.get("index")),
+        ("model", encoder.get("model_name_or_path")),
+        ("format", encoder.get("format")),
+        ("query length", encoder.get("query_length")),
+        ("document length", encoder.get("document_length")),
+        ("generation", info.get("generation")),
+    ]
+    for name, value in rows:
+        if value is not None:
+            print(f"{name + ':':<17}{value}")
+    return 0

@@ -1,0 +1,153 @@
+"""The FastAPI app: paths, request models, error handlers and middleware around
+:class:`~colmax.server.handlers.Handlers`."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from colmax import __version__
+from colmax.engine import Engine
+from colmax.errors import ColmaxError, IndexLockedError, UnknownIdError
+from colmax.server.handlers import Handlers
+from colmax.server.middleware import AuthMiddleware, BodyLimitMiddleware
+from colmax.server.schemas import (
+    AddResponse,
+    DeleteResponse,
+    DocumentOut,
+    HealthResponse,
+    InfoResponse,
+    RerankResponse,
+    SearchResponse,
+    build_schemas,
+)
+from colmax.server.settings import ServerSettings
+
+__all__ = ["create_app"]
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "missing or wrong API key (when the server has one)"},
+    413: {"description": "request body over the server's limit"},
+    422: {"description": "invalid request: the body says which field and why"},
+}
+_WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_ERRORS,
+    403: {"description": "writes are disabled (no API key and no --allow-unauthenticated-writes)"},
+}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "an id is not in the index (nothing was changed)"}
+}
+
+
+def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAPI:
+    """The HTTP API over ``engine``.
+
+    Args:
+        engine: the engine to serve (open it on an index folder so writes are durable).
+        settings: authentication, limits and chunking (default: ``ServerSettings()``).
+
+    Returns:
+        A FastAPI app (serve it with uvicorn, or call it in-process with a test client).
+        ``app.state.engine`` and ``app.state.settings`` hold the arguments.
+    """
+    settings = settings or ServerSettings()
+    schemas = build_schemas(settings)
+    handlers = Handlers(engine, settings)
+    app = FastAPI(
+        title="colmax",
+        version=__version__,
+        description="Late-interaction (ColBERT / MaxSim) search and reranking over one index.",
+    )
+    app.state.engine = engine
+    app.state.settings = settings
+    app.get("/health", response_model=HealthResponse, responses=_ERRORS)(handlers.health)
+    app.get("/info", response_model=InfoResponse, responses=_ERRORS)(handlers.info)
+    app.post("/search", response_model=SearchResponse, responses=_ERRORS)(
+        _with_body(handlers.search, schemas.SearchRequest)
+    )
+    app.post("/rerank", response_model=RerankResponse, responses={**_ERRORS, **_NOT_FOUND})(
+        _with_body(handlers.rerank, schemas.RerankRequest)
+    )
+    app.post("/documents", response_model=AddResponse, responses=_WRITE_ERRORS)(
+        _with_body(handlers.add, schemas.AddRequest)
+    )
+    app.delete(
+        "/documents", response_model=DeleteResponse, responses={**_WRITE_ERRORS, **_NOT_FOUND}
+    )(_with_body(handlers.delete, schemas.DeleteRequest))
+    app.get("/documents/{doc_id}", response_model=DocumentOut, responses={**_ERRORS, **_NOT_FOUND})(
+        handlers.get_document
+    )
+    _add_error_handlers(app)
+    _document_security(app, settings)
+    # The last middleware added runs first: authentication, then the body limit.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)  # type: ignore[arg-type]
+    app.add_middleware(
+        AuthMiddleware,  # type: ignore[arg-type]
+        api_key=settings.api_key,
+        allow_unauthenticated_writes=settings.allow_unauthenticated_writes,
+    )
+    return app
+
+
+def _with_body(
+    handler: Callable[[Any], Awaitable[Any]], model: type
+) -> Callable[[Any], Awaitable[Any]]:
+    """An endpoint taking a JSON body of ``model``, calling ``handler`` with it.
+
+    The request models are built per app (their limits are settings), so the type is set on
+    the endpoint here: a postponed, string annotation could not be resolved by FastAPI.
+    """
+
+    async def endpoint(body: Any) -> Any:
+        return await handler(body)
+
+    endpoint.__annotations__ = {"body": model, "return": Any}
+    endpoint.__name__ = handler.__name__
+    endpoint.__doc__ = handler.__doc__
+    return endpoint
+
+
+def _status(exc: ColmaxError) -> int:
+    if isinstance(exc, UnknownIdError):
+        return 404
+    if isinstance(exc, IndexLockedError):
+        return 503  # another process is writing to the folder; retrying later will work
+    return 422
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ColmaxError)
+    async def colmax_error(request: Request, exc: ColmaxError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=_status(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # The default handler echoes each bad input back; a 100 kB text would come back too.
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type")}
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+
+def _document_security(app: FastAPI, settings: ServerSettings) -> None:
+    """Declare the bearer scheme in the OpenAPI schema when a key is configured."""
+    if settings.api_key is None:
+        return
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer"}
+            }
+            schema["security"] = [{"bearer": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

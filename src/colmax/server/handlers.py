@@ -1,0 +1,140 @@
+"""What each route does, over one engine; :mod:`colmax.server.app` wires them to paths.
+
+Engine calls run in worker threads, never on the event loop: reads (search, rerank, info,
+get) run concurrently up to ``settings.search_threads``; writes go through a separate
+one-thread queue, so they are serialised and a burst of writes waiting their turn does not hold
+the threads searches need. Every write is committed to the index folder before it returns.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from functools import partial
+from typing import Any, TypeVar, cast
+
+import anyio
+import anyio.to_thread
+
+from colmax.chunking import chunker_for, delete_documents, search_parents, upsert_documents
+from colmax.engine import Engine
+from colmax.server.schemas import (
+    AddResponse,
+    DeleteResponse,
+    DocumentOut,
+    HealthResponse,
+    HitOut,
+    InfoResponse,
+    RerankResponse,
+    SearchResponse,
+)
+from colmax.server.settings import ServerSettings
+from colmax.types import Hit
+
+__all__ = ["Handlers"]
+
+T = TypeVar("T")
+
+
+class Handlers:
+    """The route handlers of one app.
+
+    Args:
+        engine: the engine served.
+        settings: the server settings (chunking and the number of search threads are used here;
+            limits are enforced by the request models and the middleware).
+    """
+
+    def __init__(self, engine: Engine, settings: ServerSettings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.chunker = chunker_for(engine, settings.chunk_tokens, settings.chunk_overlap)
+        self._reads = anyio.CapacityLimiter(settings.search_threads)
+        self._writes = anyio.CapacityLimiter(1)
+
+    async def _read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs), limiter=self._reads)
+
+    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        return await anyio.to_thread.run_sync(partial(fn, *args), limiter=self._writes)
+
+    async def health(self) -> HealthResponse:
+        """Liveness: 200 while the index can be read."""
+        # Not behind the search threads: a busy server still answers its health check.
+        documents = await anyio.to_thread.run_sync(len, self.engine)
+        return HealthResponse(status="ok", documents=documents)
+
+    async def info(self) -> InfoResponse:
+        """Counts, model, and the server's limits and settings."""
+        data = await self._read(self.engine.info)
+        return InfoResponse(
+            documents=data["documents"],
+            tokens=data["tokens"],
+            dim=data["dim"],
+            index=data["index"],
+            model=(data.get("encoder") or {}).get("model_name_or_path"),
+            generation=data["generation"],
+            settings=self.settings.public(),
+        )
+
+    async def search(self, body: Any) -> SearchResponse:
+        """The top ``k`` documents for each query, optionally filtered by metadata."""
+        queries = [body.query] if body.query is not None else list(body.queries)
+        results: list[list[Hit]]
+        if body.group_chunks:
+            results = await self._read(
+                search_parents, self.engine, queries, k=body.k, filter=body.filter
+            )
+        else:
+            found = await self._read(self.engine.search, queries, k=body.k, filter=body.filter)
+            results = cast("list[list[Hit]]", found)  # a list of queries: one list each
+        return SearchResponse(results=[[_hit(h) for h in hits] for hits in results])
+
+    async def rerank(self, body: Any) -> RerankResponse:
+        """Score candidate texts (``documents``) or stored documents (``ids``) against a query."""
+        hits = await self._read(
+            self.engine.rerank, body.query, body.documents, k=body.k, ids=body.ids
+        )
+        return RerankResponse(hits=[_hit(h) for h in hits])
+
+    async def add(self, body: Any) -> AddResponse:
+        """Add or replace documents (upsert by id); the response comes after the commit."""
+        return await self._write(self._add, body)
+
+    async def delete(self, body: Any) -> DeleteResponse:
+        """Delete documents by id (all or nothing); the response comes after the commit."""
+        return await self._write(self._delete, body)
+
+    async def get_document(self, doc_id: str) -> DocumentOut:
+        """One stored document (or chunk, ``<id>#<n>``) by id."""
+        doc = (await self._read(self.engine.get, [doc_id]))[0]
+        return DocumentOut(id=doc.id, text=doc.text, metadata=doc.metadata)
+
+    def _add(self, body: Any) -> AddResponse:
+        ids = [d.id if d.id is not None else str(uuid.uuid4()) for d in body.documents]
+        written = upsert_documents(
+            self.engine,
+            ids,
+            [d.text for d in body.documents],
+            [d.metadata for d in body.documents],
+            chunker=self.chunker,
+            show_progress=False,
+        )
+        data = self.engine.info()
+        return AddResponse(
+            ids=ids,
+            entries=len(written),
+            documents=data["documents"],
+            generation=data["generation"],
+        )
+
+    def _delete(self, body: Any) -> DeleteResponse:
+        deleted = delete_documents(self.engine, body.ids)
+        data = self.engine.info()
+        return DeleteResponse(
+            deleted=deleted, documents=data["documents"], generation=data["generation"]
+        )
+
+
+def _hit(hit: Hit) -> HitOut:
+    return HitOut(id=hit.id, score=hit.score, rank=hit.rank, text=hit.text, metadata=hit.metadata)

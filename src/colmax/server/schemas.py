@@ -1,0 +1,194 @@
+"""Request and response models, built per app so the limits in the OpenAPI schema are the
+ones the server enforces (``maxLength``, ``maximum``, ``maxItems``).
+
+Requests reject unknown fields (a typo such as ``"top_k"`` is a 422, not a silently ignored
+option) and strings that cannot be stored as UTF-8 (lone surrogates, which Python's JSON parser
+lets through).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from colmax.server.settings import ServerSettings
+from colmax.validation import MAX_ID_LENGTH
+
+__all__ = ["Schemas", "build_schemas"]
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _utf8(self) -> _Request:
+        _check_utf8(self.__dict__, "body")
+        return self
+
+
+def _check_utf8(value: Any, where: str) -> None:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(
+                f"{where} holds text that is not valid Unicode (a lone surrogate)"
+            ) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_utf8(key, where)
+            _check_utf8(item, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_utf8(item, f"{where}[{i}]")
+    elif isinstance(value, BaseModel):
+        _check_utf8(value.__dict__, where)
+
+
+class HitOut(BaseModel):
+    """One result. For chunked documents ``id`` is the parent id and ``metadata`` holds
+    ``parent_id``, ``chunk_id``, ``chunk_index``, ``char_start``, ``char_end``."""
+
+    id: str
+    score: float = Field(description="raw MaxSim: sum over query vectors of the best cosine")
+    rank: int = Field(description="0-based position")
+    text: str
+    metadata: dict[str, Any]
+
+
+class SearchResponse(BaseModel):
+    """One list of hits per query (a single ``query`` gives one list)."""
+
+    results: list[list[HitOut]]
+
+
+class RerankResponse(BaseModel):
+    """Candidates sorted by score, best first."""
+
+    hits: list[HitOut]
+
+
+class AddResponse(BaseModel):
+    """Sent only after the write is committed to disk."""
+
+    ids: list[str] = Field(description="the document ids written, in request order")
+    entries: int = Field(description="stored entries written (chunks when chunking)")
+    documents: int = Field(description="entries in the index after the write")
+    generation: int = Field(description="the index generation this write committed")
+
+
+class DeleteResponse(BaseModel):
+    """Sent only after the delete is committed to disk."""
+
+    deleted: int = Field(description="stored entries deleted (a chunked document's chunks)")
+    documents: int = Field(description="entries in the index after the delete")
+    generation: int
+
+
+class DocumentOut(BaseModel):
+    """A stored document (or chunk)."""
+
+    id: str
+    text: str
+    metadata: dict[str, Any]
+
+
+class HealthResponse(BaseModel):
+    """Liveness and a document count."""
+
+    status: str
+    documents: int
+
+
+class InfoResponse(BaseModel):
+    """What the index holds and how the server is configured."""
+
+    documents: int
+    tokens: int
+    dim: int
+    index: str
+    model: str | None
+    generation: int
+    settings: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Schemas:
+    """The request models of one app (their limits come from its settings)."""
+
+    SearchRequest: type[BaseModel]
+    RerankRequest: type[BaseModel]
+    AddRequest: type[BaseModel]
+    DeleteRequest: type[BaseModel]
+
+
+def build_schemas(settings: ServerSettings) -> Schemas:
+    """Request models whose constraints are ``settings``' limits."""
+    Text = Annotated[str, StringConstraints(min_length=1, max_length=settings.max_text_chars)]
+    K = Annotated[int, Field(ge=1, le=settings.max_k)]
+    Filter = Annotated[
+        dict[str, Any] | None,
+        Field(
+            description='metadata filter: {"field": value}, $eq $ne $in $nin $gt $gte $lt '
+            "$lte $contains $exists, $and $or $not",
+            examples=[{"year": {"$gte": 2020}}],
+        ),
+    ]
+
+    class SearchRequest(_Request):
+        """Exactly one of ``query`` and ``queries``."""
+
+        query: Text | None = None
+        queries: (
+            Annotated[list[Text], Field(min_length=1, max_length=settings.max_queries)] | None
+        ) = None
+        k: K = 10
+        filter: Filter = None
+        group_chunks: bool = Field(
+            True, description="one hit per parent document (best chunk) instead of raw chunks"
+        )
+
+        @model_validator(mode="after")
+        def _one_query_field(self) -> SearchRequest:
+            if (self.query is None) == (self.queries is None):
+                raise ValueError("pass exactly one of 'query' (a string) and 'queries' (a list)")
+            return self
+
+    class RerankRequest(_Request):
+        """``documents`` (texts), ``ids`` (stored documents), or both (one id per text)."""
+
+        query: Text
+        documents: Annotated[list[Text], Field(max_length=settings.max_documents)] | None = None
+        ids: Annotated[list[Id], Field(max_length=settings.max_documents)] | None = None
+        k: K | None = None
+
+        @model_validator(mode="after")
+        def _candidates(self) -> RerankRequest:
+            if self.documents is None and self.ids is None:
+                raise ValueError("pass 'documents' (texts), 'ids' (stored documents), or both")
+            return self
+
+    class DocumentIn(_Request):
+        """A document to add; without ``id`` one is assigned (a UUID)."""
+
+        id: Id | None = None
+        text: Text
+        metadata: dict[str, Any] = Field(default_factory=dict)
+
+    class AddRequest(_Request):
+        """Documents to add or replace (upsert by id)."""
+
+        documents: Annotated[
+            list[DocumentIn], Field(min_length=1, max_length=settings.max_documents)
+        ]
+
+    class DeleteRequest(_Request):
+        """Ids to delete; a chunked document's id deletes all its chunks."""
+
+        ids: Annotated[list[Id], Field(min_length=1, max_length=settings.max_documents)]
+
+    return Schemas(SearchRequest, RerankRequest, AddRequest, DeleteRequest)

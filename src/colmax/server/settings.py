@@ -1,0 +1,75 @@
+"""Server settings: authentication, request limits and chunking (plain data, no FastAPI)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from colmax.errors import InvalidInputError
+
+__all__ = ["ServerSettings"]
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How the HTTP API behaves.
+
+    Attributes:
+        api_key: when set, every request needs ``Authorization: Bearer <api_key>``.
+        allow_unauthenticated_writes: without ``api_key``, accept ``POST``/``DELETE
+            /documents`` anyway (otherwise they are refused with 403).
+        max_body_bytes: larger request bodies are refused with 413 before they are parsed.
+        max_k: the largest ``k`` a search or rerank may ask for (422 above).
+        max_queries: queries per ``/search`` request.
+        max_documents: documents per ``POST /documents`` and ``/rerank``, ids per ``DELETE``.
+        max_text_chars: characters per query or document text.
+        chunk_tokens: split added documents into chunks of this many tokens (``None``: no).
+        chunk_overlap: tokens shared by neighbouring chunks.
+        search_threads: reads (search, rerank, info) running at the same time; more wait.
+
+    Examples:
+        >>> ServerSettings(api_key="s3cret", max_k=100).writes_enabled
+        True
+        >>> ServerSettings().writes_enabled
+        False
+    """
+
+    api_key: str | None = None
+    allow_unauthenticated_writes: bool = False
+    max_body_bytes: int = 16 * 2**20
+    max_k: int = 1000
+    max_queries: int = 64
+    max_documents: int = 1000
+    max_text_chars: int = 100_000
+    chunk_tokens: int | None = None
+    chunk_overlap: int = 0
+    search_threads: int = 8
+
+    def __post_init__(self) -> None:
+        if self.api_key is not None and not self.api_key.strip():
+            raise InvalidInputError(
+                "the API key is empty: pass a non-empty --api-key / COLMAX_API_KEY, or none"
+            )
+        for name in (
+            "max_body_bytes",
+            "max_k",
+            "max_queries",
+            "max_documents",
+            "max_text_chars",
+            "search_threads",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+
+    @property
+    def writes_enabled(self) -> bool:
+        """Whether ``POST``/``DELETE /documents`` can succeed at all."""
+        return self.api_key is not None or self.allow_unauthenticated_writes
+
+    def public(self) -> dict[str, Any]:
+        """The settings without the key (for ``GET /info``)."""
+        out = asdict(self)
+        out.pop("api_key")
+        out["auth"] = self.api_key is not None
+        return out

@@ -1,0 +1,213 @@
+"""Token-aware chunking, chunk -> parent mapping, and chunk-aware upsert/delete."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from transformers import AutoTokenizer
+
+from colmax import Engine
+from colmax.chunking import (
+    Chunker,
+    _windows,
+    chunker_for,
+    collapse_hits,
+    delete_documents,
+    existing_chunk_ids,
+    search_parents,
+    upsert_documents,
+)
+from colmax.errors import InvalidInputError, UnknownIdError
+from colmax.types import Hit
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_hf_model: Path):  # type: ignore[no-untyped-def]
+    return AutoTokenizer.from_pretrained(str(tiny_hf_model))
+
+
+@pytest.fixture()
+def engine(tiny_colbert_model: Path, tmp_path: Path) -> Engine:
+    return Engine.from_pretrained(tiny_colbert_model, device="cpu", path=tmp_path / "idx")
+
+
+# ---------------------------------------------------------------- windows and spans
+
+
+@given(
+    word_start=st.lists(st.booleans(), min_size=1, max_size=200).map(lambda w: [True, *w[1:]]),
+    size=st.integers(1, 40),
+    data=st.data(),
+)
+@settings(max_examples=300, deadline=None)
+def test_windows_cover_everything_in_order_within_size(
+    word_start: list[bool], size: int, data: st.DataObject
+) -> None:
+    overlap = data.draw(st.integers(0, size - 1))
+    windows = _windows(word_start, size, overlap)
+    assert windows[0][0] == 0 and windows[-1][1] == len(word_start)
+    for (a, b), (c, d) in zip(windows, windows[1:]):
+        assert a < c <= b < d  # starts and ends strictly increase; no gap between windows
+    assert all(0 < b - a <= size for a, b in windows)
+
+
+def test_windows_overlap_exactly_when_every_token_starts_a_word() -> None:
+    windows = _windows([True] * 10, 4, 2)
+    assert windows == [(0, 4), (2, 6), (4, 8), (6, 10)]
+
+
+def test_window_ends_move_back_to_a_word_start() -> None:
+    # tokens 2-4 form one word: a cut at 4 would split it, so the first window ends at 2
+    assert _windows([True, True, True, False, False, True, True, True], 4, 0) == [
+        (0, 2),
+        (2, 6),
+        (6, 8),
+    ]
+    # a word longer than half a window is cut hard rather than making tiny windows
+    assert _windows([True, False, False, False, False, False, True], 3, 0) == [
+        (0, 3),
+        (3, 6),
+        (6, 7),
+    ]
+
+
+def test_overlap_starts_at_a_word_start() -> None:
+    # two-token words: an overlap of one token grows to the whole word
+    assert _windows([True, False] * 4, 4, 1) == [(0, 4), (2, 6), (4, 8)]
+
+
+def test_whitespace_chunks_are_slices_of_the_text_with_metadata() -> None:
+    text = "  alpha beta\ngamma delta epsilon  zeta eta theta "
+    chunks = Chunker(3, 1).split("doc", text, {"lang": "en"})
+    assert [c.id for c in chunks] == ["doc#0", "doc#1", "doc#2", "doc#3"]
+    assert chunks[0].text == "alpha beta\ngamma"
+    assert chunks[1].text.split() == ["gamma", "delta", "epsilon"]
+    for n, c in enumerate(chunks):
+        meta = c.metadata
+        assert text[meta["char_start"] : meta["char_end"]] == c.text
+        assert meta["parent_id"] == "doc" and meta["chunk_index"] == n and meta["lang"] == "en"
+    assert chunks[-1].text.endswith("theta")
+
+
+def test_blank_text_has_no_chunks_and_short_text_one() -> None:
+    assert Chunker(5).split("a", " \n\t ") == []
+    (only,) = Chunker(5).split("a", " one two ")
+    assert (only.id, only.text) == ("a#0", "one two")
+
+
+def test_tokenizer_chunks_respect_the_token_budget_and_keep_words_whole(tokenizer) -> None:  # type: ignore[no-untyped-def]
+    words = ["searching", "engines", "the", "cat", "sat", "running", "documents", "paris"]
+    text = " ".join(words[i % len(words)] for i in range(300))
+    chunker = Chunker(16, 4, tokenizer)
+    chunks = chunker.split("p", text)
+    assert len(chunks) > 10
+    for c in chunks:
+        n_tokens = len(tokenizer(c.text, add_special_tokens=False)["input_ids"])
+        assert n_tokens <= 16
+        start, end = c.metadata["char_start"], c.metadata["char_end"]
+        # cut on word boundaries: the characters around the chunk are spaces or the text's ends
+        assert start == 0 or text[start - 1] == " "
+        assert end == len(text) or text[end] == " "
+    covered = set()
+    for c in chunks:
+        covered |= set(range(c.metadata["char_start"], c.metadata["char_end"]))
+    assert all(i in covered for i, ch in enumerate(text) if ch != " ")
+
+
+def test_tokenizer_offsets_survive_lowercasing_and_punctuation(tokenizer) -> None:  # type: ignore[no-untyped-def]
+    text = "The Cat, the DOG; and PARIS!\nHello World."
+    chunks = Chunker(4, 0, tokenizer).split("p", text)
+    for c in chunks:
+        assert text[c.metadata["char_start"] : c.metadata["char_end"]] == c.text
+    assert "".join(c.text for c in chunks).replace(" ", "").replace("\n", "") == text.replace(
+        " ", ""
+    ).replace("\n", "")
+
+
+@pytest.mark.parametrize(("size", "overlap"), [(0, 0), (-1, 0), (4, 4), (4, -1), (4, 9)])
+def test_bad_chunk_settings_are_refused(size: int, overlap: int) -> None:
+    with pytest.raises(InvalidInputError):
+        Chunker(size, overlap)
+
+
+def test_chunker_for_uses_the_encoder_tokenizer(engine: Engine) -> None:
+    assert chunker_for(engine, None) is None
+    chunker = chunker_for(engine, 8, 2)
+    assert chunker is not None and chunker.tokenizer is engine.encoder.tokenizer  # type: ignore[union-attr]
+
+
+# ---------------------------------------------------------------- collapsing
+
+
+def test_collapse_keeps_best_chunk_per_parent() -> None:
+    hits = [
+        Hit("a#2", 9.0, "best a", {"parent_id": "a", "chunk_index": 2}, 0),
+        Hit("b", 8.5, "whole b", {"x": 1}, 1),
+        Hit("a#0", 8.0, "worse a", {"parent_id": "a", "chunk_index": 0}, 2),
+        Hit("c#0", 7.0, "c", {"parent_id": "c"}, 3),
+    ]
+    out = collapse_hits(hits)
+    assert [(h.id, h.rank, h.text) for h in out] == [
+        ("a", 0, "best a"),
+        ("b", 1, "whole b"),
+        ("c", 2, "c"),
+    ]
+    assert out[0].metadata == {"parent_id": "a", "chunk_index": 2, "chunk_id": "a#2"}
+    assert out[1].metadata == {"x": 1}
+    assert [h.id for h in collapse_hits(hits, k=2)] == ["a", "b"]
+
+
+def test_search_parents_fetches_until_k_distinct_parents(engine: Engine) -> None:
+    many = [f"cat sat on the mat {i}" for i in range(12)]
+    engine.add(
+        [*many, "paris france capital", "dog house"],
+        ids=[f"a#{i}" for i in range(12)] + ["b#0", "c"],
+        metadatas=[{"parent_id": "a"}] * 12 + [{"parent_id": "b"}, {}],
+    )
+    hits = search_parents(engine, "cat sat on the mat", k=3, fetch_factor=2)
+    assert sorted(h.id for h in hits) == ["a", "b", "c"]  # type: ignore[union-attr]
+    everything = engine.search("cat sat on the mat", k=100)
+    assert hits == collapse_hits(everything, k=3)  # type: ignore[arg-type]
+    batch = search_parents(engine, ["cat sat on the mat", "dog house"], k=2, fetch_factor=2)
+    assert batch[0] == collapse_hits(everything, k=2)  # type: ignore[arg-type]
+    assert len(batch[1]) == 2  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- upsert and delete
+
+
+def test_upsert_replaces_every_piece_of_the_previous_version(engine: Engine) -> None:
+    chunker = Chunker(3, 0)
+    long = "one two three four five six seven eight nine ten"
+    upsert_documents(engine, ["p", "q"], [long, "q text"], [{"v": 1}, None], chunker=chunker)
+    assert existing_chunk_ids(engine, "p") == ["p#0", "p#1", "p#2", "p#3"]
+    upsert_documents(engine, ["p"], ["short now"], [{"v": 2}], chunker=chunker)
+    assert existing_chunk_ids(engine, "p") == ["p#0"]
+    assert engine.get(["p#0"])[0].metadata["v"] == 2
+    # unchunked replacement of a chunked document, then chunked again
+    upsert_documents(engine, ["p"], ["whole"], None)
+    assert existing_chunk_ids(engine, "p") == [] and "p" in engine
+    upsert_documents(engine, ["p"], [long], None, chunker=chunker)
+    assert "p" not in engine and len(existing_chunk_ids(engine, "p")) == 4
+    assert sorted(engine.ids()) == ["p#0", "p#1", "p#2", "p#3", "q#0"]
+
+
+def test_a_document_merely_named_like_a_chunk_is_not_one(engine: Engine) -> None:
+    engine.add(["x"], ids=["r#0"])
+    assert existing_chunk_ids(engine, "r") == []
+    with pytest.raises(UnknownIdError):
+        delete_documents(engine, ["r"])
+
+
+def test_delete_documents_takes_parents_and_is_all_or_nothing(engine: Engine) -> None:
+    upsert_documents(engine, ["p", "w"], ["a b c d e f g", "whole"], None, chunker=Chunker(2))
+    engine.add(["plain"], ids=["plain"])
+    before = sorted(engine.ids())
+    with pytest.raises(UnknownIdError, match="nope"):
+        delete_documents(engine, ["p", "nope"])
+    assert sorted(engine.ids()) == before
+    assert delete_documents(engine, ["p", "plain", "p"]) == 5  # 4 chunks + 1 plain document
+    assert engine.ids() == ["w#0"]
