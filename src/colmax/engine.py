@@ -15,7 +15,6 @@ from colmax.backends.base import Backend
 from colmax.backends.local import LOCAL_KINDS, LocalBackend
 from colmax.encoders.base import Encoder
 from colmax.errors import (
-    DuplicateIdError,
     EncoderMismatchError,
     InvalidInputError,
     NoEncoderError,
@@ -276,11 +275,9 @@ class Engine:
             UnknownIdError: some ids are not in the index (nothing is deleted).
         """
         ids_ = as_list(ids, "ids")
-        if len(set(ids_)) != len(ids_):
-            raise DuplicateIdError("ids passed to delete() contain duplicates")
         if not ids_:
             return 0
-        check_ids(ids_, len(ids_))
+        check_ids(ids_, len(ids_))  # types first (an unhashable id), then duplicates
         return self._backend.delete(ids_)
 
     def save(self, path: str | Path) -> Path:

@@ -27,9 +27,11 @@ from colmax.errors import (
 
 __all__ = [
     "MAX_ID_LENGTH",
+    "MAX_METADATA_DEPTH",
     "AddBatch",
     "as_list",
     "check_add",
+    "check_encodable",
     "check_ids",
     "check_k",
     "check_metadatas",
@@ -41,6 +43,26 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MAX_ID_LENGTH = 1024
+#: Levels of nested dicts/lists allowed in metadata (``{"a": [1]}`` has 2). SQLite's JSON
+#: functions refuse documents nested ~1000 deep, and Python's encoder recurses: a bound keeps
+#: one document from breaking every filtered search.
+MAX_METADATA_DEPTH = 32
+
+
+def check_encodable(text: str, what: str) -> str:
+    """``text`` unchanged, or :class:`InvalidInputError` if UTF-8 cannot encode it.
+
+    Lone surrogates (``"\ud800"``) are valid Python ``str`` but cannot be stored in SQLite or
+    passed to a tokenizer; refusing them here keeps the failure before any write.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"{what} is not valid Unicode text (a lone surrogate at position {exc.start}): "
+            f"{text[max(0, exc.start - 10) : exc.start + 10]!r}"
+        ) from None
+    return text
 
 
 def as_list(value: Any, what: str) -> list[Any]:
@@ -63,6 +85,7 @@ def check_texts(texts: Sequence[Any], what: str = "documents") -> list[str]:
             raise InvalidInputError(
                 f"{what}[{i}] must be a string, got {type(text).__name__}: {text!r:.80}"
             )
+        check_encodable(text, f"{what}[{i}]")
         if not text.strip():
             raise EmptyTextError(
                 f"{what}[{i}] is empty or whitespace only: remove it "
@@ -86,6 +109,7 @@ def check_ids(ids: Sequence[Any], n: int) -> list[str]:
             raise InvalidInputError(
                 f"ids[{i}] must be 1 to {MAX_ID_LENGTH} characters without NUL, got {id_!r:.80}"
             )
+        check_encodable(id_, f"ids[{i}]")
         if id_ in seen:
             raise DuplicateIdError(
                 f"id {id_!r} appears more than once in this call; ids must be unique"
@@ -115,14 +139,42 @@ def check_metadatas(metadatas: Sequence[Any] | None, n: int) -> list[dict[str, A
 
 
 def metadata_json(meta: Mapping[str, Any], i: int = 0) -> str:
-    """Serialise metadata strictly: JSON types only, finite numbers only."""
+    """Serialise metadata strictly: JSON types only, finite numbers only, valid Unicode, at
+    most :data:`MAX_METADATA_DEPTH` levels of nesting."""
+    depth, has_nul = _walk(meta)
+    if depth > MAX_METADATA_DEPTH:
+        raise InvalidInputError(
+            f"metadatas[{i}] is nested more than {MAX_METADATA_DEPTH} levels deep; flatten it"
+        )
+    if has_nul:  # SQLite's JSON functions cut strings at NUL: filters would match wrongly
+        raise InvalidInputError(f"metadatas[{i}] has a key or string containing NUL (\\x00)")
     try:
-        return json.dumps(meta, allow_nan=False, ensure_ascii=False)
+        text = json.dumps(meta, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(
             f"metadatas[{i}] is not JSON-compatible ({exc}); use str, int, float, bool, None, "
             "lists and dicts with finite numbers"
         ) from exc
+    return check_encodable(text, f"metadatas[{i}]")
+
+
+def _walk(value: Any) -> tuple[int, bool]:
+    """``(levels of nested containers, whether a key or string holds NUL)``, computed without
+    recursion; stops descending past the depth limit."""
+    depth, level, nul = 0, [value], False
+    while level and depth <= MAX_METADATA_DEPTH:
+        nul = nul or any(isinstance(x, str) and "\x00" in x for x in level)
+        level = [x for x in level if isinstance(x, (Mapping, list, tuple))]
+        depth += bool(level)
+        nxt: list[Any] = []
+        for x in level:
+            if isinstance(x, Mapping):
+                nxt.extend(x.keys())
+                nxt.extend(x.values())
+            else:
+                nxt.extend(x)
+        level = nxt
+    return depth, nul
 
 
 def check_k(k: Any, what: str = "k") -> int:
@@ -163,7 +215,12 @@ def to_vectors(
 
 def _as_array(emb: Any, what: str) -> np.ndarray:
     if isinstance(emb, torch.Tensor):
-        emb = emb.detach().to("cpu", torch.float32).numpy()
+        if emb.is_complex() or emb.dtype == torch.bool:
+            raise InvalidEmbeddingError(f"{what} must hold real numbers, got dtype {emb.dtype}")
+        try:
+            emb = emb.detach().to("cpu", torch.float32).numpy()
+        except (RuntimeError, NotImplementedError) as exc:  # e.g. a tensor on the meta device
+            raise InvalidEmbeddingError(f"{what} cannot be read as numbers: {exc}") from exc
     if not isinstance(emb, np.ndarray):
         raise InvalidEmbeddingError(
             f"{what} must be a numpy array or torch tensor, got {type(emb).__name__}"
@@ -232,4 +289,5 @@ def check_add(
     for i, text in enumerate(raw):
         if not isinstance(text, str):
             raise InvalidInputError(f"documents[{i}] must be a str, got {type(text).__name__}")
+        check_encodable(text, f"documents[{i}]")
     return AddBatch(raw, ids_, metas, to_vectors(embs, dim))

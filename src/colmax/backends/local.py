@@ -1,8 +1,15 @@
 """The local backend: SQLite for text and metadata, segments of token vectors, an index over them.
 
 Lives in memory (``path=None``) or in an index folder (see :mod:`colmax.store.storage` for the
-layout and the commit protocol). The index (``flat`` today) is an immutable snapshot that each
-write replaces, so searches never take a lock while scoring.
+layout and the commit protocol). The index (``flat``: exact; ``plaid``: compressed, see
+:mod:`colmax.indexes.plaid`) is an immutable snapshot that each write replaces, so searches never
+take a lock while scoring.
+
+A plaid index starts exact (float16 segments) and is trained once the live corpus reaches
+``train_tokens``: the write that crosses it trains a codec on the live vectors, codes every
+document into one segment and commits codec and segment together. Later adds are coded against
+that codec; :meth:`LocalBackend.rebuild` trains again (the manifest's ``index.drift`` says when
+that is worth it).
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,8 +27,15 @@ import torch
 
 from colmax import __version__
 from colmax.backends.base import Backend
-from colmax.errors import InvalidInputError, UnknownIdError
+from colmax.errors import IndexFormatError, InvalidInputError, UnknownIdError
 from colmax.indexes.flat import FlatIndex
+from colmax.indexes.plaid import (
+    CodedSegment,
+    PlaidIndex,
+    PlaidSettings,
+    ResidualCodec,
+    is_coded_name,
+)
 from colmax.store.filters import compile_filter
 from colmax.store.fsutil import publish_folder, staging_path
 from colmax.store.manifest import Manifest
@@ -34,21 +49,50 @@ __all__ = ["LOCAL_KINDS", "LocalBackend"]
 logger = logging.getLogger(__name__)
 
 #: Index kinds this backend serves.
-LOCAL_KINDS = ("flat",)
+LOCAL_KINDS = ("flat", "plaid")
 _MAX_SEGMENTS = 8
+_RELOAD_PATIENCE = 10.0  # seconds a reader keeps retrying while writers replace segments
+#: Keys of the manifest's ``index`` section the backend writes (state, not user settings).
+_STATE_KEYS = ("drift",)
+#: plaid settings that may change when an existing index is opened (search widths only).
+_SEARCH_KEYS = ("nprobe", "ndocs", "nfinal")
 Row = tuple[str, str, dict[str, Any]]  # id, text, metadata
+LocalIndex = FlatIndex | PlaidIndex
 
 
-def _make_index(manifest: Manifest) -> FlatIndex:
+def _make_index(manifest: Manifest) -> LocalIndex:
     if manifest.index_kind not in LOCAL_KINDS:
         raise InvalidInputError(
             f"unknown local index {manifest.index_kind!r}; available: {list(LOCAL_KINDS)}"
         )
+    if manifest.index_kind == "plaid":
+        return PlaidIndex(manifest.dim, _plaid_settings(manifest))
     if manifest.index_settings:
         raise InvalidInputError(
             f"the flat index takes no options, got {sorted(manifest.index_settings)}"
         )
     return FlatIndex(manifest.dim)
+
+
+def _plaid_settings(manifest: Manifest) -> PlaidSettings:
+    raw = {k: v for k, v in manifest.index_settings.items() if k not in _STATE_KEYS}
+    return PlaidSettings.from_json(raw)
+
+
+def _segment_reader(codec: ResidualCodec | None) -> Any:
+    """Opens exact segments, and coded ones with ``codec``."""
+
+    def read(folder: Path, name: str, dim: int, n_docs: int, n_tokens: int) -> Any:
+        if not is_coded_name(name):
+            return Segment.read(folder, name, dim, n_docs, n_tokens)
+        if codec is None:
+            raise IndexFormatError(
+                f"{folder}: segment {name} is coded but the database names no codec; "
+                "the index folder is damaged."
+            )
+        return CodedSegment.read(folder, name, n_docs, n_tokens, codec)
+
+    return read
 
 
 class LocalBackend(Backend):
@@ -76,9 +120,42 @@ class LocalBackend(Backend):
         return cls(Storage.create(path, manifest, lock_timeout))
 
     @classmethod
-    def open(cls, path: Path, *, lock_timeout: float = 60.0) -> LocalBackend:
-        """Open an existing index folder."""
-        return cls(Storage.open(path, lock_timeout=lock_timeout))
+    def open(
+        cls,
+        path: Path,
+        *,
+        lock_timeout: float = 60.0,
+        search_options: Mapping[str, Any] | None = None,
+    ) -> LocalBackend:
+        """Open an existing index folder.
+
+        ``search_options`` (plaid only: ``nprobe``, ``ndocs``, ``nfinal``) override the
+        recorded search widths for this process; they are not written to the folder.
+
+        Raises:
+            InvalidInputError: options this index kind cannot change after creation.
+        """
+        backend = cls(Storage.open(path, lock_timeout=lock_timeout))
+        if search_options:
+            backend.set_search_options(search_options)
+        return backend
+
+    def set_search_options(self, options: Mapping[str, Any]) -> None:
+        """Change plaid search widths (``nprobe``, ``ndocs``, ``nfinal``) in this process.
+
+        Raises:
+            InvalidInputError: not a plaid index, an unknown key or an invalid value.
+        """
+        bad = sorted(set(options) - set(_SEARCH_KEYS))
+        if self.kind != "plaid" or bad:
+            raise InvalidInputError(
+                f"only {list(_SEARCH_KEYS)} of a plaid index can change after it is created "
+                f"(index {self.kind!r}, got {sorted(options)})"
+            )
+        with self._state_lock:
+            index = self._plaid()
+            raw = {**index.settings.to_json(), **options}
+            self._index = index.with_settings(PlaidSettings.from_json(raw))
 
     # ------------------------------------------------------------------ facts
     @property
@@ -125,6 +202,7 @@ class LocalBackend(Backend):
             "index": self.kind,
             "path": str(self.path) if self.path else None,
             "generation": self._generation,
+            **({"plaid": index.drift()} if isinstance(index, PlaidIndex) else {}),
         }
 
     # ------------------------------------------------------------------ writes
@@ -147,7 +225,50 @@ class LocalBackend(Backend):
             removed = np.fromiter(replaced.values(), dtype=np.int64, count=len(replaced))
             change = Commit(rows, removed.tolist(), segment, next_key=next_key + len(ids))
             self._commit(change, lambda idx: idx.with_segment(segment, removed))
-            self._maybe_merge()
+            if isinstance(self._index, PlaidIndex) and self._index.needs_training():
+                self._rebuild_locked()
+            else:
+                self._maybe_merge()
+
+    def rebuild(self) -> dict[str, Any]:
+        """Train the plaid codec again on the live vectors and re-code every document.
+
+        Worth it when ``info()["plaid"]["rebuild_recommended"]`` (the corpus grew or moved
+        away from the sample the centroids were trained on). Coded documents are re-coded
+        from their decoded vectors (the originals are not kept), which adds their
+        quantisation error once more. Blocks other writers while it runs; readers continue
+        on the previous snapshot.
+
+        Returns:
+            The new drift report (``info()["plaid"]``).
+
+        Raises:
+            InvalidInputError: the index is not a plaid index.
+        """
+        self._plaid()
+        with self._storage.writing():
+            self._refresh_if_stale()
+            self._rebuild_locked()
+        return self._plaid().drift()
+
+    def _plaid(self) -> PlaidIndex:
+        index = self._index
+        if not isinstance(index, PlaidIndex):
+            raise InvalidInputError(f"this applies to index='plaid', not {self.kind!r}")
+        return index
+
+    def _rebuild_locked(self) -> None:
+        index = self._plaid()
+        if len(index) == 0:
+            return
+        seq = self._storage.next_seq()
+        codec = index.train_codec(seq)
+        coded = index.recode(seq, codec)
+        live = index.live_keys()
+        dropped = [s.name for s in index.segments]
+        change = Commit(new_segment=coded, dropped_segments=dropped, codec=codec)
+        self._commit(change, lambda idx: idx.with_codec(codec, [coded] if coded else [], live))
+        logger.info("plaid codec %s trained; %d documents coded", codec.name, len(live))
 
     def delete(self, ids: Sequence[str]) -> int:
         with self._storage.writing():
@@ -206,11 +327,12 @@ class LocalBackend(Backend):
         if is_index_folder(target):
             other = LocalBackend.open(target)
             try:
-                if other.dim != self.dim:
+                if other.dim != self.dim or other.kind != self.kind:
                     raise InvalidInputError(
-                        f"{target} holds vectors of dimension {other.dim}, not {self.dim}"
+                        f"{target} holds a {other.kind!r} index of dimension {other.dim}, not "
+                        f"{self.kind!r} of dimension {self.dim}"
                     )
-                other._replace_all(snapshot, rows)
+                other._replace_all(snapshot, rows, _codec_of(index))
             finally:
                 other.close()
         else:
@@ -220,7 +342,11 @@ class LocalBackend(Backend):
                 dim=self.dim,
                 index_kind=self.kind,
                 encoder=self.encoder_config,
-                index_settings=dict(self._storage.manifest.index_settings),
+                index_settings={
+                    k: v
+                    for k, v in self._storage.manifest.index_settings.items()
+                    if k not in _STATE_KEYS
+                },
                 colmax_version=__version__,
             )
             check_free(target)
@@ -228,7 +354,7 @@ class LocalBackend(Backend):
             try:
                 other = LocalBackend(Storage.create(staging, manifest))
                 try:
-                    other._replace_all(snapshot, rows)
+                    other._replace_all(snapshot, rows, _codec_of(index))
                 finally:
                     other.close()
                 publish_folder(staging, target)
@@ -253,13 +379,18 @@ class LocalBackend(Backend):
     def _commit(self, change: Commit, update: Callable[[Any], Any]) -> None:
         generation = self._storage.commit(change, self._state_lock)
         with self._state_lock:
-            self._index, self._generation = update(self._index), generation
+            # A reader may have refreshed from disk between the transaction and here; then the
+            # snapshot already holds this change and applying ``update`` again would double it.
+            if self._generation < generation:
+                self._index, self._generation = update(self._index), generation
         live, _ = self._index.token_counts()
+        if isinstance(self._index, PlaidIndex):  # where a user looks for "should I rebuild?"
+            self._storage.manifest.index_settings["drift"] = self._index.drift()
         self._storage.write_manifest({"documents": len(self._index), "tokens": live}, generation)
 
     def _maybe_merge(self) -> None:
         """Rewrite segments that are mostly dead, and fold small ones once there are many."""
-        index = self._index
+        index: Any = self._index
         chosen = index.merge_candidates(_MAX_SEGMENTS)
         if not chosen:
             return
@@ -282,37 +413,73 @@ class LocalBackend(Backend):
 
     def _replace_all(
         self,
-        snapshot: tuple[list[Segment], list[np.ndarray]],
+        snapshot: tuple[list[Any], list[np.ndarray]],
         rows: dict[int, tuple[str, str, dict]],
+        codec: ResidualCodec | None = None,
     ) -> None:
+        """Replace everything by the live documents of ``snapshot`` (another index's), in one
+        commit. ``codec``: the plaid codec ``snapshot``'s coded segments use; it is adopted."""
         segments, alive = snapshot
         with self._storage.writing():
             self._refresh_if_stale()
+            target: Any = self._index
+            if codec is not None:
+                target = PlaidIndex(self.dim, self._plaid().settings, codec)
             merged = (
-                self._index.merge_segments(self._storage.next_seq(), segments, alive)
-                if rows
-                else None
+                target.merge_segments(self._storage.next_seq(), segments, alive) if rows else None
             )
             old_keys = self._index.live_keys().tolist()
             table = [(k, r[0], r[1], metadata_json(r[2])) for k, r in sorted(rows.items())]
             next_key = max(self._storage.docs.meta_int("next_key"), max(rows, default=-1) + 1)
             change = Commit(
-                table, old_keys, merged, [s.name for s in self._index.segments], next_key
+                table, old_keys, merged, [s.name for s in self._index.segments], next_key, codec
             )
             live = np.asarray(sorted(rows), dtype=np.int64)
-            self._commit(change, lambda idx: idx.refreshed([merged] if merged else [], live))
+            self._commit(change, lambda idx: target.refreshed([merged] if merged else [], live))
 
     def _reload(self) -> None:
+        # Generation, segment list and keys come from one read transaction (consistent). A
+        # writer in another process deletes the files of segments a merge replaced right after
+        # its commit, so a listed file can vanish before we map it: then read again.
+        deadline = time.monotonic() + _RELOAD_PATIENCE
+        while True:
+            generation, rows, live = self._storage.docs.read_state()
+            try:
+                index = self._read_index(rows, live)
+                break
+            except IndexFormatError:
+                if self._storage.generation() == generation or time.monotonic() > deadline:
+                    raise  # really missing, not replaced
         with self._state_lock:
-            self._generation = self._storage.generation()
-            segments = self._storage.read_segments()
-            live = self._storage.docs.all_keys()
-            self._index = self._index.refreshed(segments, live)
+            if generation > self._generation or self._generation == 0:  # never go back
+                self._index, self._generation = index, generation
+
+    def _read_index(self, rows: list[tuple[str, int, int]], live: np.ndarray) -> Any:
+        index: Any = self._index
+        if isinstance(index, PlaidIndex):
+            codec = self._storage.read_codec(ResidualCodec.read, known=index.codec)
+            if codec is not index.codec:  # first open, or another process retrained
+                index = PlaidIndex(self.dim, index.settings, codec)
+            segments = self._storage.read_segments(_segment_reader(codec), rows=rows)
+        else:
+            segments = self._storage.read_segments(rows=rows)
+        index = index.refreshed(segments, live)
+        missing = np.setdiff1d(live, index.live_keys())
+        if len(missing):
+            raise IndexFormatError(
+                f"{self.path}: {len(missing)} document(s) have no vectors in any segment "
+                f"(keys {missing[:5].tolist()}); the index folder is damaged."
+            )
+        return index
 
     def _refresh_if_stale(self) -> None:
         """Pick up commits another process made to the same folder."""
         if self._storage.folder is not None and self._storage.generation() != self._generation:
             self._reload()
+
+
+def _codec_of(index: LocalIndex) -> ResidualCodec | None:
+    return index.codec if isinstance(index, PlaidIndex) else None
 
 
 def _hits(

@@ -12,6 +12,7 @@ vectors of a deleted document can never be mistaken for a later document's.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from colmax.errors import IndexFormatError
+from colmax.errors import IndexFormatError, IndexLockedError, InvalidInputError
 
 __all__ = ["DB_NAME", "DocumentStore", "SegmentRow"]
 
@@ -29,6 +30,14 @@ DB_NAME = "documents.sqlite"
 _SCHEMA_VERSION = 1
 _CHUNK = 500  # SQLite host parameters per statement, well under every build's limit
 SegmentRow = tuple[str, int, int]  # (name, n_docs, n_tokens)
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+#: A segment name is one plain file-name component (``seg-00000012-3fa2c1d0``).
+_SEGMENT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_COLUMNS = {
+    "documents": ("key", "id", "text", "metadata"),
+    "segments": ("name", "seq", "n_docs", "n_tokens"),
+    "meta": ("name", "value"),
+}
 
 _SCHEMA = """
 CREATE TABLE documents (
@@ -65,6 +74,8 @@ class DocumentStore:
     def create(cls, path: Path | None) -> DocumentStore:
         """A new empty store at ``path`` (``None``: in memory)."""
         conn = _connect(path)
+        if path is not None:
+            conn.execute("PRAGMA journal_mode=WAL")
         with conn:
             conn.executescript(_SCHEMA)
             conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
@@ -72,30 +83,32 @@ class DocumentStore:
 
     @classmethod
     def open(cls, path: Path, *, read_only: bool = False) -> DocumentStore:
-        """Open an existing store, checking that it is a colmax database."""
+        """Open an existing store, checking that it is a colmax database.
+
+        Nothing is written before the checks pass (a foreign or damaged file is left exactly as
+        it was); then the connection switches to WAL mode.
+
+        Raises:
+            IndexFormatError: missing, not SQLite, unreadable, or not a colmax schema.
+        """
         if not path.is_file():
             raise IndexFormatError(f"{path}: {DB_NAME} is missing; the index folder is incomplete.")
+        _check_header(path)
+        conn = None
         try:
             conn = _connect(path, read_only=read_only)
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            tables = {
-                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
-            }
-            fmt = (
-                conn.execute("SELECT value FROM meta WHERE name='format'").fetchone()
-                if "meta" in tables
-                else None
-            )
-        except sqlite3.DatabaseError as exc:
+            _check_schema(conn, path)
+            if not read_only:
+                conn.execute("PRAGMA journal_mode=WAL")
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+            # (SQLite quotes damaged schema text in its messages: they may not even decode.)
+            if conn is not None:
+                conn.close()
             raise IndexFormatError(f"{path}: not a readable SQLite database ({exc}).") from exc
-        if not {"documents", "segments", "meta"} <= tables or fmt != ("colmax-documents",):
-            conn.close()
-            raise IndexFormatError(f"{path}: not a colmax documents database (foreign schema).")
-        if version > _SCHEMA_VERSION:
-            conn.close()
-            raise IndexFormatError(
-                f"{path}: schema version {version} is newer than this colmax reads."
-            )
+        except IndexFormatError:
+            if conn is not None:
+                conn.close()
+            raise
         return cls(conn, path)
 
     def close(self) -> None:
@@ -115,60 +128,121 @@ class DocumentStore:
                 raise
             self._conn.execute("COMMIT")
 
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection, under the lock; a damaged file surfaces as IndexFormatError."""
+        with self.lock:
+            try:
+                yield self._conn
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc) or "busy" in str(exc):
+                    raise IndexLockedError(f"{self.path}: database is locked ({exc})") from exc
+                raise IndexFormatError(f"{self.path}: database read failed ({exc}).") from exc
+            except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+                raise IndexFormatError(f"{self.path}: damaged database ({exc}).") from exc
+
     # ------------------------------------------------------------------ meta
     def meta_int(self, name: str) -> int:
-        with self.lock:
-            row = self._conn.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()
-        if row is None or not row[0].lstrip("-").isdigit():
+        with self._reading() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()
+        value = row[0] if row is not None else None
+        if not isinstance(value, str) or not value.lstrip("-").isdigit() or len(value) > 20:
             raise IndexFormatError(f"{self.path}: meta value {name!r} is missing or damaged.")
-        return int(row[0])
+        return int(value)
 
     @staticmethod
     def set_meta(conn: sqlite3.Connection, name: str, value: int) -> None:
         conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, str(value)))
 
+    def read_state(self) -> tuple[int, list[SegmentRow], np.ndarray]:
+        """``(generation, live segments, live keys)`` read in one transaction: a consistent
+        snapshot even while another process commits (separate reads could mix generations)."""
+        with self._reading() as conn:
+            conn.execute("BEGIN")
+            try:
+                state = (self.meta_int("generation"), self.segment_rows(), self.all_keys())
+            finally:
+                conn.execute("COMMIT")  # ends the read transaction
+        return state
+
     # ------------------------------------------------------------------ documents
     def count(self) -> int:
-        with self.lock:
-            return int(self._conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0])
+        with self._reading() as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0])
 
     def keys_for_ids(self, ids: Sequence[str]) -> dict[str, int]:
-        """Map the given ids that exist to their keys."""
+        """Map the given ids that exist to their keys.
+
+        Raises:
+            InvalidInputError: an id is not a ``str``. (A str UTF-8 cannot encode cannot have
+                been stored, so it is simply not found.)
+        """
         found: dict[str, int] = {}
-        with self.lock:
+        for i, id_ in enumerate(ids):
+            if not isinstance(id_, str):
+                raise InvalidInputError(
+                    f"ids[{i}] must be a str, got {type(id_).__name__}: {id_!r:.80}"
+                )
+        ids = [i for i in ids if _encodable(i)]
+        with self._reading() as conn:
             for chunk in _chunks(ids):
                 marks = ",".join("?" * len(chunk))
-                rows = self._conn.execute(
-                    f"SELECT id, key FROM documents WHERE id IN ({marks})", chunk
-                )
-                found.update(rows)
+                rows = conn.execute(f"SELECT id, key FROM documents WHERE id IN ({marks})", chunk)
+                for id_, key in rows:
+                    found[id_] = self._key(key)
         return found
 
     def fetch(self, keys: Iterable[int]) -> dict[int, tuple[str, str, dict[str, Any]]]:
-        """``key -> (id, text, metadata)`` for the keys that still exist."""
+        """``key -> (id, text, metadata)`` for the keys that still exist.
+
+        Raises:
+            IndexFormatError: a row holds something colmax never writes (a non-text id or
+                text, metadata that is not a JSON object).
+        """
         out: dict[int, tuple[str, str, dict[str, Any]]] = {}
-        with self.lock:
+        with self._reading() as conn:
             for chunk in _chunks([int(k) for k in keys]):
                 marks = ",".join("?" * len(chunk))
                 sql = f"SELECT key, id, text, metadata FROM documents WHERE key IN ({marks})"
-                for key, id_, text, meta in self._conn.execute(sql, chunk):
-                    out[key] = (id_, text, json.loads(meta))
+                for key, id_, text, meta in conn.execute(sql, chunk):
+                    out[self._key(key)] = self._row(key, id_, text, meta)
         return out
 
+    def _row(self, key: Any, id_: Any, text: Any, meta: Any) -> tuple[str, str, dict[str, Any]]:
+        try:
+            metadata = json.loads(meta) if isinstance(meta, str) else None
+        except (ValueError, RecursionError):
+            metadata = None
+        if not isinstance(id_, str) or not isinstance(text, str) or not isinstance(metadata, dict):
+            raise IndexFormatError(
+                f"{self.path}: damaged document row (key {key!r}): id, text and metadata must "
+                f"be text and a JSON object, got {type(id_).__name__}, {type(text).__name__}, "
+                f"{str(meta)[:60]!r}."
+            )
+        return id_, text, metadata
+
+    def _key(self, key: Any) -> int:
+        if isinstance(key, bool) or not isinstance(key, int):
+            raise IndexFormatError(f"{self.path}: damaged document key {key!r}.")
+        return key
+
     def all_keys(self) -> np.ndarray:
-        with self.lock:
-            rows = self._conn.execute("SELECT key FROM documents ORDER BY key").fetchall()
-        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        with self._reading() as conn:
+            rows = conn.execute("SELECT key FROM documents ORDER BY key").fetchall()
+        return np.array([self._key(r[0]) for r in rows], dtype=np.int64)
 
     def ids(self) -> list[str]:
-        with self.lock:
-            return [r[0] for r in self._conn.execute("SELECT id FROM documents ORDER BY key")]
+        with self._reading() as conn:
+            ids = [r[0] for r in conn.execute("SELECT id FROM documents ORDER BY key")]
+        if not all(isinstance(i, str) for i in ids):
+            raise IndexFormatError(f"{self.path}: damaged database: an id is not text.")
+        return ids
 
     def select_keys(self, where: str, params: Sequence[Any]) -> np.ndarray:
         """Keys of documents matching a SQL condition built by :mod:`colmax.store.filters`."""
-        with self.lock:
-            rows = self._conn.execute(f"SELECT key FROM documents WHERE {where}", params).fetchall()
-        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        with self._reading() as conn:
+            rows = conn.execute(f"SELECT key FROM documents WHERE {where}", params).fetchall()
+        return np.array([self._key(r[0]) for r in rows], dtype=np.int64)
 
     @staticmethod
     def insert(conn: sqlite3.Connection, rows: Sequence[tuple[int, str, str, str]]) -> None:
@@ -183,10 +257,26 @@ class DocumentStore:
 
     # ------------------------------------------------------------------ segments
     def segment_rows(self) -> list[SegmentRow]:
-        with self.lock:
-            return list(
-                self._conn.execute("SELECT name, n_docs, n_tokens FROM segments ORDER BY seq")
+        """``(name, n_docs, n_tokens)`` of the live segments, oldest first.
+
+        Raises:
+            IndexFormatError: a row that colmax never writes: a name that is not a plain file
+                name (``../x``, ``a.b``), negative or non-integer counts.
+        """
+        with self._reading() as conn:
+            sql = "SELECT name, n_docs, n_tokens FROM segments ORDER BY seq"
+            rows = conn.execute(sql).fetchall()
+        for name, n_docs, n_tokens in rows:
+            counts_ok = all(
+                isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**62
+                for n in (n_docs, n_tokens)
             )
+            if not isinstance(name, str) or not _SEGMENT_NAME.fullmatch(name) or not counts_ok:
+                raise IndexFormatError(
+                    f"{self.path}: damaged segment list: {name!r} ({n_docs!r} documents, "
+                    f"{n_tokens!r} tokens)."
+                )
+        return [(str(n), int(d), int(t)) for n, d, t in rows]
 
     @staticmethod
     def add_segment(
@@ -200,17 +290,52 @@ class DocumentStore:
 
 
 def _connect(path: Path | None, *, read_only: bool = False) -> sqlite3.Connection:
+    """A connection in autocommit mode; the caller switches file databases to WAL."""
     if path is None:
-        conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
-    else:
-        uri = f"{path.resolve().as_uri()}?mode={'ro' if read_only else 'rwc'}"
-        conn = sqlite3.connect(
-            uri, uri=True, check_same_thread=False, isolation_level=None, timeout=30
-        )
-        if not read_only:
-            conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
+        return sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+    uri = f"{path.resolve().as_uri()}?mode={'ro' if read_only else 'rwc'}"
+    conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None, timeout=30)
+    conn.execute("PRAGMA synchronous=FULL")
     return conn
+
+
+def _check_header(path: Path) -> None:
+    """Refuse anything that is not an SQLite file before SQLite touches it: SQLite treats an
+    empty file as a new database and would write to it."""
+    with open(path, "rb") as handle:
+        header = handle.read(len(_SQLITE_MAGIC))
+    if header != _SQLITE_MAGIC:
+        raise IndexFormatError(
+            f"{path}: not an SQLite database (the file is empty, truncated or foreign)."
+        )
+
+
+def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
+    """The three tables with their columns, the format marker, a schema version we read."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    columns_ok = all(
+        name in tables
+        and {r[1] for r in conn.execute(f"PRAGMA table_info({name})")} >= set(columns)
+        for name, columns in _COLUMNS.items()
+    )
+    fmt = (
+        conn.execute("SELECT value FROM meta WHERE name='format'").fetchone()
+        if columns_ok
+        else None
+    )
+    if not columns_ok or fmt != ("colmax-documents",):
+        raise IndexFormatError(f"{path}: not a colmax documents database (foreign schema).")
+    if not isinstance(version, int) or version > _SCHEMA_VERSION:
+        raise IndexFormatError(f"{path}: schema version {version} is newer than this colmax reads.")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _chunks(items: Sequence[Any]) -> Iterator[list[Any]]:

@@ -12,10 +12,19 @@ Operators: ``$eq $ne $in $nin $gt $gte $lt $lte`` on scalars (str, int, float, b
 ``$and`` / ``$or`` (lists of filters) and ``$not`` (one filter).
 
 SQL NULLs never leak out (missing fields make a condition false, not unknown), so
-``$not`` and ``$ne`` are exact complements. Comparisons are typed: ``{"year": 2020}`` does not match the string ``"2020"``, and ``True``
-does not match ``1``. A document without the field never matches ``$eq``/``$in``/ranges and
-always matches ``$ne``/``$nin`` (they are the negations). Field names and values are passed to
-SQLite as bound parameters, never spliced into SQL text.
+``$not`` and ``$ne`` are exact complements. Comparisons are typed: ``{"year": 2020}`` does not
+match the string ``"2020"``, and ``True`` does not match ``1``. A document without the field
+never matches ``$eq``/``$in``/ranges and always matches ``$ne``/``$nin`` (they are the
+negations). ``$contains`` looks one level into the field as SQLite's ``json_each`` does: an
+array's elements, an object's member values, or a scalar field itself (the Qdrant backend
+mirrors this). Field names and values are passed to SQLite
+as bound parameters, never spliced into SQL text.
+
+Limits: field names of 1 to 512 characters without ``"``, ``\\`` or control characters (SQLite
+JSON paths cannot address them portably); strings without NUL (SQLite's JSON functions stop at
+it); about 10,000 conditions (:data:`MAX_PARAMETERS` bound values; a ``$in`` list of any
+length binds at most nine); nesting up to 32 levels. ``$and``/``$or`` lists of any length compile to a balanced tree, so SQLite's
+expression depth limit (1000) is never reached.
 
 Examples:
     >>> compile_filter({"year": {"$gte": 2021}})[1]
@@ -24,19 +33,23 @@ Examples:
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from typing import Any
 
 from colmax.errors import FilterError
 
-__all__ = ["OPERATORS", "compile_filter"]
+__all__ = ["MAX_PARAMETERS", "OPERATORS", "compile_filter"]
 
 _RANGE = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 OPERATORS = frozenset({"$eq", "$ne", "$in", "$nin", "$contains", "$exists", *_RANGE})
 _COMBINATORS = ("$and", "$or", "$not")
 _MAX_DEPTH = 32
 _MAX_FIELD = 512
+#: Most values one filter may bind (SQLite allows 32,766 per statement). A condition binds one
+#: to three, a ``$in`` list at most nine however long it is: about 10,000 conditions.
+MAX_PARAMETERS = 30_000
 
 Compiled = tuple[str, list[Any]]
 
@@ -55,7 +68,13 @@ def compile_filter(flt: Mapping[str, Any] | None) -> Compiled:
     """
     if flt is None:
         return "1", []
-    return _node(flt, 0)
+    sql, params = _node(flt, 0)
+    if len(params) > MAX_PARAMETERS:
+        raise FilterError(
+            f"filter too large: it binds {len(params)} values (at most {MAX_PARAMETERS}, about "
+            "10,000 conditions); use {'field': {'$in': [...]}} for long lists of values"
+        )
+    return sql, params
 
 
 def _node(flt: Any, depth: int) -> Compiled:
@@ -89,8 +108,13 @@ def _combinator(op: str, cond: Any, depth: int) -> Compiled:
 
 
 def _join(parts: list[Compiled], word: str) -> Compiled:
+    """``(a) word (b) word ...`` as a balanced tree: depth log2(n), not n (SQLite's parser
+    refuses expressions nested 1000 deep)."""
     if len(parts) == 1:
         return parts[0]
+    if len(parts) > 4:
+        half = len(parts) // 2
+        parts = [_join(parts[:half], word), _join(parts[half:], word)]
     sql = f" {word} ".join(f"({p[0]})" for p in parts)
     return sql, [x for p in parts for x in p[1]]
 
@@ -100,8 +124,11 @@ def _path(field: Any) -> str:
         raise FilterError(
             f"filter field names must be non-empty strings up to {_MAX_FIELD} chars, got {field!r}"
         )
-    if '"' in field or any(ord(c) < 32 for c in field):
-        raise FilterError(f"filter field name {field!r} contains a quote or control character")
+    if '"' in field or "\\" in field or any(ord(c) < 32 for c in field):
+        raise FilterError(
+            f"filter field name {field!r} contains a quote, backslash or control character"
+        )
+    _check_text(field, "filter field name")
     return f'$."{field}"'
 
 
@@ -132,7 +159,7 @@ def _operator(path: str, op: str, value: Any) -> Compiled:
             raise FilterError(f"{op} takes a list of values, got {value!r}")
         if not value:
             return ("0" if op == "$in" else "1"), []
-        sql, params = _join([_eq(path, v) for v in value], "OR")
+        sql, params = _in(path, list(value))
         return (sql, params) if op == "$in" else (f"NOT ({sql})", params)
     if op == "$contains":
         kind = _json_kind(value)
@@ -149,12 +176,33 @@ def _operator(path: str, op: str, value: Any) -> Compiled:
         ), [path]
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise FilterError(f"{op} compares numbers or strings, got {value!r}")
-    _check_finite(value)
+    _json_kind(value)  # finite numbers, valid strings
     kinds = "'text'" if isinstance(value, str) else "'integer','real'"
     return (
         f"COALESCE(json_type(metadata, ?), '') IN ({kinds}) AND json_extract(metadata, ?) {_RANGE[op]} ?",
         [path, path, value],
     )
+
+
+def _in(path: str, values: list[Any]) -> Compiled:
+    """Membership in a list of any length: one condition per JSON type present, with the
+    numbers and the strings each bound as one JSON array parameter."""
+    for v in values:
+        if v is not None:
+            _json_kind(v)  # validates
+    parts = [_eq(path, v) for v in (None, True, False) if any(x is v for x in values)]
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    texts = [v for v in values if isinstance(v, str)]
+    for group, kinds in ((numbers, "'integer','real'"), (texts, "'text'")):
+        if group:
+            parts.append(
+                (
+                    f"COALESCE(json_type(metadata, ?), '') IN ({kinds}) AND "
+                    "json_extract(metadata, ?) IN (SELECT value FROM json_each(?))",
+                    [path, path, json.dumps(group, ensure_ascii=False)],
+                )
+            )
+    return _join(parts, "OR")
 
 
 def _eq(path: str, value: Any) -> Compiled:
@@ -174,10 +222,20 @@ def _json_kind(value: Any) -> str:
         _check_finite(value)
         return "'integer','real'"
     if isinstance(value, str):
+        _check_text(value, "filter value")
         return "'text'"
     raise FilterError(
         f"filter values must be str, int, float, bool or None, got {type(value).__name__}: {value!r}"
     )
+
+
+def _check_text(text: str, what: str) -> None:
+    if "\x00" in text:
+        raise FilterError(f"{what} {text!r:.80} contains NUL, which SQLite's JSON cannot match")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise FilterError(f"{what} {text!r:.80} is not valid Unicode (lone surrogate)") from None
 
 
 def _sql_value(value: Any) -> Any:

@@ -16,10 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from colmax.errors import IndexFormatError
+
 __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_npy",
+    "check_no_links",
     "fsync_dir",
     "publish_folder",
     "staging_path",
@@ -65,6 +68,35 @@ def atomic_write_npy(path: Path, array: np.ndarray) -> None:
     _atomic_write(
         path, lambda handle: np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
     )
+
+
+def check_no_links(folder: Path) -> None:
+    """Refuse an index folder that contains a symbolic link (or a non-regular file).
+
+    colmax never creates links inside an index folder. Following one would read files from
+    elsewhere as if they were part of the index, and cleaning up orphan files (which deletes
+    what the database does not list) would delete files wherever the link points. The folder
+    itself may be a link; its entries and those of its subfolders may not.
+
+    Raises:
+        IndexFormatError: naming the first offending entry.
+    """
+    if not folder.is_dir():
+        return
+    for entry in _entries(folder):
+        if entry.is_symlink():
+            raise IndexFormatError(
+                f"{entry}: is a symbolic link; colmax index folders never contain links, so "
+                "this folder was not written by colmax (or was altered). Copy the real files in."
+            )
+        if not (entry.is_file() or entry.is_dir()):
+            raise IndexFormatError(f"{entry}: is neither a file nor a folder.")
+
+
+def _entries(folder: Path) -> list[Path]:
+    top = list(folder.iterdir())
+    inner = [p for d in top if d.is_dir() and not d.is_symlink() for p in d.iterdir()]
+    return top + inner
 
 
 def staging_path(target: Path) -> Path:

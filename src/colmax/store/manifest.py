@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from colmax.errors import IndexFormatError
-from colmax.store.fsutil import atomic_write_json
+from colmax.errors import IndexFormatError, InvalidInputError
+from colmax.store.fsutil import atomic_write_json, check_no_links
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "MANIFEST_NAME", "Manifest"]
 
@@ -41,6 +41,12 @@ class Manifest:
     generation: int = 0
     colmax_version: str = ""
 
+    def __post_init__(self) -> None:
+        # Checked here, before any folder is created for this manifest.
+        dim = self.dim
+        if isinstance(dim, bool) or not isinstance(dim, int) or not 0 < dim <= _MAX_DIM:
+            raise InvalidInputError(f"dim must be an int from 1 to {_MAX_DIM}, got {dim!r}")
+
     def to_json(self) -> dict[str, Any]:
         return {
             "format": FORMAT_NAME,
@@ -65,16 +71,18 @@ class Manifest:
             IndexFormatError: missing, unreadable, foreign or inconsistent manifest.
         """
         path = folder / MANIFEST_NAME
-        if not path.is_file():
+        if not path.is_file() and not path.is_symlink():
             raise IndexFormatError(
                 f"{folder} is not a colmax index: {MANIFEST_NAME} is missing. "
                 "Create an index with Engine.save(path) or Engine.from_pretrained(..., path=path)."
             )
+        # Before anything reads through a link (or cleans up) outside the folder.
+        check_no_links(folder)
         if path.stat().st_size > 16 * 2**20:
             raise IndexFormatError(f"{path}: manifest is larger than 16 MiB; the file is damaged.")
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, or absurd nesting
             raise IndexFormatError(
                 f"{path}: not valid JSON ({exc}); the manifest is damaged."
             ) from exc

@@ -14,6 +14,7 @@ in their segment until a merge rewrites it.
 from __future__ import annotations
 
 import secrets
+import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,7 +140,8 @@ def _load(path: Path) -> np.ndarray:
         if path.stat().st_size == 0:
             raise ValueError("empty file")
         return np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
+    except (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError) as exc:
+        # (numpy parses the .npy header with ast/tokenize: a damaged one raises those.)
         raise IndexFormatError(f"{path}: unreadable segment file ({exc}).") from exc
 
 

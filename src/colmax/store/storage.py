@@ -5,7 +5,10 @@ Folder layout::
     my-index/
       manifest.json        format, model settings, dim, dtype, counts (see manifest.py)
       documents.sqlite     ids, text, metadata, the list of live segments (the commit point)
-      segments/*.npy       immutable packed float16 token vectors (see segments.py)
+      segments/*.npy       immutable segments: packed float16 token vectors (see segments.py),
+                           or coded tokens of a plaid index (``pseg-*``)
+      codecs/*.npy         plaid only: the centroids and residual buckets the coded segments
+                           use; the current one is named in the database (``meta.codec``)
       write.lock           inter-process writer lock
 
 A write first writes any new segment files, then commits one SQLite transaction that changes
@@ -25,16 +28,27 @@ from pathlib import Path
 from typing import Any
 
 from colmax.errors import IndexFormatError
-from colmax.store.documents import DB_NAME, DocumentStore
+from colmax.store.documents import DB_NAME, DocumentStore, SegmentRow
 from colmax.store.fsutil import fsync_dir, publish_folder, staging_path
 from colmax.store.lock import FolderLock
 from colmax.store.manifest import MANIFEST_NAME, Manifest
 from colmax.store.segments import SEGMENT_DIR, Segment
 
-__all__ = ["Commit", "Storage", "check_free", "is_index_folder", "remove_segment_files"]
+__all__ = [
+    "CODEC_DIR",
+    "Commit",
+    "Storage",
+    "check_free",
+    "is_index_folder",
+    "remove_segment_files",
+]
+
+#: Folder of the plaid codec files, ``codecs/<name>.<part>.npy``.
+CODEC_DIR = "codecs"
 
 Row = tuple[int, str, str, str]  # key, id, text, metadata JSON
 SegmentReader = Callable[[Path, str, int, int, int], Any]
+CodecReader = Callable[[Path, str, int], Any]
 
 
 def remove_segment_files(folder: Path, name: str) -> None:
@@ -48,7 +62,11 @@ def is_index_folder(path: Path) -> bool:
 
 
 class Commit:
-    """What one write changes; applied in a single transaction by :meth:`Storage.commit`."""
+    """What one write changes; applied in a single transaction by :meth:`Storage.commit`.
+
+    ``codec`` (plaid indexes) is a new codec (an object with ``name`` and ``write(folder)``)
+    that becomes the current one in the same transaction as the segment changes.
+    """
 
     def __init__(
         self,
@@ -57,12 +75,14 @@ class Commit:
         new_segment: Any = None,
         dropped_segments: Sequence[str] = (),
         next_key: int | None = None,
+        codec: Any = None,
     ) -> None:
         self.rows = rows
         self.removed_keys = removed_keys
         self.new_segment = new_segment
         self.dropped_segments = dropped_segments
         self.next_key = next_key
+        self.codec = codec
 
 
 class Storage:
@@ -76,6 +96,7 @@ class Storage:
         self.folder = folder
         self.write_lock = FolderLock(folder, lock_timeout) if folder else _MemoryLock()
         self._memory_segments: dict[str, Any] = {}
+        self._memory_codec: Any = None
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -119,18 +140,42 @@ class Storage:
     def generation(self) -> int:
         return self.docs.meta_int("generation")
 
-    def read_segments(self, reader: SegmentReader | None = None) -> list[Any]:
+    def read_segments(
+        self, reader: SegmentReader | None = None, rows: list[SegmentRow] | None = None
+    ) -> list[Any]:
         """The segments the database lists, opened (memory-mapped) and validated.
 
         ``reader(folder, name, dim, n_docs, n_tokens)`` opens one segment (default: the fp16
         :meth:`Segment.read`); index kinds with other segment types pass their own.
         """
-        rows = self.docs.segment_rows()
+        rows = self.docs.segment_rows() if rows is None else rows
         if self.folder is None:
             return [self._memory_segments[name] for name, _, _ in rows]
         dim = self.manifest.dim
         read = reader or Segment.read
         return [read(self.folder, name, dim, n_docs, n_tokens) for name, n_docs, n_tokens in rows]
+
+    def codec_name(self) -> str | None:
+        """Name of the committed codec (plaid indexes), ``None`` when there is none."""
+        if self.folder is None:
+            return self._memory_codec.name if self._memory_codec is not None else None
+        with self.docs.lock:
+            return _codec_name(self.docs)
+
+    def read_codec(self, reader: CodecReader, known: Any = None) -> Any:
+        """The committed codec opened with ``reader(folder, name, dim)``, or ``None``.
+
+        ``known`` (a codec already open) is returned as it is when it is still the current one,
+        so a refresh does not re-read unchanged files.
+        """
+        if self.folder is None:
+            return self._memory_codec
+        name = self.codec_name()
+        if name is None:
+            return None
+        if known is not None and getattr(known, "name", None) == name:
+            return known
+        return reader(self.folder, name, self.manifest.dim)
 
     def next_seq(self) -> int:
         return self.docs.meta_int("generation") + 1
@@ -152,6 +197,9 @@ class Storage:
         if seg is not None and self.folder is not None:
             seg.write(self.folder)
             fsync_dir(self.folder / SEGMENT_DIR)
+        if change.codec is not None and self.folder is not None:
+            change.codec.write(self.folder)
+            fsync_dir(self.folder / CODEC_DIR)
         with state_lock, self.docs.transaction() as conn:
             generation = (
                 int(conn.execute("SELECT value FROM meta WHERE name='generation'").fetchone()[0])
@@ -169,7 +217,15 @@ class Storage:
                     self._memory_segments[seg.name] = seg
             if change.next_key is not None:
                 DocumentStore.set_meta(conn, "next_key", change.next_key)
+            if change.codec is not None:
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('codec', ?)", (change.codec.name,)
+                )
             DocumentStore.set_meta(conn, "generation", generation)
+        if change.codec is not None:
+            self._memory_codec = change.codec if self.folder is None else None
+            if self.folder is not None:
+                _remove_codecs_except(self.folder, change.codec.name)
         for name in change.dropped_segments:
             self._memory_segments.pop(name, None)
             if self.folder is not None:
@@ -191,11 +247,30 @@ class Storage:
             # Every file of segment ``name`` is ``segments/<name>.<part>...`` whatever the
             # segment kind, so files are matched by the name before the first dot.
             listed = {name for name, _, _ in self.docs.segment_rows()}
+            present = {p.name.split(".", 1)[0] for p in (self.folder / SEGMENT_DIR).glob("*")}
+            if not listed <= present:
+                return  # damaged or incomplete: delete nothing, opening will report it
             for path in (self.folder / SEGMENT_DIR).glob("*"):
                 if path.name.split(".", 1)[0] not in listed:
                     path.unlink(missing_ok=True)
             for path in self.folder.glob(".*.tmp"):
                 path.unlink(missing_ok=True)
+            with self.docs.lock:
+                current = _codec_name(self.docs)
+            _remove_codecs_except(self.folder, current)
+
+
+def _codec_name(docs: DocumentStore) -> str | None:
+    # The meta table holds text; DocumentStore only offers meta_int (call under docs.lock).
+    row = docs._conn.execute("SELECT value FROM meta WHERE name='codec'").fetchone()
+    return str(row[0]) if row is not None else None
+
+
+def _remove_codecs_except(folder: Path, keep: str | None) -> None:
+    """Delete codec files other than those of ``keep`` (a replaced codec, or a crash's)."""
+    for path in (folder / CODEC_DIR).glob("*"):
+        if path.name.split(".", 1)[0] != keep:
+            path.unlink(missing_ok=True)
 
 
 class _MemoryLock:

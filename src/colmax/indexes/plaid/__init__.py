@@ -1,0 +1,24 @@
+"""Compressed late-interaction index (``index="plaid"``): k-means centroids, 2/4-bit
+residuals, inverted lists and the four-stage PLAID search, in plain torch/numpy.
+
+See ``docs/plaid.md`` for how it works and when to choose it.
+"""
+
+from __future__ import annotations
+
+from colmax.indexes.plaid.codec import CODEC_DIR, CodecStats, ResidualCodec
+from colmax.indexes.plaid.index import PlaidIndex
+from colmax.indexes.plaid.search import SearchParams
+from colmax.indexes.plaid.segment import CodedSegment, is_coded_name
+from colmax.indexes.plaid.settings import PlaidSettings
+
+__all__ = [
+    "CODEC_DIR",
+    "CodecStats",
+    "CodedSegment",
+    "PlaidIndex",
+    "PlaidSettings",
+    "ResidualCodec",
+    "SearchParams",
+    "is_coded_name",
+]

@@ -1,0 +1,382 @@
+"""The compressed (PLAID-style) index: an immutable snapshot over exact and coded segments.
+
+Like :class:`~colmax.indexes.flat.FlatIndex`, every write makes a new :class:`PlaidIndex` that
+shares unchanged segments (and their prepared inverted lists) with the old one.
+
+Life cycle:
+
+- **Small corpus: exact.** Until the live corpus reaches ``settings.train_tokens`` tokens there is
+  no codec; segments are exact float16 segments searched by an inner ``FlatIndex`` (exact search
+  is as fast as probing there, and k-means needs data).
+- **Training.** :meth:`PlaidIndex.train_codec` fits centroids and residual buckets on a sample of
+  the live vectors; :meth:`PlaidIndex.recode` codes every live document into one coded segment.
+  The backend commits the codec and that segment together.
+- **Coded.** New documents are coded against the existing centroids (:meth:`build_segment`);
+  deletes only flip liveness; merges concatenate codes without re-coding. :meth:`drift` says
+  when the corpus has moved far enough from the training sample that a rebuild (train again,
+  recode) would pay off.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from colmax.indexes.base import Index, SearchResult
+from colmax.indexes.flat import FlatIndex
+from colmax.indexes.plaid.codec import ResidualCodec, new_codec_name
+from colmax.indexes.plaid.search import CodedView, SearchParams, search_coded
+from colmax.indexes.plaid.segment import CodedSegment
+from colmax.indexes.plaid.settings import PlaidSettings
+from colmax.store.segments import Segment, merge
+
+__all__ = ["AnySegment", "PlaidIndex"]
+
+logger = logging.getLogger(__name__)
+
+AnySegment = Segment | CodedSegment
+#: Residual energy of new tokens this much above the training sample's suggests a rebuild.
+DRIFT_RATIO = 1.25
+#: ...and so does a corpus this many times larger than at training (sqrt scaling wants 2x
+#: the centroids).
+GROWTH_RATIO = 4.0
+_SAMPLE_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class _Sampler:
+    """Draws a uniform sample of live token vectors from mixed segments, chunk by chunk."""
+
+    segments: list[AnySegment]
+    alive: list[np.ndarray]
+
+    def live_rows(self) -> list[np.ndarray]:
+        return [
+            np.flatnonzero(np.repeat(a, np.diff(s.offsets)))
+            for s, a in zip(self.segments, self.alive)
+        ]
+
+    def draw(self, n: int, seed: int) -> torch.Tensor:
+        rows = self.live_rows()
+        total = sum(r.size for r in rows)
+        rng = np.random.default_rng(seed)
+        picks = np.sort(rng.choice(total, size=min(n, total), replace=False))
+        out, base = [], 0
+        for seg, seg_rows in zip(self.segments, rows):
+            mine = picks[(picks >= base) & (picks < base + seg_rows.size)] - base
+            base += seg_rows.size
+            for a in range(0, mine.size, _SAMPLE_CHUNK):
+                out.append(_rows_f32(seg, seg_rows[mine[a : a + _SAMPLE_CHUNK]]))
+        return torch.cat(out) if out else torch.zeros((0, 0))
+
+
+def _rows_f32(segment: AnySegment, rows: np.ndarray) -> torch.Tensor:
+    """Token vectors at ``rows`` (exact, or decoded from a coded segment), float32."""
+    if isinstance(segment, CodedSegment):
+        codes = torch.from_numpy(np.take(segment.codes, rows).astype(np.int64))
+        packed = torch.from_numpy(np.take(segment.residuals, rows, axis=0))
+        return segment.codec.decode(codes, packed)
+    return torch.from_numpy(np.asarray(segment.tokens[rows], dtype=np.float32))
+
+
+class PlaidIndex(Index):
+    """Compressed late-interaction index: centroids, 2/4-bit residuals, PLAID search.
+
+    Args:
+        dim: vector dimension.
+        settings: build and search settings.
+        codec: the trained codec, or ``None`` while the index is still exact.
+    """
+
+    kind = "plaid"
+    is_exhaustive = False
+
+    def __init__(
+        self,
+        dim: int,
+        settings: PlaidSettings | None = None,
+        codec: ResidualCodec | None = None,
+        exact: FlatIndex | None = None,
+        coded: Sequence[CodedView] = (),
+    ) -> None:
+        self.dim = dim
+        self.settings = settings or PlaidSettings()
+        self.codec = codec
+        self._exact = exact if exact is not None else FlatIndex(dim)
+        self._coded = tuple(coded)
+
+    def _with(self, exact: FlatIndex, coded: Sequence[CodedView]) -> PlaidIndex:
+        return PlaidIndex(self.dim, self.settings, self.codec, exact, coded)
+
+    # ------------------------------------------------------------------ snapshots
+    def refreshed(self, segments: Sequence[AnySegment], live: np.ndarray) -> PlaidIndex:
+        """A snapshot over ``segments`` (exact and coded) with the sorted ``live`` keys;
+        reuses the prepared views this snapshot already has."""
+        exact = [s for s in segments if isinstance(s, Segment)]
+        known = {v.segment.name: v for v in self._coded}
+        views = []
+        for seg in segments:
+            if isinstance(seg, CodedSegment):
+                self._check_codec(seg)
+                alive = np.isin(seg.keys, live)
+                view = known.get(seg.name)
+                views.append(
+                    view.with_alive(alive) if view is not None else CodedView.of(seg, alive)
+                )
+        return self._with(self._exact.refreshed(exact, live), views)
+
+    def with_codec(
+        self, codec: ResidualCodec, segments: Sequence[AnySegment], live: np.ndarray
+    ) -> PlaidIndex:
+        """A snapshot that uses ``codec``, over ``segments`` (coded with it, or exact)."""
+        fresh = PlaidIndex(self.dim, self.settings, codec)
+        return fresh.refreshed(segments, live)
+
+    def with_settings(self, settings: PlaidSettings) -> PlaidIndex:
+        """The same snapshot with other settings (search widths apply at once; build
+        settings at the next training)."""
+        return PlaidIndex(self.dim, settings, self.codec, self._exact, self._coded)
+
+    def with_segment(self, segment: AnySegment, removed: np.ndarray) -> PlaidIndex:
+        """A new snapshot with ``segment`` added and the keys in ``removed`` dropped."""
+        base = self.without(removed) if len(removed) else self
+        if isinstance(segment, CodedSegment):
+            self._check_codec(segment)
+            view = CodedView.of(segment, np.ones(segment.n_docs, dtype=bool))
+            return base._with(base._exact, (*base._coded, view))
+        return base._with(base._exact.with_segment(segment, np.zeros(0, np.int64)), base._coded)
+
+    def without(self, keys: np.ndarray) -> PlaidIndex:
+        """A new snapshot where ``keys`` are no longer live."""
+        keys = np.asarray(keys, dtype=np.int64)
+        views = []
+        for view in self._coded:
+            pos = view.positions(keys)
+            pos = pos[pos >= 0]
+            if len(pos):
+                alive = view.alive.copy()
+                alive[pos] = False
+                view = view.with_alive(alive)
+            views.append(view)
+        return self._with(self._exact.without(keys), views)
+
+    def _check_codec(self, segment: CodedSegment) -> None:
+        if self.codec is None or segment.codec.fingerprint != self.codec.fingerprint:
+            raise ValueError(f"segment {segment.name} was coded with another codec")  # internal
+
+    # ------------------------------------------------------------------ facts
+    @property
+    def segments(self) -> list[AnySegment]:
+        """Exact segments first, then coded ones (positions match :meth:`alive_masks`)."""
+        return [*self._exact.segments, *(v.segment for v in self._coded)]
+
+    def __len__(self) -> int:
+        return len(self._exact) + int(sum(v.alive.sum() for v in self._coded))
+
+    def token_counts(self) -> tuple[int, int]:
+        """``(live_tokens, dead_tokens)``: dead tokens wait for a merge to be dropped."""
+        live, dead = self._exact.token_counts()
+        for v in self._coded:
+            lengths = np.diff(v.segment.offsets)
+            n_live = int(lengths[v.alive].sum())
+            live += n_live
+            dead += int(lengths.sum()) - n_live
+        return live, dead
+
+    def alive_masks(self) -> list[np.ndarray]:
+        return [*self._exact.alive_masks(), *(v.alive for v in self._coded)]
+
+    def merge_candidates(self, max_segments: int) -> list[int]:
+        """Positions of segments worth rewriting: mostly dead ones, the smaller half when there
+        are more than ``max_segments``, and, once a codec exists, every exact segment (so it
+        gets coded)."""
+        segs, alive = self.segments, self.alive_masks()
+        chosen = {i for i, a in enumerate(alive) if a.sum() * 2 < len(a)}
+        if len(segs) > max_segments:
+            sizes = sorted(s.n_tokens for s in segs)
+            cutoff = sizes[len(sizes) // 2]
+            chosen |= {i for i, s in enumerate(segs) if s.n_tokens <= cutoff}
+        if self.codec is not None:
+            chosen |= {i for i, s in enumerate(segs) if isinstance(s, Segment)}
+        return sorted(chosen)
+
+    def live_keys(self) -> np.ndarray:
+        parts = [s.keys[a] for s, a in zip(self.segments, self.alive_masks())]
+        return np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+
+    # ------------------------------------------------------------------ building
+    def build_segment(self, seq: int, keys: np.ndarray, vectors: list[np.ndarray]) -> AnySegment:
+        """A new segment for added documents: coded once a codec exists, exact before."""
+        if self.codec is not None:
+            return CodedSegment.build(seq, keys, vectors, self.codec)
+        return Segment.build(seq, keys, vectors, self.dim)
+
+    def merge_segments(
+        self, seq: int, segments: Sequence[AnySegment], alive: Sequence[np.ndarray]
+    ) -> AnySegment:
+        """One segment with the live documents of ``segments``: coded (exact parts coded on
+        the way) once a codec exists, exact before."""
+        if self.codec is None:
+            return merge(seq, list(segments), list(alive))  # type: ignore[arg-type]
+        coded = [
+            s if isinstance(s, CodedSegment) else CodedSegment.from_segment(seq, s, a, self.codec)
+            for s, a in zip(segments, alive)
+        ]
+        masks = [
+            a if isinstance(s, CodedSegment) else np.ones(c.n_docs, bool)
+            for s, a, c in zip(segments, alive, coded)
+        ]
+        return CodedSegment.merge(seq, coded, masks)
+
+    def needs_training(self) -> bool:
+        """True while there is no codec and the live corpus has reached ``train_tokens``."""
+        return self.codec is None and self.token_counts()[0] >= self.settings.train_tokens
+
+    def train_codec(self, seq: int, progress: Callable[[int], None] | None = None) -> ResidualCodec:
+        """Train a codec on a sample of the live token vectors (exact, or decoded where the
+        segments are already coded: a rebuild).
+
+        Args:
+            seq: sequence number for the codec's file name.
+            progress: called with 1 per k-means iteration (``settings.kmeans_iters`` total).
+        """
+        s = self.settings
+        n_live = self.token_counts()[0]
+        k = s.centroids_for(n_live)
+        sample = _Sampler(self.segments, self.alive_masks()).draw(k * s.sample_per_centroid, s.seed)
+        logger.info("training plaid codec: %d centroids on %d of %d tokens", k, len(sample), n_live)
+        codec = ResidualCodec.train(
+            sample,
+            k,
+            s.nbits,
+            iters=s.kmeans_iters,
+            seed=s.seed,
+            progress=progress,
+            corpus_tokens=n_live,
+        )
+        return codec.named(new_codec_name(seq))
+
+    def recode(self, seq: int, codec: ResidualCodec) -> CodedSegment | None:
+        """Every live document coded with ``codec`` into one segment (``None`` if empty).
+
+        Memory holds the coded output (``dim * nbits / 8 + 2`` bytes per token) and one
+        chunk of float32 vectors at a time.
+        """
+        parts = [
+            CodedSegment.from_segment(seq, s, a, codec)
+            if isinstance(s, Segment)
+            else _recode(seq, s, a, codec)
+            for s, a in zip(self.segments, self.alive_masks())
+            if a.any()
+        ]
+        if not parts:
+            return None
+        return CodedSegment.merge(seq, parts, [np.ones(p.n_docs, bool) for p in parts])
+
+    def drift(self) -> dict[str, Any]:
+        """How far the corpus has moved from the codec's training sample.
+
+        Returns:
+            ``{"trained": bool}`` plus, once trained: ``codec`` (name), ``centroids``,
+            ``trained_tokens`` (corpus size at training), ``residual_ratio`` (mean squared
+            residual of the coded tokens / of the training sample), ``rebuild_recommended``.
+        """
+        if self.codec is None:
+            return {"trained": False, "exact_until_tokens": self.settings.train_tokens}
+        stats = self.codec.stats
+        coded_tokens = sum(v.segment.n_tokens for v in self._coded)
+        res_sq = sum(v.segment.residual_sq for v in self._coded)
+        ratio = (
+            (res_sq / coded_tokens) / stats.residual_sq
+            if coded_tokens and stats.residual_sq
+            else 1.0
+        )
+        live = self.token_counts()[0]
+        grown = live / max(1, stats.corpus_tokens)
+        return {
+            "trained": True,
+            "codec": self.codec.name,
+            "centroids": self.codec.n_centroids,
+            "nbits": self.codec.nbits,
+            "trained_tokens": stats.corpus_tokens,
+            "residual_ratio": round(ratio, 4),
+            "rebuild_recommended": bool(ratio > DRIFT_RATIO or grown > GROWTH_RATIO),
+        }
+
+    # ------------------------------------------------------------------ reads
+    def get_vectors(self, keys: np.ndarray) -> list[np.ndarray]:
+        """Stored vectors: exact where still exact, decoded approximations where coded."""
+        keys = np.asarray(keys, dtype=np.int64)
+        out: list[np.ndarray | None] = [None] * len(keys)
+        for view in self._coded:
+            for i, p in enumerate(view.positions(keys)):
+                if p >= 0:
+                    out[i] = view.segment.vectors(int(p))
+        rest = [i for i, v in enumerate(out) if v is None]
+        if rest:
+            for i, v in zip(rest, self._exact.get_vectors(keys[rest])):  # KeyError if unknown
+                out[i] = v
+        return [v for v in out if v is not None]
+
+    def search_params(self, k: int) -> SearchParams:
+        s = self.settings
+        return SearchParams.for_k(k, s.nprobe, s.ndocs, s.nfinal)
+
+    def search(
+        self, queries: list[torch.Tensor], k: int, allowed: np.ndarray | None = None
+    ) -> list[SearchResult]:
+        exact = self._exact.search(queries, k, allowed) if self._exact.segments else None
+        if not self._coded or self.codec is None:
+            return exact if exact is not None else [_empty() for _ in queries]
+        oks = [_ok_mask(v, allowed) for v in self._coded]
+        params = self.search_params(k)
+        results = []
+        for qi, q in enumerate(queries):
+            views, positions, scores = search_coded(
+                list(self._coded), self.codec, q, k, params, oks
+            )
+            keys = [self._coded[v].segment.keys[p] for v, p in zip(views, positions)]
+            if exact is not None:
+                keys.append(exact[qi].keys)
+                scores.append(exact[qi].scores)
+            results.append(_top(keys, scores, k))
+        return results
+
+
+def _recode(
+    seq: int, segment: CodedSegment, alive: np.ndarray, codec: ResidualCodec
+) -> CodedSegment:
+    """A coded segment re-coded with another codec (through its decoded vectors)."""
+    lengths = np.diff(segment.offsets)
+    rows = np.flatnonzero(np.repeat(alive, lengths))
+    chunks = (
+        _rows_f32(segment, rows[a : a + _SAMPLE_CHUNK]).numpy()
+        for a in range(0, rows.size, _SAMPLE_CHUNK)
+    )
+    return CodedSegment._coded(segment.name, segment.keys[alive], lengths[alive], chunks, codec)
+
+
+def _ok_mask(view: CodedView, allowed: np.ndarray | None) -> torch.Tensor | None:
+    if allowed is None:
+        return None if view.alive.all() else torch.from_numpy(view.alive.copy())
+    return torch.from_numpy(view.alive & np.isin(view.segment.keys, allowed))
+
+
+def _empty() -> SearchResult:
+    return SearchResult(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
+
+
+def _top(keys: list[np.ndarray], scores: list[np.ndarray], k: int) -> SearchResult:
+    if not keys:
+        return _empty()
+    all_keys = np.concatenate(keys)
+    all_scores = np.concatenate(scores).astype(np.float32)
+    keep = np.isfinite(all_scores)
+    all_keys, all_scores = all_keys[keep], all_scores[keep]
+    order = np.lexsort((all_keys, -all_scores))[:k]  # score desc, then key asc (as flat)
+    return SearchResult(all_keys[order], all_scores[order])

@@ -1,0 +1,80 @@
+"""Inverted lists: for each centroid, the documents that have a token coded to it.
+
+Built in memory from a coded segment's ``codes`` when the segment is opened (a stable sort of
+the codes, then one entry per distinct ``(centroid, document)`` pair), so the folder stores only
+``codes``. Within a list, documents are in ascending position order.
+
+Examples:
+    >>> import numpy as np
+    >>> ivf = InvertedLists.build(np.array([2, 0, 2, 2, 1]), np.array([0, 2, 5]), n_centroids=3)
+    >>> ivf.docs.tolist(), ivf.list_offsets.tolist()   # doc 0: {2, 0}; doc 1: {2, 1}
+    ([0, 1, 0, 1], [0, 1, 2, 4])
+    >>> docs, cents = ivf.pairs(torch.tensor([2]))
+    >>> docs.tolist(), cents.tolist()
+    ([0, 1], [2, 2])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = ["InvertedLists", "ranges"]
+
+
+def ranges(starts: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Concatenation of ``arange(s, s + n)`` for each ``(s, n)``, without a Python loop.
+
+    Examples:
+        >>> ranges(torch.tensor([5, 0, 9]), torch.tensor([2, 0, 3])).tolist()
+        [5, 6, 9, 10, 11]
+    """
+    lengths = lengths.to(torch.int64)
+    total = int(lengths.sum())
+    if total == 0:
+        return torch.zeros(0, dtype=torch.int64)
+    ends = torch.cumsum(lengths, 0)
+    shift = starts.to(torch.int64) - (ends - lengths)  # per range: value minus output position
+    return torch.arange(total) + torch.repeat_interleave(shift, lengths, output_size=total)
+
+
+@dataclass(frozen=True)
+class InvertedLists:
+    """Centroid -> documents (positions in one segment).
+
+    Attributes:
+        list_offsets: ``(n_centroids + 1,)`` int64; centroid ``c``'s documents are
+            ``docs[list_offsets[c]:list_offsets[c + 1]]``.
+        docs: ``(n_pairs,)`` int64 document positions.
+    """
+
+    list_offsets: torch.Tensor
+    docs: torch.Tensor
+
+    @classmethod
+    def build(cls, codes: np.ndarray, offsets: np.ndarray, n_centroids: int) -> InvertedLists:
+        """From doc-ordered token ``codes`` and the segment's ``offsets``."""
+        lengths = np.diff(offsets)
+        doc_of_token = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+        order = np.argsort(codes, kind="stable")  # radix sort for uint16; keeps doc order
+        sorted_codes = np.asarray(codes)[order].astype(np.int64)
+        sorted_docs = doc_of_token[order]
+        first = np.ones(len(order), dtype=bool)  # keep one entry per (centroid, document)
+        first[1:] = (sorted_codes[1:] != sorted_codes[:-1]) | (sorted_docs[1:] != sorted_docs[:-1])
+        counts = np.bincount(sorted_codes[first], minlength=n_centroids)
+        list_offsets = np.zeros(n_centroids + 1, dtype=np.int64)
+        np.cumsum(counts, out=list_offsets[1:])
+        return cls(torch.from_numpy(list_offsets), torch.from_numpy(sorted_docs[first]))
+
+    @property
+    def n_pairs(self) -> int:
+        return int(self.docs.shape[0])
+
+    def pairs(self, centroids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(docs, centroids)`` of every list entry of the given (distinct) centroids."""
+        starts = self.list_offsets[centroids]
+        lengths = self.list_offsets[centroids + 1] - starts
+        docs = self.docs[ranges(starts, lengths)]
+        return docs, torch.repeat_interleave(centroids, lengths, output_size=docs.shape[0])
