@@ -6,6 +6,7 @@ all through the public ``Engine`` API with precomputed vectors:
 
 * ``flat``: colmax's exact index, in an index folder (the reference);
 * ``qdrant-edge``: qdrant-edge in an index folder, exact MaxSim (no prefetch);
+* ``edge-float16``: the same with token vectors stored as float16 (the flat index's precision);
 * ``qdrant-memory``: qdrant-client's in-memory local mode (pure Python), exact MaxSim; timed
   on the first repeat only (``--memory-queries`` queries), with numpy's BLAS held to one thread
   (its OpenBLAS threads spin badly on a busy 2-core machine: 15x slower in a check here);
@@ -54,6 +55,7 @@ def indexes(prefetch: int) -> dict[str, dict[str, Any]]:
     return {
         "flat": {"index": "flat", "folder": True},
         "qdrant-edge": {"index": "qdrant", "folder": True},
+        "edge-float16": {"index": "qdrant", "folder": True, "options": {"datatype": "float16"}},
         "qdrant-memory": {"index": "qdrant", "folder": False},
         "edge+mean": {
             "index": "qdrant",
@@ -90,7 +92,7 @@ def build(
         ids = vecs.doc_ids[a : a + batch]
         docs = [np.asarray(vecs.doc(i), dtype=np.float32) for i in range(a, a + len(ids))]
         engine.add(embeddings=docs, ids=ids)
-    if spec.get("options"):
+    if "prefetch" in spec.get("options", {}):
         engine.backend.optimize()  # builds the pooled vectors' HNSW graph
     return engine, time.perf_counter() - start
 

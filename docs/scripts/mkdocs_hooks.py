@@ -21,18 +21,7 @@ from typing import Any
 log = logging.getLogger("mkdocs.hooks.colmax")
 
 #: Pages owned by other work in progress; see the module docstring.
-PENDING_PAGES = frozenset(
-    {
-        "cli.md",
-        "server.md",
-        "qdrant.md",
-        "plaid.md",
-        "explain.md",
-        "images.md",
-        "migration-ragatouille.md",
-        "reliability.md",
-    }
-)
+PENDING_PAGES: frozenset[str] = frozenset()
 
 _LINK = re.compile(r"(?<!!)\[(?P<text>[^\]]+)\]\((?P<target>[^)\s]+)\)")
 _FENCE = re.compile(r"^\s*(```|~~~)")

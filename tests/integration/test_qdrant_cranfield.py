@@ -102,7 +102,7 @@ FILTERS = [
 # every query; the others take subsets.
 MEMORY_EVERY = 15  # qdrant-client's local mode scores in Python/numpy: 15 of the 225 queries
 FILTER_EVERY = 25  # filtered searches: 9 queries per filter
-REOPEN_EVERY = 5
+REOPEN_EVERY = 15
 
 
 @pytest.fixture(scope="module")

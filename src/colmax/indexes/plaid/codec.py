@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from colmax.errors import IndexFormatError
-from colmax.indexes.plaid.kmeans import assign, kmeans
+from colmax.indexes.plaid.kmeans import ROUTE_FROM, Router, kmeans, nearest
 from colmax.store.fsutil import atomic_write_npy
 from colmax.store.storage import CODEC_DIR
 
@@ -141,6 +141,11 @@ class ResidualCodec:
         digest.update(bytes([self.nbits]))
         return int(digest.hexdigest()[:12], 16)
 
+    @cached_property
+    def router(self) -> Router | None:
+        """Two-level nearest-centroid search, used from ``ROUTE_FROM`` centroids on."""
+        return Router(self.centroids) if self.n_centroids >= ROUTE_FROM else None
+
     def named(self, name: str) -> ResidualCodec:
         """The same codec under file stem ``name``."""
         return ResidualCodec(
@@ -179,7 +184,8 @@ class ResidualCodec:
         sample = sample.to(torch.float32)
         centroids = kmeans(sample, n_centroids, iters=iters, seed=seed, progress=progress)
         centroids = centroids.to(torch.float16).to(torch.float32)  # what the file will hold
-        residuals = sample - centroids[assign(sample, centroids)]
+        router = Router(centroids) if n_centroids >= ROUTE_FROM else None
+        residuals = sample - centroids[nearest(sample, centroids, router)]
         gen = torch.Generator().manual_seed(seed)
         pick = torch.randperm(residuals.shape[0], generator=gen)[:_QUANTILE_ROWS]
         cutoffs, weights = _buckets(residuals[pick], nbits)
@@ -233,7 +239,7 @@ class ResidualCodec:
         for a in range(0, n, _ENCODE_ROWS):
             x = vectors[a : a + _ENCODE_ROWS].to(torch.float32)
             b = a + x.shape[0]
-            codes[a:b] = assign(x, self.centroids)
+            codes[a:b] = nearest(x, self.centroids, self.router)
             r = x - self.centroids[codes[a:b]]
             packed[a:b] = self._pack(self._levels(r))
             err = r - self.decode_residuals(packed[a:b])

@@ -15,9 +15,16 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["assign", "kmeans"]
+__all__ = ["ROUTE_FROM", "Router", "assign", "kmeans", "nearest"]
 
 _CHUNK_ELEMENTS = 1 << 24  # similarities held per assignment chunk (64 MiB of float32)
+_ROUTE_CHUNK = 1 << 15  # points routed per step
+#: From this many centroids on, nearest-centroid search goes through a :class:`Router`.
+ROUTE_FROM = 1024
+#: Groups (of about sqrt(k)) searched per point. On SciFact MiniLM tokens with 4,096
+#: centroids, 8 of 64 groups found the exact nearest centroid for 99.0% of tokens (residual
+#: energy +0.4%) with 3.3x less CPU time than the full GEMM; 4 groups: 96.2%, +1.5%, 6x.
+ROUTE_GROUPS = 8
 
 
 def assign(points: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
@@ -45,6 +52,73 @@ def assign(points: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
         sims -= half_norms
         out[a : a + step] = sims.argmax(dim=1)
     return out
+
+
+class Router:
+    """Nearest-centroid search in two levels, for many centroids.
+
+    The centroids are grouped by a small k-means into about ``sqrt(k)`` groups; a point is
+    compared with the group means, then only with the members of its ``probe`` nearest groups
+    (one GEMM per group over the points routed to it). Approximate: where the true nearest
+    centroid sits in an unprobed group, a slightly farther one is chosen (see
+    ``ROUTE_GROUPS`` for measurements).
+
+    Args:
+        centroids: ``(k, dim)`` float32.
+        probe: groups searched per point.
+        seed: seed of the grouping.
+
+    Examples:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> cents = torch.randn(1024, 8, generator=g)
+        >>> pts = cents[:300] + 0.01 * torch.randn(300, 8, generator=g)
+        >>> bool((Router(cents).assign(pts) == torch.arange(300)).float().mean() > 0.95)
+        True
+    """
+
+    def __init__(self, centroids: torch.Tensor, probe: int = ROUTE_GROUPS, seed: int = 0) -> None:
+        n_groups = max(1, round(centroids.shape[0] ** 0.5))
+        self.centroids = centroids
+        self.means = kmeans(centroids, n_groups, iters=6, seed=seed)
+        groups = assign(centroids, self.means)
+        order = torch.argsort(groups, stable=True)
+        counts = torch.bincount(groups, minlength=n_groups)
+        self._members = list(torch.split(order, counts.tolist()))
+        self._half = 0.5 * (centroids * centroids).sum(dim=1)
+        self._half_means = 0.5 * (self.means * self.means).sum(dim=1)
+        self.probe = min(probe, n_groups)
+
+    def assign(self, points: torch.Tensor) -> torch.Tensor:
+        """``(n,)`` int64: the nearest centroid among the probed groups of each point."""
+        out = torch.empty(points.shape[0], dtype=torch.int64)
+        for a in range(0, points.shape[0], _ROUTE_CHUNK):
+            out[a : a + _ROUTE_CHUNK] = self._assign(points[a : a + _ROUTE_CHUNK])
+        return out
+
+    def _assign(self, points: torch.Tensor) -> torch.Tensor:
+        n = points.shape[0]
+        best = torch.full((n,), float("-inf"))
+        out = torch.zeros(n, dtype=torch.int64)
+        routes = (points @ self.means.T - self._half_means).topk(self.probe, dim=1).indices
+        flat_group = routes.flatten()
+        flat_point = torch.arange(n).repeat_interleave(self.probe)
+        order = torch.argsort(flat_group, stable=True)
+        counts = torch.bincount(flat_group, minlength=len(self._members)).tolist()
+        for g, idx in enumerate(torch.split(flat_point[order], counts)):
+            members = self._members[g]
+            if idx.numel() == 0 or members.numel() == 0:
+                continue
+            sims = points[idx] @ self.centroids[members].T - self._half[members]
+            value, arg = sims.max(dim=1)
+            better = value > best[idx]
+            best[idx[better]] = value[better]
+            out[idx[better]] = members[arg[better]]
+        return out
+
+
+def nearest(points: torch.Tensor, centroids: torch.Tensor, router: Router | None) -> torch.Tensor:
+    """Nearest centroid of each point: through ``router`` when given, else exactly."""
+    return assign(points, centroids) if router is None else router.assign(points)
 
 
 def kmeans(
@@ -83,7 +157,8 @@ def kmeans(
     gen = torch.Generator().manual_seed(seed)
     centroids = points[torch.randperm(n, generator=gen)[:k]].clone()
     for _ in range(iters):
-        labels = assign(points, centroids)
+        router = Router(centroids, seed=seed) if k >= ROUTE_FROM else None
+        labels = nearest(points, centroids, router)
         sums = torch.zeros_like(centroids).index_add_(0, labels, points)
         counts = torch.bincount(labels, minlength=k)
         filled = counts > 0
