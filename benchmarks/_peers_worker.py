@@ -22,6 +22,7 @@ libraries exist only in its own environment.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
 import time
@@ -77,6 +78,8 @@ def colmax_flat(ids: list[str], texts: list[str], checkpoint: Path, work: Path) 
         return [(h.id, h.score) for h in engine.search(query, k=k)]  # type: ignore[union-attr]
 
     tokens = sum(int(v.shape[0]) for v in vectors)
+    if os.environ.get("COLMAX_BENCH_SHARE_VECTORS") == "1":
+        save_vectors(work, [v.numpy() for v in vectors], "colmax")
 
     def encode(batch: list[str]) -> Any:
         return encoder.encode_documents(batch, batch_size=32)
@@ -85,13 +88,49 @@ def colmax_flat(ids: list[str], texts: list[str], checkpoint: Path, work: Path) 
 
 
 # --------------------------------------------------------------------------- PyLate
-def _pylate_encode(checkpoint: Path, texts: list[str]) -> tuple[Any, list[Any], float]:
+def save_vectors(work: Path, vectors: list[Any], source: str) -> None:
+    """Leave document vectors for the next system of the run (``load_vectors``)."""
+    import numpy as np
+
+    folder = work.parent
+    np.save(folder / "shared-vectors.npy", np.concatenate([np.asarray(v) for v in vectors]))
+    np.save(folder / "shared-lengths.npy", np.array([len(v) for v in vectors], dtype=np.int64))
+    (folder / "shared-source.txt").write_text(source, encoding="utf-8")
+
+
+def load_vectors(work: Path, n_docs: int) -> tuple[list[Any], str] | None:
+    """Document vectors an earlier system of the run saved, with who encoded them."""
+    import numpy as np
+
+    folder = work.parent
+    paths = [folder / f"shared-{n}" for n in ("vectors.npy", "lengths.npy", "source.txt")]
+    if not all(p.is_file() for p in paths):
+        return None
+    flat = np.load(paths[0], allow_pickle=False).astype(np.float32)
+    lengths = np.load(paths[1], allow_pickle=False)
+    if len(lengths) != n_docs or int(lengths.sum()) != len(flat):
+        return None
+    return np.split(flat, np.cumsum(lengths)[:-1]), paths[2].read_text(encoding="utf-8")
+
+
+def _pylate_encode(
+    checkpoint: Path, texts: list[str], work: Path
+) -> tuple[Any, list[Any], float | None, str]:
+    """PyLate's model and the corpus vectors. The corpus is encoded by the first system of the
+    run that can (colmax with ``COLMAX_BENCH_SHARE_VECTORS=1``, else the first PyLate system)
+    and reused by the next ones: ``encode_s`` is then ``None`` and throughput comes from the
+    interleaved passes. colmax's and PyLate's vectors agree to 3e-7 (tests/peers)."""
     from pylate import models
 
     model = models.ColBERT(str(checkpoint), device="cpu")
+    shared = load_vectors(work, len(texts))
+    if shared is not None:
+        return model, shared[0], None, shared[1]
     start = time.perf_counter()
     vectors = model.encode(texts, is_query=False, batch_size=32, show_progress_bar=False)
-    return model, vectors, time.perf_counter() - start
+    encode_s = time.perf_counter() - start
+    save_vectors(work, vectors, "pylate")
+    return model, vectors, encode_s, "pylate"
 
 
 @system("pylate-exact")
@@ -105,7 +144,7 @@ def pylate_exact(ids: list[str], texts: list[str], checkpoint: Path, work: Path)
     import torch
     from pylate.scores import colbert_scores
 
-    model, vectors, encode_s = _pylate_encode(checkpoint, texts)
+    model, vectors, encode_s, source = _pylate_encode(checkpoint, texts, work)
     start = time.perf_counter()
     docs = torch.nn.utils.rnn.pad_sequence(
         [torch.as_tensor(v) for v in vectors], batch_first=True, padding_value=0
@@ -132,9 +171,8 @@ def pylate_exact(ids: list[str], texts: list[str], checkpoint: Path, work: Path)
     def encode(batch: list[str]) -> Any:
         return model.encode(batch, is_query=False, batch_size=32, show_progress_bar=False)
 
-    return Built(
-        search, encode_s, index_s, tokens, None, {"padded_bytes": docs.nbytes}, encode=encode
-    )
+    extra = {"padded_bytes": docs.nbytes, "vectors_from": source}
+    return Built(search, encode_s, index_s, tokens, None, extra, encode=encode)
 
 
 @system("pylate-voyager")
@@ -143,7 +181,7 @@ def pylate_voyager(ids: list[str], texts: list[str], checkpoint: Path, work: Pat
     (token candidates, then ``rank.rerank`` with the stored vectors)."""
     from pylate import indexes, retrieve
 
-    model, vectors, encode_s = _pylate_encode(checkpoint, texts)
+    model, vectors, encode_s, source = _pylate_encode(checkpoint, texts, work)
     start = time.perf_counter()
     index = indexes.Voyager(
         index_folder=str(work), index_name="voyager", override=True, embedding_size=128
@@ -158,7 +196,7 @@ def pylate_voyager(ids: list[str], texts: list[str], checkpoint: Path, work: Pat
         return [(str(h["id"]), float(h["score"])) for h in hits]
 
     tokens = sum(len(v) for v in vectors)
-    return Built(search, encode_s, index_s, tokens, work / "voyager")
+    return Built(search, encode_s, index_s, tokens, work / "voyager", {"vectors_from": source})
 
 
 # --------------------------------------------------------------------------- RAGatouille

@@ -26,6 +26,7 @@ import argparse
 import itertools
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,20 +51,22 @@ PYLATE_POOL = """
 import json, sys, time
 import numpy as np, torch
 from pylate.models import ColBERT
-folder, out, factor = sys.argv[1], sys.argv[2], int(sys.argv[3])
+folder, out, factor, n_docs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 tokens = np.load(folder + "/doc_tokens.npy", mmap_mode="r")
 offsets = np.load(folder + "/doc_offsets.npy")
+offsets = offsets[: n_docs + 1] if n_docs else offsets
 # PyLate pools the float32 unit vectors its model returns: widen and renormalise the cache's
 # float16 copies the same way.
 docs = [torch.nn.functional.normalize(torch.from_numpy(np.asarray(tokens[a:b], dtype=np.float32)), dim=-1)
         for a, b in zip(offsets, offsets[1:])]
-start = time.perf_counter()
+start, start_cpu = time.perf_counter(), time.process_time()
 pooled = ColBERT.pool_embeddings_hierarchical(None, docs, pool_factor=factor, protected_tokens=1)
-seconds = time.perf_counter() - start
-lengths = np.array([len(p) for p in pooled])
-np.save(out + "/tokens.npy", np.concatenate([p.numpy() for p in pooled]).astype(np.float16))
-np.save(out + "/offsets.npy", np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
-print(json.dumps({"seconds": seconds}))
+seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+if out != "-":
+    lengths = np.array([len(p) for p in pooled])
+    np.save(out + "/tokens.npy", np.concatenate([p.numpy() for p in pooled]).astype(np.float16))
+    np.save(out + "/offsets.npy", np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
+print(json.dumps({"seconds": seconds, "cpu_seconds": cpu}))
 """
 
 
@@ -78,11 +81,35 @@ def pool_pylate(vecs: CachedVectors, factor: int) -> tuple[list, float] | None:
     if not PEERS_PYTHON.is_file():
         return None
     with tempfile.TemporaryDirectory() as out:
-        cmd = [str(PEERS_PYTHON), "-c", PYLATE_POOL, str(vecs.folder), out, str(factor)]
+        cmd = [str(PEERS_PYTHON), "-c", PYLATE_POOL, str(vecs.folder), out, str(factor), "0"]
         result = subprocess.run(cmd, capture_output=True, text=True, check=True)
         seconds = json.loads(result.stdout.strip().splitlines()[-1])["seconds"]
         tokens, offsets = np.load(f"{out}/tokens.npy"), np.load(f"{out}/offsets.npy")
     return [tokens[a:b] for a, b in itertools.pairwise(offsets)], seconds
+
+
+def pooling_speed(vecs: CachedVectors, factor: int, n_docs: int, repeats: int) -> dict:
+    """Median wall and CPU seconds to pool the first ``n_docs`` documents, colmax and PyLate
+    alternating (PyLate in a fresh peers process each time; only its pooling call is timed)."""
+    docs = vecs.docs()[:n_docs]
+    times: dict[str, list[tuple[float, float]]] = {"colmax": [], "pylate": []}
+    for _ in range(repeats):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        pool_documents(docs, factor)
+        times["colmax"].append((time.perf_counter() - start, time.process_time() - start_cpu))
+        if PEERS_PYTHON.is_file():
+            cmd = [str(PEERS_PYTHON), "-c", PYLATE_POOL, str(vecs.folder), "-", str(factor)]
+            result = subprocess.run([*cmd, str(n_docs)], capture_output=True, text=True, check=True)
+            row = json.loads(result.stdout.strip().splitlines()[-1])
+            times["pylate"].append((row["seconds"], row["cpu_seconds"]))
+    return {
+        name: {
+            "wall_s": statistics.median(w for w, _ in t),
+            "cpu_s": statistics.median(c for _, c in t),
+        }
+        for name, t in times.items()
+        if t
+    }
 
 
 def evaluate(vecs: CachedVectors, docs: list, k: int = 100) -> dict:
@@ -117,7 +144,19 @@ def main() -> None:
     parser.add_argument("--factors", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--no-peer", action="store_true", help="skip the PyLate runs")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument(
+        "--speed-docs", type=int, default=0, help="only time pooling on this many documents"
+    )
+    parser.add_argument("--speed-repeats", type=int, default=3)
     args = parser.parse_args()
+    if args.speed_docs:
+        print(f"CPU: {cpu_model()}, torch threads: {torch.get_num_threads()}")
+        for dataset in args.datasets:
+            vecs = load_vectors(dataset)
+            for factor in [f for f in args.factors if f > 1]:
+                speed = pooling_speed(vecs, factor, args.speed_docs, args.speed_repeats)
+                print(dataset, f"f={factor}", json.dumps(speed), flush=True)
+        return
     print(f"CPU: {cpu_model()}, torch threads: {torch.get_num_threads()}, cores: {os.cpu_count()}")
     rows = []
     for dataset in args.datasets:

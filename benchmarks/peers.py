@@ -267,7 +267,15 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="write all numbers as JSON")
     parser.add_argument("--markdown", type=Path, help="write the tables as Markdown")
     parser.add_argument("--work", type=Path, help="keep the indexes here (default: temporary)")
+    parser.add_argument(
+        "--share-vectors",
+        action="store_true",
+        help="PyLate systems reuse colmax's document vectors (equal to 3e-7) instead of "
+        "encoding the corpus again; their throughput still comes from the interleaved passes",
+    )
     args = parser.parse_args()
+    if args.share_vectors:
+        os.environ["COLMAX_BENCH_SHARE_VECTORS"] = "1"  # inherited by the workers
     for spec in (SYSTEMS[n] for n in args.systems):
         if not spec.python.is_file():
             parser.error(f"{spec.python} is missing: bash scripts/make_peer_env.sh")

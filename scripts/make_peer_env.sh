@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Build the peer virtual environment (.venv-peers) holding the reference libraries
-# (PyLate 1.6.0 on sentence-transformers 5.3 / transformers 4.x, and colbert-ai) that the
-# parity scripts compare colmax against. Idempotent: re-running only installs what is missing.
+# Build the peer virtual environment (.venv-peers) holding the reference libraries that the
+# parity tests (tests/peers/) and benchmarks/peers.py compare colmax against: PyLate 1.6.0 on
+# sentence-transformers 5.3 / transformers 4.x, colbert-ai 0.2.x and RAGatouille 0.0.9.
+# Idempotent: re-running only installs what is missing.
 #
-# Usage: bash scripts/make_peer_env.sh   (from the repository root)
+# Usage: bash scripts/make_peer_env.sh            (from anywhere; builds <repo>/.venv-peers)
+#        COLMAX_PEERS_VENV=/tmp/peers bash scripts/make_peer_env.sh   (another location)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-VENV=.venv-peers
+VENV="${COLMAX_PEERS_VENV:-.venv-peers}"
 PY="${PYTHON:-python3}"
 
 if [ ! -x "$VENV/bin/python" ]; then
@@ -29,11 +31,28 @@ echo "torch==2.13.0" >"$CONSTRAINT"
 # dependency resolution and install its runtime imports ourselves (the line above).
 "${PIP[@]}" --no-deps pylate==1.6.0
 
-# colbert-ai (the Stanford reference) needs transformers < 5; best effort, the parity
-# scripts fall back to writing the Stanford layout by hand when it is missing.
-if ! "$VENV/bin/python" -c "import colbert" 2>/dev/null; then
-    "${PIP[@]}" -c "$CONSTRAINT" colbert-ai bitarray gitpython \
-        || echo "warning: colbert-ai did not install; make_checkpoints.py writes the layout by hand" >&2
-fi
+# colbert-ai (the Stanford reference) needs transformers < 5. It compiles its C++ search
+# kernels with ninja the first time a Searcher loads (a C++ compiler must be on PATH).
+"${PIP[@]}" -c "$CONSTRAINT" 'colbert-ai==0.2.22' bitarray gitpython
 
-"$VENV/bin/python" -c "import pylate, sentence_transformers, transformers; print('pylate', pylate.__version__ if hasattr(pylate, '__version__') else '1.6.0', 'st', sentence_transformers.__version__, 'transformers', transformers.__version__)"
+# RAGatouille 0.0.9 declares the whole `llama-index` and `langchain` 0.x stacks, but imports
+# only llama-index-core (sentence splitter), langchain-core, srsly, fast-pytorch-kmeans, voyager
+# and (as a k-means fallback) faiss. Install those and RAGatouille without its resolution; the
+# one LangChain 0.x module it imports is aliased at run time (tests/peers/peer_worker.py).
+"${PIP[@]}" -c "$CONSTRAINT" 'langchain-core>=1,<2' 'llama-index-core>=0.12,<0.15' srsly \
+    fast-pytorch-kmeans faiss-cpu
+"${PIP[@]}" --no-deps 'ragatouille==0.0.9.post2'
+
+"$VENV/bin/python" - <<'EOF'
+import sys, types
+import langchain_core.documents.compressor as compressor
+for name in ("langchain", "langchain.retrievers", "langchain.retrievers.document_compressors"):
+    sys.modules.setdefault(name, types.ModuleType(name))
+sys.modules["langchain.retrievers.document_compressors.base"] = compressor
+import warnings
+warnings.simplefilter("ignore")
+from importlib.metadata import version
+import colbert, pylate, ragatouille, sentence_transformers, transformers
+print(" ".join(f"{p} {version(p)}" for p in (
+    "pylate", "colbert-ai", "ragatouille", "sentence-transformers", "transformers", "torch")))
+EOF

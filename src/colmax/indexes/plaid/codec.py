@@ -309,6 +309,27 @@ class ResidualCodec:
         idx = packed.to(torch.int32) + self.byte_base()
         return torch.nn.functional.embedding_bag(idx, table, mode="sum")
 
+    def score_residual_columns(
+        self, packed: torch.Tensor, columns_table: torch.Tensor, columns: torch.Tensor
+    ) -> torch.Tensor:
+        """``(n,)`` float32: ``q_{columns[j]} . r_j``, one query token per packed code.
+
+        Args:
+            packed: ``(n, n_bytes)`` uint8 codes.
+            columns_table: the transposed :meth:`lookup_table`, ``(t, n_bytes * 256)``
+                contiguous (one query token's table is one contiguous row).
+            columns: ``(n,)`` the query token of each code.
+        """
+        n = packed.shape[0]
+        if n == 0:
+            return torch.zeros(0)
+        width = columns_table.shape[1]
+        idx = packed.to(torch.int32) + self.byte_base()
+        idx += (columns.to(torch.int32) * width).unsqueeze(1)
+        # A flat index_select + sum: ~2x faster here than embedding_bag over 1-wide rows.
+        vals = columns_table.view(-1).index_select(0, idx.view(-1))
+        return vals.view(n, -1).sum(dim=1)
+
     # ------------------------------------------------------------------ files
     def write(self, folder: Path) -> None:
         """Write the four files (each atomically) under ``folder/codecs/``; needs a name."""
