@@ -60,16 +60,26 @@ def system(name: str) -> Callable[[Builder], Builder]:
 
 
 # --------------------------------------------------------------------------- colmax
-@system("colmax-flat")
-def colmax_flat(ids: list[str], texts: list[str], checkpoint: Path, work: Path) -> Built:
+def _colmax(ids: list[str], texts: list[str], checkpoint: Path, work: Path, index: str) -> Built:
+    """colmax's ``Engine`` with the given index kind: encode, then ``add`` the vectors (the
+    build time is the index's own: storing, training a codec, uploading)."""
     from colmax import Engine
     from colmax.encoders import load_encoder
 
     encoder = load_encoder(checkpoint, device="cpu")
-    start = time.perf_counter()
-    vectors = encoder.encode_documents(texts, batch_size=32)
-    encode_s = time.perf_counter() - start
-    engine = Engine(encoder, path=work / "index")
+    shared = load_vectors(work, len(texts), ["colmax"])
+    if shared is not None:  # an earlier colmax system of this run encoded the corpus
+        import torch
+
+        vectors = [torch.from_numpy(v) for v in shared[0]]
+        encode_s = None
+    else:
+        start = time.perf_counter()
+        vectors = encoder.encode_documents(texts, batch_size=32)
+        encode_s = time.perf_counter() - start
+        save_vectors(work, [v.numpy() for v in vectors], "colmax")
+    options = {"train_tokens": 1} if index == "plaid" else None  # plaid trains at any size
+    engine = Engine(encoder, path=work / "index", index=index, index_options=options)
     start = time.perf_counter()
     engine.add(texts, ids=ids, embeddings=vectors)
     index_s = time.perf_counter() - start
@@ -77,40 +87,60 @@ def colmax_flat(ids: list[str], texts: list[str], checkpoint: Path, work: Path) 
     def search(query: str, k: int) -> list[tuple[str, float]]:
         return [(h.id, h.score) for h in engine.search(query, k=k)]  # type: ignore[union-attr]
 
-    tokens = sum(int(v.shape[0]) for v in vectors)
-    if os.environ.get("COLMAX_BENCH_SHARE_VECTORS") == "1":
-        save_vectors(work, [v.numpy() for v in vectors], "colmax")
-
     def encode(batch: list[str]) -> Any:
         return encoder.encode_documents(batch, batch_size=32)
 
-    return Built(search, encode_s, index_s, tokens, work / "index", encode=encode)
+    tokens = sum(int(v.shape[0]) for v in vectors)
+    extra = {"vectors_from": "colmax" if shared is None else shared[1]}
+    return Built(search, encode_s, index_s, tokens, work / "index", extra, encode=encode)
+
+
+@system("colmax-flat")
+def colmax_flat(ids: list[str], texts: list[str], checkpoint: Path, work: Path) -> Built:
+    """colmax, exact MaxSim (``index="flat"``)."""
+    return _colmax(ids, texts, checkpoint, work, "flat")
+
+
+@system("colmax-plaid")
+def colmax_plaid(ids: list[str], texts: list[str], checkpoint: Path, work: Path) -> Built:
+    """colmax, compressed (``index="plaid"``, default settings: 4-bit residuals)."""
+    return _colmax(ids, texts, checkpoint, work, "plaid")
+
+
+@system("qdrant-edge")
+def qdrant_edge(ids: list[str], texts: list[str], checkpoint: Path, work: Path) -> Built:
+    """Qdrant's engine in-process (qdrant-edge-py, multivector MAX_SIM, exact scan), driven
+    through colmax's ``index="qdrant"`` backend: same encoder, same vectors."""
+    return _colmax(ids, texts, checkpoint, work, "qdrant")
 
 
 # --------------------------------------------------------------------------- PyLate
 def save_vectors(work: Path, vectors: list[Any], source: str) -> None:
-    """Leave document vectors for the next system of the run (``load_vectors``)."""
+    """Leave the document vectors ``source`` encoded for the next systems of the run."""
     import numpy as np
 
     folder = work.parent
-    np.save(folder / "shared-vectors.npy", np.concatenate([np.asarray(v) for v in vectors]))
-    np.save(folder / "shared-lengths.npy", np.array([len(v) for v in vectors], dtype=np.int64))
-    (folder / "shared-source.txt").write_text(source, encoding="utf-8")
+    np.save(
+        folder / f"shared-{source}-vectors.npy", np.concatenate([np.asarray(v) for v in vectors])
+    )
+    lengths = np.array([len(v) for v in vectors], dtype=np.int64)
+    np.save(folder / f"shared-{source}-lengths.npy", lengths)
 
 
-def load_vectors(work: Path, n_docs: int) -> tuple[list[Any], str] | None:
-    """Document vectors an earlier system of the run saved, with who encoded them."""
+def load_vectors(work: Path, n_docs: int, sources: list[str]) -> tuple[list[Any], str] | None:
+    """Document vectors an earlier system of the run saved, from the first of ``sources``
+    that has them, with the name of that source."""
     import numpy as np
 
-    folder = work.parent
-    paths = [folder / f"shared-{n}" for n in ("vectors.npy", "lengths.npy", "source.txt")]
-    if not all(p.is_file() for p in paths):
-        return None
-    flat = np.load(paths[0], allow_pickle=False).astype(np.float32)
-    lengths = np.load(paths[1], allow_pickle=False)
-    if len(lengths) != n_docs or int(lengths.sum()) != len(flat):
-        return None
-    return np.split(flat, np.cumsum(lengths)[:-1]), paths[2].read_text(encoding="utf-8")
+    for source in sources:
+        paths = [work.parent / f"shared-{source}-{n}.npy" for n in ("vectors", "lengths")]
+        if not all(p.is_file() for p in paths):
+            continue
+        flat = np.load(paths[0], allow_pickle=False).astype(np.float32)
+        lengths = np.load(paths[1], allow_pickle=False)
+        if len(lengths) == n_docs and int(lengths.sum()) == len(flat):
+            return np.split(flat, np.cumsum(lengths)[:-1]), source
+    return None
 
 
 def _pylate_encode(
@@ -123,7 +153,8 @@ def _pylate_encode(
     from pylate import models
 
     model = models.ColBERT(str(checkpoint), device="cpu")
-    shared = load_vectors(work, len(texts))
+    share = os.environ.get("COLMAX_BENCH_SHARE_VECTORS") == "1"
+    shared = load_vectors(work, len(texts), ["pylate", "colmax"] if share else ["pylate"])
     if shared is not None:
         return model, shared[0], None, shared[1]
     start = time.perf_counter()

@@ -81,8 +81,19 @@ def _open(method: str, root: Path, dim: int, build: bool) -> Any:
     )
 
 
+def _protocol_stream() -> Any:
+    """A private handle on the real stdout; fd 1 (and ``sys.stdout``) then go to stderr, so
+    whatever the libraries print (colbert-ai prints its config, C++ builds print too) cannot
+    break the one-JSON-line-per-answer protocol."""
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return out
+
+
 def main() -> None:
     method, vectors, root = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+    out = _protocol_stream()
     import torch
 
     queries = _queries(vectors)
@@ -131,7 +142,7 @@ def main() -> None:
         threads=torch.get_num_threads(),
         pid=os.getpid(),
     )
-    print(json.dumps(info), flush=True)
+    print(json.dumps(info), file=out, flush=True)
     for line in sys.stdin:
         request = json.loads(line)
         q = queries[request["query"]]
@@ -140,7 +151,7 @@ def main() -> None:
         seconds = time.perf_counter() - start
         ids = [int(h["id"]) for h in hits]
         scores = [float(h["score"]) for h in hits]
-        print(json.dumps({"seconds": seconds, "ids": ids, "scores": scores}), flush=True)
+        print(json.dumps({"seconds": seconds, "ids": ids, "scores": scores}), file=out, flush=True)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@ Commands (the section "Compressed index (plaid)" of docs/benchmarks.md quotes th
 
 The peers run in ``.venv-peers`` through ``_plaid_peer_worker.py``; their indexes and colmax's
 plaid index are built once and reused from ``.cache/bench/plaid/`` (``--rebuild`` forces it).
-Results are written as JSON under ``.cache/bench/plaid/`` and printed as Markdown.
+Results are written as JSON under ``.cache/bench/plaid/`` and printed as Markdown; the
+figures of docs/benchmarks.md (``docs/img/plaid-<dataset>-*.svg``) are drawn from them
+(``plots.py``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from colmax.indexes.plaid import CodedSegment, PlaidIndex, PlaidSettings, Residu
 from colmax.store.segments import Segment
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from plots import plaid_figures
 from vectors_cache import CACHE, REPO, CachedVectors, load_vectors
 
 OUT = CACHE / "plaid"
@@ -267,7 +270,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f"{args.dataset}: {report['n_docs']} docs, {report['n_tokens']} tokens, {len(qidx)} queries",
         flush=True,
     )
-    peers = [Peer(m, vecs, args.rebuild) for m in args.peers.split(",") if m]
     truth_file = OUT / f"truth-{args.dataset}.npz"
     if truth_file.is_file() and not args.rebuild:
         saved = np.load(truth_file)
@@ -286,8 +288,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     tag = f"{args.dataset}-n{args.nbits}-f{args.centroid_factor:g}-i{args.kmeans_iters}"
     plaid, plaid_info = plaid_index(vecs, settings, tag, args.rebuild)
     print("colmax plaid:", json.dumps(plaid_info), flush=True)
-    for p in peers:
-        print(p.name, json.dumps(p.wait_ready()), flush=True)
+    peers = []
+    for method in [m for m in args.peers.split(",") if m]:
+        peers.append(Peer(method, vecs, args.rebuild))  # one build at a time: fair build times
+        print(peers[-1].name, json.dumps(peers[-1].wait_ready()), flush=True)
     flats = None
     if args.flat_parts == 1:
         start = time.perf_counter()
@@ -448,6 +452,8 @@ def main() -> None:
     path.write_text(json.dumps(report, indent=1))
     print(markdown(report))
     print(f"written {path}")
+    for figure in plaid_figures(report):
+        print(f"written {figure}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from colmax.errors import IndexFormatError
-from colmax.indexes.plaid.codec import CODEC_DIR, ResidualCodec
+from colmax.indexes.plaid.codec import CODEC_DIR, ResidualCodec, code_bytes
 from colmax.indexes.plaid.kmeans import assign, kmeans
 
 
@@ -66,20 +66,49 @@ def test_kmeans_reseeds_empty_clusters() -> None:
 
 def test_round_trip_error_bounds(codec: ResidualCodec, sample: torch.Tensor) -> None:
     codes, packed = codec.encode(sample)
-    assert packed.dtype == torch.uint8 and packed.shape == (len(sample), 48 * codec.nbits // 8)
+    assert packed.dtype == torch.uint8
+    assert packed.shape == (len(sample), code_bytes(48, codec.nbits) + 1)  # + the length byte
     residual = sample - codec.centroids[codes]
     err = codec.decode(codes, packed) - sample
     share = float((err**2).sum() / (residual**2).sum())
     # A 4-level (16-level) quantile quantiser keeps ~12% (~1%) of a Gaussian's energy as error;
     # allow slack for the skewed sample, but fail on a broken packing (error ~ 100%).
     assert share < (0.2 if codec.nbits == 2 else 0.04)
-    # Per dimension, inside the training range, no value is further than one bucket width
-    # from its decoded value.
-    lo = codec.weights.min(dim=1).values
-    hi = codec.weights.max(dim=1).values
-    inside = (residual >= lo) & (residual <= hi)
-    width = torch.cat([codec.weights[:, :1], codec.cutoffs, codec.weights[:, -1:]], 1).diff(dim=1)
-    assert bool((err.abs() <= width.max(dim=1).values + 1e-6)[inside].all())
+    # On each rotated axis that has bits, inside the training range, no value is further than
+    # one bucket width from its decoded value (before the length factor).
+    rotated = residual @ codec.rotation
+    rotated_err = (codec.decode_residuals(packed) - residual) @ codec.rotation
+    for g, width in enumerate(codec.widths):
+        for axis in range(8 * g, min(48, 8 * g + 8)):
+            if width == 0:
+                assert torch.equal(rotated_err[:, axis], -rotated[:, axis])  # not stored
+                continue
+            levels = 1 << width
+            w, cut = codec.weights[axis, :levels], codec.cutoffs[axis, : levels - 1]
+            inside = (rotated[:, axis] >= w[0]) & (rotated[:, axis] <= w[-1])
+            widest = float(torch.cat([w[:1], cut, w[-1:]]).diff().max())
+            assert bool((rotated_err[inside, axis].abs() <= widest + 1e-5).all())
+
+
+def test_length_byte_keeps_the_length_of_each_vector(
+    codec: ResidualCodec, sample: torch.Tensor
+) -> None:
+    codes, packed = codec.encode(sample)
+    lengths = codec.decode(codes, packed).norm(dim=1)
+    step = (codec.scale.hi / codec.scale.lo) ** (1 / 255)  # one step of the log scale
+    assert bool(((lengths - 1).abs() <= (step - 1) / 2 + 1e-5).all())
+    unscaled = (codec.centroids[codes] + codec.decode_residuals(packed)).norm(dim=1)
+    assert float((unscaled - 1).abs().mean()) > 10 * float((lengths - 1).abs().mean())
+
+
+def test_bits_go_where_the_variance_is() -> None:
+    gen = torch.Generator().manual_seed(2)
+    spread = torch.linspace(1.0, 0.02, 48)  # residual variance decays across directions
+    x = torch.randn(8, 48, generator=gen).repeat(500, 1) + spread * torch.randn(4000, 48)
+    c2 = ResidualCodec.train(torch.nn.functional.normalize(x, dim=1), 8, 2, iters=4, seed=1)
+    # principal axes come first, so the widths never increase from one group to the next
+    assert list(c2.widths) == sorted(c2.widths, reverse=True)
+    assert sum(c2.widths) == code_bytes(48, 2) and len(set(c2.widths)) > 1
 
 
 def test_more_bits_less_error(sample: torch.Tensor) -> None:
@@ -102,7 +131,7 @@ def test_odd_dimension_is_padded() -> None:
     x = _clustered(800, 13, 5)
     codec = ResidualCodec.train(x, 8, 2, iters=3)
     codes, packed = codec.encode(x)
-    assert packed.shape == (800, 4)
+    assert packed.shape == (800, code_bytes(13, 2) + 1)
     q = torch.randn(3, 13)
     torch.testing.assert_close(
         codec.score_residuals(packed, codec.lookup_table(q)),
@@ -118,7 +147,9 @@ def test_write_read_round_trip(codec: ResidualCodec, tmp_path: Path) -> None:
     named.write(tmp_path)
     back = ResidualCodec.read(tmp_path, named.name, 48)
     assert torch.equal(back.centroids, codec.centroids)  # already float16-exact
-    assert torch.equal(back.cutoffs, codec.cutoffs) and torch.equal(back.weights, codec.weights)
+    for part in ("rotation", "cutoffs", "weights"):
+        assert torch.equal(getattr(back, part), getattr(codec, part))
+    assert back.widths == codec.widths and back.scale == codec.scale
     assert back.nbits == codec.nbits and back.stats == codec.stats
     assert back.fingerprint == codec.fingerprint
 
@@ -136,6 +167,8 @@ def _write(codec: ResidualCodec, folder: Path) -> Path:
         ("centroids", "float32"),
         ("cutoffs", "descending"),
         ("weights", "nan"),
+        ("rotation", "skewed"),
+        ("widths", "three"),
         ("meta", "dim"),
         ("meta", "nbits"),
         ("meta", "pickle"),
@@ -154,7 +187,13 @@ def test_damaged_codec_files_raise_index_format_error(
     elif damage == "float32":
         np.save(path, arr.astype(np.float32))
     elif damage == "descending":
-        np.save(path, arr[:, ::-1].copy() if codec.nbits else arr)
+        np.save(path, arr[:, ::-1].copy())
+    elif damage == "skewed":
+        arr[:, 0] *= 2
+        np.save(path, arr)
+    elif damage == "three":
+        arr[0] = 3
+        np.save(path, arr)
     elif damage == "nan":
         arr[0, 0] = np.nan
         np.save(path, arr)
@@ -162,7 +201,7 @@ def test_damaged_codec_files_raise_index_format_error(
         arr[2] = 47
         np.save(path, arr)
     elif damage == "nbits":
-        arr[1] = 3
+        arr[1] = 9
         np.save(path, arr)
     elif damage == "pickle":
         np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
@@ -170,6 +209,14 @@ def test_damaged_codec_files_raise_index_format_error(
         ResidualCodec.read(tmp_path, "codec-00000001-00000000", 48)
 
 
+def test_a_format_1_codec_asks_for_a_rebuild(codec: ResidualCodec, tmp_path: Path) -> None:
+    base = _write(codec, tmp_path)
+    path = base / "codec-00000001-00000000.meta.npy"
+    np.save(path, np.array([1, 2, 48, 64, 6000, 0.1, 0.01, 6000], dtype=np.float64))
+    with pytest.raises(IndexFormatError, match="format 1 .*build the index again"):
+        ResidualCodec.read(tmp_path, "codec-00000001-00000000", 48)
+
+
 def test_bad_nbits_is_refused(sample: torch.Tensor) -> None:
     with pytest.raises(ValueError, match="nbits"):
-        ResidualCodec.train(sample[:100], 4, 3)
+        ResidualCodec.train(sample[:100], 4, 9)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from colmax.errors import IndexFormatError
-from colmax.indexes.plaid.codec import ResidualCodec
+from colmax.indexes.plaid.codec import ResidualCodec, code_bytes
 from colmax.indexes.plaid.ivf import InvertedLists
 from colmax.indexes.plaid.segment import CodedSegment, is_coded_name
 from colmax.store.segments import SEGMENT_DIR, Segment
@@ -49,7 +49,10 @@ def test_build_codes_every_token_in_document_order(
 ) -> None:
     assert is_coded_name(segment.name) and segment.n_docs == 300
     assert segment.n_tokens == sum(len(d) for d in docs)
-    assert segment.codes.dtype == np.uint16 and segment.residuals.shape == (segment.n_tokens, 6)
+    assert segment.codes.dtype == np.uint16 and segment.residuals.shape == (
+        segment.n_tokens,
+        codec.n_bytes,
+    )
     for i in (0, 17, 299):
         dec = segment.vectors(i)
         assert dec.shape == docs[i].shape
@@ -93,7 +96,8 @@ def test_write_read_round_trip(segment: CodedSegment, codec: ResidualCodec, tmp_
     assert back.residual_sq == segment.residual_sq
     on_disk = sum(f.stat().st_size for f in (tmp_path / SEGMENT_DIR).iterdir())
     per_token = (on_disk - 5 * 128 - 16 * (segment.n_docs + 1) - 56) / segment.n_tokens
-    assert per_token == pytest.approx(DIM * 2 / 8 + 2, abs=0.01)  # codes + residuals only
+    # centroid id (2) + residual code bytes + the length byte
+    assert per_token == pytest.approx(2 + code_bytes(DIM, 2) + 1, abs=0.01)
     CodedSegment.remove_files(tmp_path, segment.name)
     assert not any((tmp_path / SEGMENT_DIR).iterdir())
 
@@ -138,7 +142,7 @@ def test_damaged_files_raise_index_format_error(
         arr[1] += 1
         np.save(path, arr)
     elif damage == "format":
-        arr[0] = 2
+        arr[0] = 1  # development versions: rows without the length byte
         np.save(path, arr)
     with pytest.raises(IndexFormatError, match=segment.name):
         CodedSegment.read(tmp_path, segment.name, segment.n_docs, segment.n_tokens, codec)

@@ -1,22 +1,29 @@
-"""Residual compression: a token vector is its nearest centroid plus a 2- or 4-bit residual.
+"""Residual compression: a token vector is its nearest centroid plus a transform-coded residual.
 
 ColBERTv2 (Santhanam et al., NAACL 2022, section 3.3) stores each token as the id of its nearest
-centroid and its residual ``r = x - c`` quantised to ``nbits`` per dimension. Here every
-dimension has its own bucket cutoffs (the residual's quantiles in that dimension, from the
-training sample) and its own bucket values (the mean residual inside each bucket), so skewed or
-wide dimensions keep their resolution. Codes pack ``8 // nbits`` dimensions per byte, low bits
-first.
+centroid and its residual ``r = x - c`` quantised to ``nbits`` per dimension. colmax codes the
+residual better for the same bytes (:mod:`colmax.indexes.plaid.transform`): it is rotated onto
+its principal axes, and the bits go to the axes with the most variance (groups of 8 axes get 0,
+1, 2, 4 or 8 bits each), each axis with its own quantile buckets. One more byte per token
+stores ``|x| / |decoded x|`` on a log scale, so a decoded vector keeps the length of the
+original: quantisation shrinks or stretches vectors, and MaxSim, a sum of dot products, is
+sensitive to length. On SciFact MiniLM vectors (dim 384) at 2 bits, the two together raised the
+Recall@10 of exhaustive search over decoded vectors from 0.922 to 0.956.
 
-Scoring never has to rebuild a vector: ``q . (c + r) = q . c + q . r``, and ``q . r`` is a sum of
-one table entry per code byte, because a byte fixes the bucket of each of its dimensions. For a
-query that table is ``(n_bytes * 256, n_query_tokens)`` floats (WARP, Scheerer et al., SIGIR
+Bytes per token: ``dim * nbits / 8`` in all for the code bytes, the length byte and the 2-byte
+centroid id (the code bytes are ``ceil(dim * nbits / 8 * 31 / 32)``; 93 at dim 384 and 2 bits).
+
+Scoring never has to rebuild a vector: ``q . (c + r) = q . c + (q P) . y``, and ``(q P) . y`` is
+a sum of one table entry per code byte, because a byte fixes the bucket of each of its axes. For
+a query that table is ``(n_bytes * 256, n_query_tokens)`` floats (WARP, Scheerer et al., SIGIR
 2025, scores residuals the same way); :meth:`ResidualCodec.score_residuals` reads it with
-``torch.nn.functional.embedding_bag``, one fused gather-and-sum per token.
+``torch.nn.functional.embedding_bag``, one fused gather-and-sum per token. The length byte's
+rows in the table are zero; :meth:`ResidualCodec.scales` reads it.
 
-On disk a codec is four ``.npy`` files under ``codecs/``: ``centroids`` (float16; the codec
-computes with exactly these rounded values), ``cutoffs`` and ``weights`` (float32) and ``meta``
-(float64: format, nbits, dim, number of centroids and the training statistics drift is measured
-against).
+On disk a codec is six ``.npy`` files under ``codecs/``: ``centroids`` (float16; the codec
+computes with exactly these rounded values), ``rotation``, ``cutoffs`` and ``weights``
+(float32), ``widths`` (int64) and ``meta`` (float64: format, nbits, dim, number of centroids,
+the training statistics drift is measured against, and the range of the length byte).
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -33,21 +40,44 @@ import torch
 
 from colmax.errors import IndexFormatError
 from colmax.indexes.plaid.kmeans import ROUTE_FROM, Router, kmeans, nearest
+from colmax.indexes.plaid.transform import (
+    GROUP,
+    MAX_LEVELS,
+    WIDTHS,
+    ByteLayout,
+    allocate,
+    lloyd_buckets,
+    principal_axes,
+)
 from colmax.store.fsutil import atomic_write_npy
 from colmax.store.storage import CODEC_DIR
 
-__all__ = ["CODEC_DIR", "NBITS", "CodecStats", "ResidualCodec", "new_codec_name"]
+__all__ = ["CODEC_DIR", "NBITS", "CodecStats", "ResidualCodec", "code_bytes", "new_codec_name"]
 
-NBITS = (2, 4)
-_FORMAT = 1
-_PARTS = ("centroids", "cutoffs", "weights", "meta")
-_ENCODE_ROWS = 1 << 15  # tokens encoded per step: bounded memory however large the input
-_QUANTILE_ROWS = 1 << 16  # residual rows used to place the bucket cutoffs
+#: Average bits per residual dimension a codec may be asked for.
+NBITS = tuple(range(1, 9))
+_FORMAT = 2
+_PARTS = ("centroids", "rotation", "cutoffs", "weights", "widths", "meta")
+_ENCODE_ROWS = 1 << 14  # tokens encoded per step: bounded memory however large the input
+_QUANTILE_ROWS = 1 << 16  # residual rows used for the rotation, bit allocation and buckets
+_META_LEN = 10
 
 
 def new_codec_name(seq: int) -> str:
     """A fresh codec name (random tail: unique across crashed writers)."""
     return f"codec-{seq:08d}-{secrets.token_hex(4)}"
+
+
+def code_bytes(dim: int, nbits: int) -> int:
+    """Residual code bytes per token: 31/32 of ``dim * nbits / 8`` (rounded up). With the
+    length byte and the 2-byte centroid id a token costs ``dim * nbits / 8`` bytes at dim 384
+    and up, and never more than ``dim * nbits / 8 + 4`` (34 bytes at dim 128, 2 bits).
+
+    Examples:
+        >>> code_bytes(384, 2), code_bytes(128, 2), code_bytes(384, 4)
+        (93, 31, 186)
+    """
+    return max(1, -(-dim * nbits * 31 // 256))
 
 
 @dataclass(frozen=True)
@@ -57,7 +87,7 @@ class CodecStats:
     Attributes:
         tokens: token vectors the centroids were trained on (the sample).
         residual_sq: mean squared norm of the residuals ``|x - c|^2``.
-        error_sq: mean squared norm of the quantisation error ``|r - decode(code(r))|^2``.
+        error_sq: mean squared norm of the coding error ``|x - decode(encode(x))|^2``.
         corpus_tokens: live tokens in the corpus when the codec was trained.
     """
 
@@ -67,23 +97,47 @@ class CodecStats:
     corpus_tokens: int = 0
 
 
-def _level_table(nbits: int) -> torch.Tensor:
-    """``(256, 8 // nbits)``: the bucket of each dimension packed in each byte value."""
-    per_byte = 8 // nbits
-    byte = torch.arange(256).unsqueeze(1)
-    shifts = torch.arange(per_byte) * nbits
-    return (byte >> shifts) & ((1 << nbits) - 1)
+@dataclass(frozen=True)
+class ScaleRange:
+    """The log-uniform 256-step scale of the length byte: ``lo * (hi / lo) ** (b / 255)``."""
+
+    lo: float
+    hi: float
+
+    @classmethod
+    def around(cls, ratios: torch.Tensor) -> ScaleRange:
+        """A range covering ``ratios`` with 2% to spare (later tokens are clamped into it)."""
+        finite = ratios[torch.isfinite(ratios) & (ratios > 0)]
+        if finite.numel() == 0:
+            return cls(0.5, 2.0)
+        return cls(float(finite.min()) * 0.98, float(finite.max()) * 1.02)
+
+    @cached_property
+    def values(self) -> torch.Tensor:
+        """``(256,)`` float32: the factor each byte value stands for."""
+        steps = torch.arange(256, dtype=torch.float64) / 255
+        return (self.lo * (self.hi / self.lo) ** steps).to(torch.float32)
+
+    def encode(self, ratios: torch.Tensor) -> torch.Tensor:
+        """``(n,)`` uint8: the nearest step (in log terms) to each ratio, clamped."""
+        span = np.log(self.hi / self.lo)
+        pos = torch.log(ratios.to(torch.float64) / self.lo) / span * 255
+        return torch.nan_to_num(pos, nan=0.0).round().clamp(0, 255).to(torch.uint8)
 
 
 @dataclass(frozen=True)
 class ResidualCodec:
-    """Centroids plus per-dimension residual buckets (see the module docstring).
+    """Centroids plus transform-coded residuals (see the module docstring).
 
     Attributes:
         centroids: ``(n_centroids, dim)`` float32 (values exactly representable in float16).
-        cutoffs: ``(dim, 2**nbits - 1)`` float32, ascending per dimension.
-        weights: ``(dim, 2**nbits)`` float32, the value each bucket decodes to.
-        nbits: bits per residual dimension, 2 or 4.
+        rotation: ``(dim, dim)`` float32 orthogonal: the residuals' principal axes.
+        widths: bits per axis of each group of 8 rotated axes.
+        cutoffs: ``(dim, 255)`` float32: per axis, its ``2**width - 1`` ascending bucket
+            cutoffs, then ``+inf``.
+        weights: ``(dim, 256)`` float32: per axis, the value of each of its buckets, then 0.
+        nbits: the average bits per dimension asked for.
+        scale: range of the length byte.
         stats: training statistics (drift yardstick).
         name: file stem on disk (``""`` until written).
 
@@ -92,17 +146,20 @@ class ResidualCodec:
         >>> x = torch.nn.functional.normalize(torch.randn(2000, 16), dim=1)
         >>> codec = ResidualCodec.train(x, n_centroids=32, nbits=4)
         >>> codes, packed = codec.encode(x)
-        >>> packed.shape, packed.dtype
-        (torch.Size([2000, 8]), torch.uint8)
+        >>> packed.shape, packed.dtype          # 8 code bytes and the length byte
+        (torch.Size([2000, 9]), torch.uint8)
         >>> err = (codec.decode(codes, packed) - x).norm(dim=1).mean()
         >>> bool(err < 0.2)
         True
     """
 
     centroids: torch.Tensor
+    rotation: torch.Tensor
+    widths: tuple[int, ...]
     cutoffs: torch.Tensor
     weights: torch.Tensor
     nbits: int
+    scale: ScaleRange
     stats: CodecStats
     name: str = ""
 
@@ -115,15 +172,14 @@ class ResidualCodec:
     def n_centroids(self) -> int:
         return int(self.centroids.shape[0])
 
-    @property
-    def per_byte(self) -> int:
-        """Dimensions packed in one code byte."""
-        return 8 // self.nbits
+    @cached_property
+    def layout(self) -> ByteLayout:
+        return ByteLayout(self.dim, self.widths)
 
     @property
     def n_bytes(self) -> int:
-        """Code bytes per token: ``ceil(dim * nbits / 8)``."""
-        return -(-self.dim // self.per_byte)
+        """Bytes per token in a packed row: the residual code bytes, then the length byte."""
+        return self.layout.n_bytes + 1
 
     @property
     def code_dtype(self) -> np.dtype:
@@ -136,9 +192,10 @@ class ResidualCodec:
         them (exactly representable in the float64 segment metadata)."""
         digest = hashlib.sha1(usedforsecurity=False)
         digest.update(self.centroids.numpy().astype(np.float16).tobytes())
-        digest.update(self.cutoffs.numpy().tobytes())
-        digest.update(self.weights.numpy().tobytes())
-        digest.update(bytes([self.nbits]))
+        for array in (self.rotation, self.cutoffs, self.weights):
+            digest.update(array.numpy().tobytes())
+        digest.update(np.asarray(self.widths, dtype=np.int64).tobytes())
+        digest.update(np.array([self.nbits, self.scale.lo, self.scale.hi]).tobytes())
         return int(digest.hexdigest()[:12], 16)
 
     @cached_property
@@ -146,11 +203,13 @@ class ResidualCodec:
         """Two-level nearest-centroid search, used from ``ROUTE_FROM`` centroids on."""
         return Router(self.centroids) if self.n_centroids >= ROUTE_FROM else None
 
+    @cached_property
+    def _values(self) -> torch.Tensor:
+        return self.layout.value_table(self.weights)
+
     def named(self, name: str) -> ResidualCodec:
         """The same codec under file stem ``name``."""
-        return ResidualCodec(
-            self.centroids, self.cutoffs, self.weights, self.nbits, self.stats, name
-        )
+        return replace(self, name=name)
 
     # ------------------------------------------------------------------ training
     @classmethod
@@ -165,12 +224,12 @@ class ResidualCodec:
         progress: Callable[[int], None] | None = None,
         corpus_tokens: int = 0,
     ) -> ResidualCodec:
-        """Fit centroids (k-means) and residual buckets on a sample of token vectors.
+        """Fit centroids (k-means), the residual transform and buckets on a sample.
 
         Args:
             sample: ``(n, dim)`` float32 token vectors, ``n >= n_centroids``.
             n_centroids: number of centroids.
-            nbits: 2 or 4.
+            nbits: average bits per dimension, 1 to 8 (see :func:`code_bytes`).
             iters: k-means iterations.
             seed: makes the result reproducible.
             progress: called with 1 per k-means iteration.
@@ -182,42 +241,67 @@ class ResidualCodec:
         if nbits not in NBITS:
             raise ValueError(f"nbits must be one of {NBITS}, got {nbits!r}")  # checked upstream
         sample = sample.to(torch.float32)
+        dim = sample.shape[1]
         centroids = kmeans(sample, n_centroids, iters=iters, seed=seed, progress=progress)
         centroids = centroids.to(torch.float16).to(torch.float32)  # what the file will hold
         router = Router(centroids) if n_centroids >= ROUTE_FROM else None
-        residuals = sample - centroids[nearest(sample, centroids, router)]
         gen = torch.Generator().manual_seed(seed)
-        pick = torch.randperm(residuals.shape[0], generator=gen)[:_QUANTILE_ROWS]
-        cutoffs, weights = _buckets(residuals[pick], nbits)
-        codec = cls(centroids, cutoffs, weights, nbits, CodecStats(0, 0.0, 0.0))
+        pick = torch.randperm(sample.shape[0], generator=gen)[:_QUANTILE_ROWS]
+        part = sample[pick]
+        residuals = part - centroids[nearest(part, centroids, router)]
+        rotation = principal_axes(residuals)
+        ordered = torch.sort(residuals @ rotation, dim=0).values
+        widths = allocate(ordered, code_bytes(dim, nbits))
+        cutoffs = torch.full((dim, MAX_LEVELS - 1), float("inf"))
+        weights = torch.zeros((dim, MAX_LEVELS))
+        for g, width in enumerate(widths):
+            axes = slice(g * GROUP, min(dim, (g + 1) * GROUP))
+            if width:
+                cut, val = lloyd_buckets(ordered[:, axes], width)
+                cutoffs[axes, : cut.shape[1]] = cut
+                weights[axes, : val.shape[1]] = val
+        unscaled = cls(
+            centroids,
+            rotation,
+            widths,
+            cutoffs,
+            weights,
+            nbits,
+            ScaleRange(1.0, 1.0),
+            CodecStats(0, 0.0, 0.0),
+        )
+        scale = ScaleRange.around(unscaled._length_ratios(part))
+        codec = replace(unscaled, scale=scale)
         res_sq, err_sq = codec.residual_stats(sample)
         n = int(sample.shape[0])
-        stats = CodecStats(n, res_sq / n, err_sq / n, corpus_tokens or n)
-        return cls(centroids, cutoffs, weights, nbits, stats)
+        return replace(codec, stats=CodecStats(n, res_sq / n, err_sq / n, corpus_tokens or n))
+
+    def _length_ratios(self, vectors: torch.Tensor) -> torch.Tensor:
+        """``|x| / |c + decoded r|`` of each vector, before the length byte."""
+        codes = nearest(vectors, self.centroids, self.router)
+        r = vectors - self.centroids[codes]
+        approx = self.centroids[codes] + self._decode_rotated(self._quantise(r))
+        return vectors.norm(dim=1) / approx.norm(dim=1)
 
     def residual_stats(self, vectors: torch.Tensor) -> tuple[float, float]:
-        """``(sum |r|^2, sum |r - decoded r|^2)`` over ``vectors`` (drift measurements)."""
+        """``(sum |x - c|^2, sum |x - decoded x|^2)`` over ``vectors`` (drift measurements)."""
         _, _, res_sq, err_sq = self.encode_measured(vectors)
         return res_sq, err_sq
 
     # ------------------------------------------------------------------ coding
-    def _levels(self, residuals: torch.Tensor) -> torch.Tensor:
-        """``(n, dim)`` bucket numbers: how many cutoffs each value exceeds."""
-        # searchsorted (left) counts the cutoffs strictly below each value: same as summing
-        # ``r > cutoffs`` without the (n, dim, levels - 1) boolean tensor.
-        idx = torch.searchsorted(self.cutoffs, residuals.T.contiguous())
-        return idx.T.to(torch.uint8)
+    def _quantise(self, residuals: torch.Tensor) -> torch.Tensor:
+        """``(n, n_code_bytes)`` packed bucket numbers of the rotated residuals."""
+        rotated = residuals @ self.rotation
+        # searchsorted (left) counts the cutoffs strictly below each value; +inf never is.
+        levels = torch.searchsorted(self.cutoffs, rotated.T.contiguous()).T
+        return self.layout.pack(levels)
 
-    def _pack(self, levels: torch.Tensor) -> torch.Tensor:
-        n, pad = levels.shape[0], self.n_bytes * self.per_byte - self.dim
-        if pad:
-            levels = torch.cat([levels, torch.zeros((n, pad), dtype=torch.uint8)], dim=1)
-        parts = levels.view(n, self.n_bytes, self.per_byte).to(torch.int32)
-        shifts = torch.arange(self.per_byte, dtype=torch.int32) * self.nbits
-        return (parts << shifts).sum(dim=2).to(torch.uint8)
+    def _decode_rotated(self, code: torch.Tensor) -> torch.Tensor:
+        """Residuals ``(n, dim)`` of packed residual codes (without the length byte)."""
+        return self.layout.unpack(code, self._values) @ self.rotation.T
 
     def encode(self, vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Nearest centroid and packed residual code of each vector.
+        """Nearest centroid and packed code (residual code bytes, then the length byte).
 
         Args:
             vectors: ``(n, dim)`` float tensor.
@@ -231,7 +315,7 @@ class ResidualCodec:
     def encode_measured(
         self, vectors: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, float, float]:
-        """:meth:`encode` plus ``sum |r|^2`` and ``sum |r - decoded r|^2`` (for drift)."""
+        """:meth:`encode` plus ``sum |x - c|^2`` and ``sum |x - decoded x|^2`` (for drift)."""
         n = vectors.shape[0]
         codes = torch.empty(n, dtype=torch.int64)
         packed = torch.empty((n, self.n_bytes), dtype=torch.uint8)
@@ -240,70 +324,50 @@ class ResidualCodec:
             x = vectors[a : a + _ENCODE_ROWS].to(torch.float32)
             b = a + x.shape[0]
             codes[a:b] = nearest(x, self.centroids, self.router)
-            r = x - self.centroids[codes[a:b]]
-            packed[a:b] = self._pack(self._levels(r))
-            err = r - self.decode_residuals(packed[a:b])
+            c = self.centroids[codes[a:b]]
+            r = x - c
+            code = self._quantise(r)
+            approx = c + self._decode_rotated(code)
+            length = self.scale.encode(x.norm(dim=1) / approx.norm(dim=1))
+            packed[a:b, :-1] = code
+            packed[a:b, -1] = length
+            err = x - approx * self.scale.values[length.to(torch.int64)].unsqueeze(1)
             res_sq += float((r * r).sum())
             err_sq += float((err * err).sum())
         return codes, packed, res_sq, err_sq
 
-    def _byte_values(self) -> torch.Tensor:
-        """``(n_bytes * 256, per_byte)``: decoded residual values of every byte position/value."""
-        pad = self.n_bytes * self.per_byte - self.dim
-        w = self.weights
-        if pad:
-            w = torch.cat([w, torch.zeros((pad, w.shape[1]))])
-        w = w.view(self.n_bytes, self.per_byte, -1)  # (n_bytes, per_byte, levels)
-        levels = _level_table(self.nbits)  # (256, per_byte)
-        cols = [w[:, j, levels[:, j]] for j in range(self.per_byte)]  # each (n_bytes, 256)
-        return torch.stack(cols, dim=2).reshape(self.n_bytes * 256, self.per_byte)
+    def scales(self, packed: torch.Tensor) -> torch.Tensor:
+        """``(n,)`` float32 length factors of packed rows ``(n, n_bytes)``."""
+        return self.scale.values[packed[:, -1].to(torch.int64)]
 
     def decode_residuals(self, packed: torch.Tensor) -> torch.Tensor:
-        """``(n, dim)`` float32 residuals of packed codes ``(n, n_bytes)``."""
-        n = packed.shape[0]
-        idx = packed.to(torch.int64) + torch.arange(self.n_bytes) * 256
-        vals = self._byte_values().index_select(0, idx.view(-1))
-        return vals.view(n, self.n_bytes * self.per_byte)[:, : self.dim]
+        """``(n, dim)`` float32 decoded residuals ``r`` of packed rows, before the length
+        factor: ``q . r`` is what :meth:`score_residuals` returns."""
+        return self._decode_rotated(packed[:, :-1])
 
     def decode(self, codes: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
-        """``(n, dim)`` float32 approximations ``c + r`` of coded vectors."""
-        return self.centroids[codes.to(torch.int64)] + self.decode_residuals(packed)
+        """``(n, dim)`` float32 approximations ``(c + r) * length factor`` of coded vectors."""
+        approx = self.centroids[codes.to(torch.int64)] + self.decode_residuals(packed)
+        return approx * self.scales(packed).unsqueeze(1)
 
     # ------------------------------------------------------------------ scoring
     def lookup_table(self, queries: torch.Tensor) -> torch.Tensor:
-        """``(n_bytes * 256, t)``: ``q_i . r`` contribution of each byte position and value.
-
-        Built as an outer sum: a byte's entry is the sum of its dimensions' bucket values times
-        the query, so the table for one position is ``per_byte`` broadcast additions of
-        ``2**nbits``-long vectors (no gather).
+        """``(n_bytes * 256, t)``: ``q_i . r`` contribution of each byte position and value
+        (the length byte's rows are zero).
 
         Args:
             queries: ``(t, dim)`` float32 query token vectors.
         """
-        t = queries.shape[0]
-        pad = self.n_bytes * self.per_byte - self.dim
-        w = self.weights
-        qt = queries.to(torch.float32).T
-        if pad:
-            w = torch.cat([w, torch.zeros((pad, w.shape[1]))])
-            qt = torch.cat([qt, torch.zeros((pad, t))])
-        levels = 1 << self.nbits
-        # vals[p, j, l, i]: query token i times the value of bucket l of dimension j of byte p.
-        vals = (w.unsqueeze(2) * qt.unsqueeze(1)).view(self.n_bytes, self.per_byte, levels, t)
-        # Byte value b = sum_j l_j << (nbits * j): in C order the highest dimension varies slowest.
-        table = torch.zeros((self.n_bytes,) + (1,) * self.per_byte + (t,))
-        for j in range(self.per_byte):
-            shape = [self.n_bytes] + [1] * self.per_byte + [t]
-            shape[self.per_byte - j] = levels
-            table = table + vals[:, j].reshape(shape)
-        return table.reshape(self.n_bytes * 256, t)
+        rotated = queries.to(torch.float32) @ self.rotation
+        table = self.layout.query_table(rotated, self._values)
+        return torch.cat([table, torch.zeros((256, table.shape[1]))])
 
     def byte_base(self) -> torch.Tensor:
         """``(n_bytes,)`` int32 row offsets of each byte position in :meth:`lookup_table`."""
         return torch.arange(self.n_bytes, dtype=torch.int32) * 256
 
     def score_residuals(self, packed: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-        """``(n, t)`` float32 ``q_i . r`` for packed codes ``(n, n_bytes)``, no vector built."""
+        """``(n, t)`` float32 ``q_i . r`` for packed rows ``(n, n_bytes)``, no vector built."""
         if packed.shape[0] == 0:
             return torch.zeros((0, table.shape[1]))
         idx = packed.to(torch.int32) + self.byte_base()
@@ -312,13 +376,13 @@ class ResidualCodec:
     def score_residual_columns(
         self, packed: torch.Tensor, columns_table: torch.Tensor, columns: torch.Tensor
     ) -> torch.Tensor:
-        """``(n,)`` float32: ``q_{columns[j]} . r_j``, one query token per packed code.
+        """``(n,)`` float32: ``q_{columns[j]} . r_j``, one query token per packed row.
 
         Args:
-            packed: ``(n, n_bytes)`` uint8 codes.
+            packed: ``(n, n_bytes)`` uint8 rows.
             columns_table: the transposed :meth:`lookup_table`, ``(t, n_bytes * 256)``
                 contiguous (one query token's table is one contiguous row).
-            columns: ``(n,)`` the query token of each code.
+            columns: ``(n,)`` the query token of each row.
         """
         n = packed.shape[0]
         if n == 0:
@@ -332,7 +396,7 @@ class ResidualCodec:
 
     # ------------------------------------------------------------------ files
     def write(self, folder: Path) -> None:
-        """Write the four files (each atomically) under ``folder/codecs/``; needs a name."""
+        """Write the codec's files (each atomically) under ``folder/codecs/``; needs a name."""
         if not self.name:
             raise ValueError("name the codec (codec.named(...)) before writing it")  # internal
         out = folder / CODEC_DIR
@@ -342,13 +406,16 @@ class ResidualCodec:
             [
                 *(_FORMAT, self.nbits, self.dim, self.n_centroids),
                 *(s.tokens, s.residual_sq, s.error_sq, s.corpus_tokens),
+                *(self.scale.lo, self.scale.hi),
             ],
             dtype=np.float64,
         )
         arrays = {
             "centroids": self.centroids.numpy().astype(np.float16),
+            "rotation": self.rotation.numpy(),
             "cutoffs": self.cutoffs.numpy(),
             "weights": self.weights.numpy(),
+            "widths": np.asarray(self.widths, dtype=np.int64),
             "meta": meta,
         }
         for part in _PARTS:
@@ -371,60 +438,79 @@ class ResidualCodec:
             IndexFormatError: a file is missing, unreadable or inconsistent (naming the file).
         """
         base = folder / CODEC_DIR
-        arrays = {part: _load(base / f"{name}.{part}.npy") for part in _PARTS}
-        meta = arrays["meta"]
+        meta = _load(base / f"{name}.meta.npy")
         where = base / f"{name}.meta.npy"
-        if meta.dtype != np.float64 or meta.shape != (8,) or not np.isfinite(meta).all():
+        if meta.dtype != np.float64 or meta.ndim != 1 or not np.isfinite(meta).all():
             raise IndexFormatError(f"{where}: damaged codec meta {meta.dtype}{meta.shape}.")
-        fmt, nbits, mdim, n_c = (int(v) for v in meta[:4])
+        fmt = int(meta[0]) if meta.size else -1
         if fmt != _FORMAT:
-            raise IndexFormatError(f"{where}: codec format {fmt} is not supported (expected 1).")
+            raise IndexFormatError(
+                f"{where}: codec format {fmt} is not supported (expected {_FORMAT}); a format-1 "
+                "codec was written by a development version of colmax: build the index again."
+            )
+        if meta.shape != (_META_LEN,):
+            raise IndexFormatError(f"{where}: damaged codec meta {meta.dtype}{meta.shape}.")
+        _, nbits, mdim, n_c = (int(v) for v in meta[:4])
         if nbits not in NBITS or mdim != dim or n_c < 1:
             raise IndexFormatError(
                 f"{where}: codec says nbits={nbits}, dim={mdim}, {n_c} centroids; the index "
                 f"has dim {dim} and nbits must be one of {NBITS}."
             )
-        levels = 1 << nbits
+        lo, hi = float(meta[8]), float(meta[9])
+        if not 0 < lo <= hi:
+            raise IndexFormatError(f"{where}: damaged length range [{lo}, {hi}].")
+        arrays = {part: _load(base / f"{name}.{part}.npy") for part in _PARTS[:-1]}
+        n_groups = -(-dim // GROUP)
         expect = {
             "centroids": (np.float16, (n_c, dim)),
-            "cutoffs": (np.float32, (dim, levels - 1)),
-            "weights": (np.float32, (dim, levels)),
+            "rotation": (np.float32, (dim, dim)),
+            "cutoffs": (np.float32, (dim, MAX_LEVELS - 1)),
+            "weights": (np.float32, (dim, MAX_LEVELS)),
+            "widths": (np.int64, (n_groups,)),
         }
         for part, (dtype, shape) in expect.items():
             arr = arrays[part]
-            if arr.dtype != dtype or arr.shape != shape or not np.isfinite(arr).all():
+            finite = part == "cutoffs" or np.isfinite(arr).all()
+            if arr.dtype != dtype or arr.shape != shape or not finite:
                 raise IndexFormatError(
                     f"{base / f'{name}.{part}.npy'}: damaged codec file: "
                     f"{arr.dtype}{arr.shape}, expected finite {np.dtype(dtype)}{shape}."
                 )
-        if levels > 2 and np.any(np.diff(arrays["cutoffs"], axis=1) < 0):
-            raise IndexFormatError(f"{base / f'{name}.cutoffs.npy'}: cutoffs are not ascending.")
+        widths = tuple(int(w) for w in arrays["widths"])
+        _check_tables(base / name, widths, arrays)
         stats = CodecStats(int(meta[4]), float(meta[5]), float(meta[6]), int(meta[7]))
         return cls(
             torch.from_numpy(np.asarray(arrays["centroids"], dtype=np.float32)),
+            torch.from_numpy(np.array(arrays["rotation"])),
+            widths,
             torch.from_numpy(np.array(arrays["cutoffs"])),
             torch.from_numpy(np.array(arrays["weights"])),
             nbits,
+            ScaleRange(lo, hi),
             stats,
             name,
         )
 
 
-def _buckets(residuals: torch.Tensor, nbits: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-dimension quantile cutoffs and in-bucket mean values of a residual sample."""
-    levels = 1 << nbits
-    ordered = torch.sort(residuals, dim=0).values  # (n, dim), each column sorted
-    n = ordered.shape[0]
-    at = [min(n - 1, (n * j) // levels) for j in range(1, levels)]
-    cutoffs = ordered[at].T.contiguous()  # (dim, levels - 1)
-    # Bucket value: the mean of the sorted slice between neighbouring cutoffs (the residuals
-    # that fall into that bucket), so decoding is unbiased within each bucket.
-    bounds = [0, *at, n]
-    weights = torch.stack(
-        [ordered[bounds[j] : max(bounds[j + 1], bounds[j] + 1)].mean(dim=0) for j in range(levels)],
-        dim=1,
-    )
-    return cutoffs, weights.contiguous()
+def _check_tables(stem: Path, widths: tuple[int, ...], arrays: dict[str, np.ndarray]) -> None:
+    """Widths from the allowed set; per axis, ``2**width - 1`` finite ascending cutoffs then
+    ``+inf``; a rotation that is orthogonal."""
+    if any(w not in WIDTHS for w in widths):
+        raise IndexFormatError(f"{stem}.widths.npy: widths must be in {WIDTHS}, got {widths}.")
+    cutoffs = arrays["cutoffs"]
+    per_axis = np.repeat(np.asarray(widths), GROUP)[: cutoffs.shape[0]]
+    used = np.arange(cutoffs.shape[1]) < ((1 << per_axis) - 1)[:, None]
+    if not (np.isfinite(cutoffs[used]).all() and np.isposinf(cutoffs[~used]).all()):
+        raise IndexFormatError(
+            f"{stem}.cutoffs.npy: damaged cutoffs (finite where used, +inf after)."
+        )
+    with np.errstate(invalid="ignore"):  # inf - inf past the used cutoffs
+        descending = np.diff(cutoffs, axis=1) < 0
+    if np.any(descending & used[:, 1:]):
+        raise IndexFormatError(f"{stem}.cutoffs.npy: cutoffs are not ascending.")
+    rotation = arrays["rotation"].astype(np.float64)
+    if np.abs(rotation.T @ rotation - np.eye(rotation.shape[0])).max() > 1e-3:
+        raise IndexFormatError(f"{stem}.rotation.npy: the rotation is not orthogonal.")
 
 
 def _load(path: Path) -> np.ndarray:

@@ -3,12 +3,13 @@
 A coded segment holds a batch of documents, tokens in document order, each token as
 
 - ``codes``     ``(n_tokens,)`` uint16 (int32 past 65,536 centroids): its nearest centroid
-- ``residuals`` ``(n_tokens, n_bytes)`` uint8: the packed 2/4-bit residual (see ``codec.py``)
+- ``residuals`` ``(n_tokens, n_bytes)`` uint8: the residual code bytes and the length byte
+  (see ``codec.py``)
 
 plus ``offsets`` ``(n_docs + 1,)`` int64 and ``keys`` ``(n_docs,)`` int64 exactly as in an exact
 segment, and ``meta`` (float64: format, the codec's fingerprint, and the residual statistics
-drift is measured with). That is ``dim * nbits / 8 + 2`` bytes per token on disk (98 at dim 384,
-2 bits). The inverted lists (centroid -> documents) are derived from ``codes`` when the segment
+drift is measured with). That is ``dim * nbits / 8`` bytes per token on disk at dim 384 (96 at
+2 bits) and up, a few more below (:func:`colmax.indexes.plaid.codec.code_bytes`). The inverted lists (centroid -> documents) are derived from ``codes`` when the segment
 is opened (:mod:`colmax.indexes.plaid.ivf`), so they cost memory, not disk.
 
 The files are ``segments/<name>.<part>.npy``, written once and never modified, like exact
@@ -34,7 +35,7 @@ __all__ = ["CODED_PREFIX", "CodedSegment", "is_coded_name", "new_coded_name"]
 
 CODED_PREFIX = "pseg-"
 _PARTS = ("codes", "residuals", "offsets", "keys", "meta")
-_FORMAT = 1
+_FORMAT = 2  # 1: development versions, rows without the length byte
 _CHUNK_TOKENS = 1 << 15  # tokens encoded per step while coding a segment
 
 

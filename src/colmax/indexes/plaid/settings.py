@@ -25,9 +25,9 @@ class PlaidSettings:
     """How the compressed index is built and searched.
 
     Attributes:
-        nbits: bits per residual dimension, 4 (default) or 2: ``dim * nbits / 8 + 2`` bytes
-            per token. On SciFact MiniLM vectors 4 bits kept Recall@10 of the exact top 10 at
-            0.96, 2 bits at 0.91 for half the size (``docs/plaid.md``).
+        nbits: average bits per residual dimension, 1 to 8 (default 2): ``dim * nbits / 8``
+            bytes per token, centroid id and length byte included. On SciFact MiniLM vectors
+            2 bits kept Recall@10 of the exact top 10 at 0.955 (``docs/plaid.md``).
         n_centroids: number of centroids; ``None`` chooses ``centroid_factor * sqrt(tokens)``
             rounded to a power of two when the codec is trained.
         centroid_factor: see ``n_centroids``.
@@ -42,7 +42,7 @@ class PlaidSettings:
         seed: makes builds reproducible.
     """
 
-    nbits: int = 4
+    nbits: int = 2
     n_centroids: int | None = None
     centroid_factor: float = 4.0
     train_tokens: int = 100_000
