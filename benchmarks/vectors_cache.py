@@ -87,9 +87,7 @@ def _pack(vectors: list) -> tuple[np.ndarray, np.ndarray]:
     return tokens, offsets
 
 
-def load_vectors(
-    dataset: str, model: str | None = None, *, batch_size: int = 32
-) -> CachedVectors:
+def load_vectors(dataset: str, model: str | None = None, *, batch_size: int = 32) -> CachedVectors:
     """The cached vectors of ``../shared/data/<dataset>``, encoding them first if needed."""
     from colmax.beir import load_beir
 
