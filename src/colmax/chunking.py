@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, cast, overload
 
 from colmax.errors import InvalidInputError, UnknownIdError
@@ -238,7 +238,8 @@ def collapse_hits(hits: Sequence[Hit], k: int | None = None) -> list[Hit]:
             continue
         seen.add(key)
         metadata = {**hit.metadata, "chunk_id": hit.id} if is_chunk else dict(hit.metadata)
-        out.append(Hit(key, hit.score, hit.text, metadata, len(out)))
+        # replace() keeps the hit's explanation and hybrid scores (those of the best chunk).
+        out.append(replace(hit, id=key, metadata=metadata, rank=len(out)))
         if k is not None and len(out) >= k:
             break
     return out
@@ -252,6 +253,8 @@ def search_parents(
     filter: Mapping[str, Any] | None = ...,
     *,
     fetch_factor: int = ...,
+    explain: bool = ...,
+    **search_kwargs: Any,
 ) -> list[Hit]: ...
 
 
@@ -263,6 +266,8 @@ def search_parents(
     filter: Mapping[str, Any] | None = ...,
     *,
     fetch_factor: int = ...,
+    explain: bool = ...,
+    **search_kwargs: Any,
 ) -> list[list[Hit]]: ...
 
 
@@ -273,6 +278,8 @@ def search_parents(
     filter: Mapping[str, Any] | None = None,
     *,
     fetch_factor: int = 4,
+    explain: bool = False,
+    **search_kwargs: Any,
 ) -> list[Hit] | list[list[Hit]]:
     """Like ``Engine.search``, but one hit per parent document (see :func:`collapse_hits`).
 
@@ -285,20 +292,40 @@ def search_parents(
         k: parents per query.
         filter: metadata filter, as for ``Engine.search``.
         fetch_factor: how many chunks to fetch per wanted parent, and the growth per round.
+        explain: give each returned hit the explanation of its best chunk (only the ``k``
+            returned hits are explained, not every chunk fetched).
+        **search_kwargs: passed to ``Engine.search`` (``hybrid``, ``candidates``, ``weight``).
     """
+    if not isinstance(explain, bool):
+        raise InvalidInputError(f"explain must be True or False, got {explain!r}")
     queries = [query] if isinstance(query, str) else list(query)
     fetch = k * fetch_factor
-    first = cast("list[list[Hit]]", engine.search(queries, k=fetch, filter=filter))
+    first = cast("list[list[Hit]]", engine.search(queries, k=fetch, filter=filter, **search_kwargs))
     out: list[list[Hit]] = []
     for text, hits in zip(queries, first):
         size = fetch
         parents = collapse_hits(hits, k)
         while len(parents) < k and len(hits) >= size:  # fewer hits than asked: no more exist
             size *= fetch_factor
-            hits = cast("list[Hit]", engine.search(text, k=size, filter=filter))
+            hits = cast("list[Hit]", engine.search(text, k=size, filter=filter, **search_kwargs))
             parents = collapse_hits(hits, k)
-        out.append(parents)
+        out.append(_explained(engine, text, parents) if explain else parents)
     return out[0] if isinstance(query, str) else out
+
+
+def _explained(engine: Engine, query: str, hits: list[Hit]) -> list[Hit]:
+    """``hits`` (collapsed) with the explanation of the stored entry each one came from."""
+    from colmax.engine_explain import explain_hits
+
+    if not hits or engine.encoder is None:
+        return hits
+    stored = [
+        replace(h, id=h.metadata["chunk_id"]) if isinstance(h.metadata.get("parent_id"), str) else h
+        for h in hits
+    ]
+    qvecs = engine.encoder.encode_queries([query])[0]
+    explained = explain_hits(engine.encoder, engine.backend, query, qvecs, stored)
+    return [replace(h, explanation=e.explanation) for h, e in zip(hits, explained)]
 
 
 def existing_chunk_ids(engine: Engine, parent_id: str, start: int = 0) -> list[str]:

@@ -14,12 +14,14 @@ from colmax import __version__
 from colmax.backends.base import Backend
 from colmax.backends.local import LOCAL_KINDS, LocalBackend
 from colmax.encoders.base import Encoder
+from colmax.engine_explain import explain_document, explain_hits
 from colmax.errors import (
     EncoderMismatchError,
     InvalidInputError,
     NoEncoderError,
     UnknownIdError,
 )
+from colmax.explain import Explanation
 from colmax.scoring import maxsim_ragged
 from colmax.store.filters import compile_filter
 from colmax.store.manifest import Manifest
@@ -321,6 +323,7 @@ class Engine:
         *,
         query_embeddings: Sequence[Any] | None = None,
         batch_size: int | None = None,
+        explain: bool = False,
     ) -> list[Hit] | list[list[Hit]]:
         """Top-``k`` documents by MaxSim.
 
@@ -330,15 +333,24 @@ class Engine:
             filter: metadata filter (see :mod:`colmax.store.filters`).
             query_embeddings: precomputed ``(n_tokens, dim)`` query vectors instead of text
                 (a list of them returns one list per query).
+            explain: give every hit its token-level
+                :class:`~colmax.explain.Explanation` (``Hit.explanation``; see
+                :meth:`explain`).
 
         Raises:
             InvalidInputError: ``k <= 0``, empty query, both or neither of query/query_embeddings.
             FilterError: malformed filter.
         """
         k = check_k(k)
+        _check_flag(explain, "explain")
         compile_filter(filter)  # malformed filters fail before any encoding work
-        single, qvecs = self._queries(query, query_embeddings, batch_size)
+        single, texts, qvecs = self._queries(query, query_embeddings, batch_size)
         hits = self._backend.search(qvecs, k, filter)
+        if explain:
+            hits = [
+                explain_hits(self._encoder, self._backend, t, q, h)
+                for t, q, h in zip(texts, qvecs, hits)
+            ]
         return hits[0] if single else hits
 
     def rerank(
@@ -350,6 +362,7 @@ class Engine:
         ids: Sequence[str] | None = None,
         query_embedding: Any | None = None,
         batch_size: int | None = None,
+        explain: bool = False,
     ) -> list[Hit]:
         """Score candidates from anywhere against one query; best first.
 
@@ -363,6 +376,8 @@ class Engine:
                 ``documents``: one id per text; a candidate whose id is in the index with the
                 same text reuses the stored vectors, the others are encoded.
             query_embedding: a precomputed ``(n_tokens, dim)`` query instead of ``query``.
+            explain: give each returned hit its :class:`~colmax.explain.Explanation` (of the
+                vectors just scored; see :meth:`explain`).
 
         Returns:
             Hits sorted by score (ties keep the input order), ``rank`` 0-based.
@@ -370,25 +385,80 @@ class Engine:
         if documents is None and ids is None:
             raise InvalidInputError("rerank() needs documents=... (texts), ids=..., or both")
         k = check_k(k) if k is not None else None
-        qvecs = self._queries(
+        _check_flag(explain, "explain")
+        _, texts, qvecs = self._queries(
             query, None if query_embedding is None else [query_embedding], batch_size
-        )[1]
+        )
         if documents is None:
             stored = self._backend.get_with_vectors(as_list(ids, "ids"))
             cands: list[Row] = [(d.id, d.text, d.metadata) for d, _ in stored]
             vecs = [torch.from_numpy(np.asarray(v, dtype=np.float32)) for _, v in stored]
         else:
-            texts = check_texts(as_list(documents, "documents"))
-            given = check_ids(as_list(ids, "ids"), len(texts)) if ids is not None else None
-            cands, vecs = self._text_candidates(texts, given, batch_size)
+            texts_ = check_texts(as_list(documents, "documents"))
+            given = check_ids(as_list(ids, "ids"), len(texts_)) if ids is not None else None
+            cands, vecs = self._text_candidates(texts_, given, batch_size)
         if not cands:
             return []
         scores = maxsim_ragged(qvecs, vecs)[0].tolist()
         order = sorted(range(len(scores)), key=lambda i: -scores[i])[: k or len(scores)]
         return [
-            Hit(cands[i][0], float(scores[i]), cands[i][1], dict(cands[i][2]), r)
+            Hit(
+                cands[i][0],
+                float(scores[i]),
+                cands[i][1],
+                dict(cands[i][2]),
+                r,
+                explanation=explain_document(
+                    self._encoder, texts[0], qvecs[0], Document(*cands[i]), vecs[i]
+                )
+                if explain
+                else None,
+            )
             for r, i in enumerate(order)
         ]
+
+    def explain(
+        self,
+        query: str | None,
+        doc_id: str,
+        *,
+        max_passages: int = 1,
+        query_embedding: Any | None = None,
+    ) -> Explanation:
+        """Why a stored document scores what it does for ``query``, token by token.
+
+        The stored text is explained with the stored vectors when they line up with the
+        encoder's tokens for that text, so ``explanation.score`` equals the document's search
+        score (up to float16 rounding). Documents pooled at index time (``pool_factor > 1``)
+        or added as precomputed vectors of another row count are explained by encoding the
+        stored text again: the score is then that of the unpooled vectors. Engines without an
+        encoder, or a query given as vectors, get matches by row number only (no spans).
+
+        Args:
+            query: the query text (or ``None`` with ``query_embedding``).
+            doc_id: the id of a stored document.
+            max_passages: how many best passages to return (for citations).
+            query_embedding: a precomputed ``(n_tokens, dim)`` query instead of ``query``.
+
+        Returns:
+            The :class:`~colmax.explain.Explanation`, with ``id == doc_id``.
+
+        Raises:
+            UnknownIdError: ``doc_id`` is not in the index.
+            InvalidInputError: empty query, both or neither of query/query_embedding, a bad
+                ``max_passages``.
+        """
+        if query is not None and not isinstance(query, str):
+            raise InvalidInputError(f"explain() takes one query text, got {type(query).__name__}")
+        if not isinstance(doc_id, str):
+            raise InvalidInputError(f"doc_id must be a str, got {type(doc_id).__name__}")
+        _, texts, qvecs = self._queries(
+            query, None if query_embedding is None else [query_embedding], None
+        )
+        doc, vecs = self._backend.get_with_vectors([doc_id])[0]
+        return explain_document(
+            self._encoder, texts[0], qvecs[0], doc, vecs, max_passages=max_passages
+        )
 
     def _text_candidates(
         self, texts: list[str], ids: list[str] | None, batch_size: int | None
@@ -431,7 +501,8 @@ class Engine:
 
     def _queries(
         self, query: Any, query_embeddings: Sequence[Any] | None, batch_size: int | None
-    ) -> tuple[bool, list[torch.Tensor]]:
+    ) -> tuple[bool, list[str | None], list[torch.Tensor]]:
+        """``(single, texts, vectors)``: texts are ``None`` for queries given as vectors."""
         if (query is None) == (query_embeddings is None):
             raise InvalidInputError(
                 "pass exactly one of a query text (or list) and query_embeddings=..."
@@ -444,14 +515,20 @@ class Engine:
                 self._dim,
                 "query_embeddings",
             )
-            return single, [torch.from_numpy(v) for v in vecs]
+            return single, [None] * len(vecs), [torch.from_numpy(v) for v in vecs]
         single = isinstance(query, str)
         texts = check_texts([query] if single else as_list(query, "query"), "queries")
         if not texts:
             raise InvalidInputError("search() got an empty list of queries")
         if self._encoder is None:
             raise NoEncoderError("this engine has no encoder: pass query_embeddings=...")
-        return single, list(self._encoder.encode_queries(texts, batch_size=batch_size))
+        vectors = list(self._encoder.encode_queries(texts, batch_size=batch_size))
+        return single, list(texts), vectors
+
+
+def _check_flag(value: Any, name: str) -> None:
+    if not isinstance(value, bool):
+        raise InvalidInputError(f"{name} must be True or False, got {value!r}")
 
 
 def _check_compatible(

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from colmax.explain import Explanation
 
 __all__ = ["Document", "Hit"]
 
@@ -34,6 +37,12 @@ class Hit:
         text: the document text.
         metadata: the document metadata (a fresh dict: mutate it freely).
         rank: 0-based position in the result list.
+        explanation: the token-level :class:`~colmax.explain.Explanation` of the MaxSim score
+            when asked for (``search(..., explain=True)``, ``rerank(..., explain=True)``),
+            else ``None``.
+        scores: each side's own score for hybrid search (``{"late": MaxSim, "bm25": BM25}``;
+            a side that did not return the document is absent; ``score`` is then the fused
+            score), else ``None``.
 
     Examples:
         >>> Hit(id="a", score=12.5, text="hello", metadata={}, rank=0).rank
@@ -45,3 +54,5 @@ class Hit:
     text: str
     metadata: dict[str, Any]
     rank: int
+    explanation: Explanation | None = None
+    scores: dict[str, float] | None = None

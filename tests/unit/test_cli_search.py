@@ -83,6 +83,35 @@ def test_search_a_folder_that_is_not_an_index(
     assert "not a colmax index" in capsys.readouterr().err
 
 
+def test_search_explain_prints_highlighted_text(
+    built: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    query = "capital of france"
+    assert main(["search", str(built), query, "--explain", "-k", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    with Engine.load(built, device="cpu") as engine:
+        hits = engine.search(query, k=3)
+        expected = [engine.explain(query, h.id) for h in hits]
+    assert len(lines) == 6  # a header and the highlighted text per hit
+    for i, (hit, e) in enumerate(zip(hits, expected)):
+        assert lines[2 * i] == f"{i + 1:>3}. [{hit.id}] score={hit.score:.3f}"
+        # capsys is not a terminal: no ANSI codes, matches as [word], the passage as »...«
+        assert lines[2 * i + 1] == "     " + e.to_terminal(color=False, width=400)
+        assert "\x1b" not in lines[2 * i + 1] and "[" in lines[2 * i + 1]
+
+
+def test_search_explain_json(built: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["search", str(built), "a red car", "--explain", "--json", "-k", "2"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for hit in result["hits"]:
+        e = hit["explanation"]
+        assert e["id"] == hit["id"] and e["query"] == "a red car"
+        assert e["score"] == pytest.approx(hit["score"], abs=5e-3)
+        assert e["score"] == pytest.approx(sum(m["similarity"] for m in e["matches"]), abs=1e-4)
+    assert main(["search", str(built), "a red car", "--json"]) == 0
+    assert all("explanation" not in h for h in json.loads(capsys.readouterr().out)["hits"])
+
+
 def test_info(built: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", str(built), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)

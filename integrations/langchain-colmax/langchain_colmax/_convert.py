@@ -11,16 +11,43 @@ from langchain_core.documents import Document
 from colmax import Engine, Hit
 from colmax.validation import MAX_ID_LENGTH
 
-__all__ = ["as_engine", "candidate_ids", "fill_ids", "to_document"]
+__all__ = [
+    "EXPLANATION_KEY",
+    "SCORES_KEY",
+    "as_engine",
+    "candidate_ids",
+    "fill_ids",
+    "hit_extras",
+    "to_document",
+]
+
+#: Metadata key of a hit's explanation (``Explanation.to_dict()``), when asked for.
+EXPLANATION_KEY = "colmax_explanation"
+#: Metadata key of a hybrid hit's per-side scores (``{"late": ..., "bm25": ...}``).
+SCORES_KEY = "colmax_scores"
+
+
+def hit_extras(hit: Hit) -> dict[str, Any]:
+    """The explanation and hybrid scores a hit carries, as metadata entries (none: ``{}``)."""
+    extras: dict[str, Any] = {}
+    if hit.explanation is not None:
+        extras[EXPLANATION_KEY] = hit.explanation.to_dict()
+    if hit.scores is not None:
+        extras[SCORES_KEY] = dict(hit.scores)
+    return extras
 
 
 def to_document(hit: Hit, *, with_score: bool = False) -> Document:
     """A LangChain ``Document`` for a search hit; ``Document.id`` is the colmax id.
 
     ``with_score`` adds ``metadata["id"]`` and ``metadata["score"]`` (the raw MaxSim score), as
-    the retriever returns them; the vector store keeps the stored metadata as it is.
+    the retriever returns them; the vector store keeps the stored metadata as it is. A hit's
+    explanation and hybrid scores are added as ``colmax_explanation`` / ``colmax_scores``.
     """
     metadata = {**hit.metadata, "id": hit.id, "score": hit.score} if with_score else hit.metadata
+    extras = hit_extras(hit)
+    if extras:
+        metadata = {**metadata, **extras}
     return Document(page_content=hit.text, metadata=metadata, id=hit.id)
 
 

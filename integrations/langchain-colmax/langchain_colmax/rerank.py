@@ -10,8 +10,8 @@ from langchain_core.documents import Document
 from langchain_core.documents.compressor import BaseDocumentCompressor
 from pydantic import ConfigDict, Field
 
-from colmax import Engine
-from langchain_colmax._convert import candidate_ids
+from colmax import Engine, Hit
+from langchain_colmax._convert import candidate_ids, hit_extras
 
 __all__ = ["ColmaxRerank"]
 
@@ -32,6 +32,8 @@ class ColmaxRerank(BaseDocumentCompressor):
         top_n: how many documents to return (``None``: all, reordered).
         use_stored_vectors: when a candidate's ``Document.id`` is in the engine's index with
             the same text, score its stored vectors instead of encoding it again.
+        explain: add ``metadata["colmax_explanation"]`` (``Explanation.to_dict()``: which
+            query token matched which span of ``page_content``, and the best passage).
 
     Instantiate:
         ```python
@@ -64,6 +66,8 @@ class ColmaxRerank(BaseDocumentCompressor):
     """Number of documents to return; ``None`` returns every candidate, reordered."""
     use_stored_vectors: bool = True
     """Reuse the index's vectors for candidates whose id and text match an indexed document."""
+    explain: bool = False
+    """Add each result's token-level explanation as ``metadata["colmax_explanation"]``."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -95,14 +99,16 @@ class ColmaxRerank(BaseDocumentCompressor):
         texts = [docs[i].page_content for i in scorable]
         if self.use_stored_vectors:
             names = candidate_ids([docs[i].id for i in scorable])
-            hits = self.engine.rerank(query, texts, k=self.top_n, ids=names)
+            hits = self.engine.rerank(query, texts, k=self.top_n, ids=names, explain=self.explain)
         else:
             names = [str(j) for j in range(len(texts))]  # the engine's own names for raw texts
-            hits = self.engine.rerank(query, texts, k=self.top_n)
+            hits = self.engine.rerank(query, texts, k=self.top_n, explain=self.explain)
         position = {name: i for name, i in zip(names, scorable)}
-        return [_with_score(docs[position[hit.id]], hit.score) for hit in hits]
+        return [_with_score(docs[position[hit.id]], hit) for hit in hits]
 
 
-def _with_score(doc: Document, score: float) -> Document:
-    """A copy of ``doc`` (same class and fields) with ``metadata["relevance_score"]``."""
-    return doc.model_copy(update={"metadata": {**doc.metadata, "relevance_score": score}})
+def _with_score(doc: Document, hit: Hit) -> Document:
+    """A copy of ``doc`` (same class and fields) with ``metadata["relevance_score"]`` (and the
+    explanation when the hit has one)."""
+    metadata = {**doc.metadata, "relevance_score": hit.score, **hit_extras(hit)}
+    return doc.model_copy(update={"metadata": metadata})

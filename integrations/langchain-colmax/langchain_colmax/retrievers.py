@@ -41,6 +41,9 @@ class ColmaxRetriever(BaseRetriever):
         filter: metadata filter in the colmax filter language (a dict such as
             ``{"year": {"$gte": 2021}}``) or a LangChain ``Comparison`` / ``Operation``;
             ``invoke(query, filter=...)`` overrides it per call.
+        explain: add ``metadata["colmax_explanation"]`` to every result
+            (``Explanation.to_dict()``: which query token matched which span of
+            ``page_content``, and the best passage, for citations).
 
     Instantiate:
         ```python
@@ -76,6 +79,8 @@ class ColmaxRetriever(BaseRetriever):
     """Number of documents to return."""
     filter: Filter | None = None
     """Metadata filter applied to every search (colmax filter language)."""
+    explain: bool = False
+    """Add each result's token-level explanation as ``metadata["colmax_explanation"]``."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -168,6 +173,9 @@ class ColmaxRetriever(BaseRetriever):
     def _search(self, query: str, k: int | None, filter: Filter | None) -> list[Document]:
         flt = to_colmax_filter(filter if filter is not None else self.filter)
         hits = cast(
-            "list[Hit]", self.engine.search(query, k=self.k if k is None else k, filter=flt)
+            "list[Hit]",
+            self.engine.search(
+                query, k=self.k if k is None else k, filter=flt, explain=self.explain
+            ),
         )
         return [to_document(hit, with_score=True) for hit in hits]

@@ -39,6 +39,8 @@ class ColmaxVectorStore(VectorStore):
     Key init args:
         engine: the colmax ``Engine`` that stores, encodes and searches.
         show_progress: show the encoding progress bar in ``add_texts``.
+        explain: add ``metadata["colmax_explanation"]`` (``Explanation.to_dict()``) to the
+            documents the searches return (``similarity_search(..., explain=True)`` per call).
 
     Instantiate:
         ```python
@@ -67,9 +69,12 @@ class ColmaxVectorStore(VectorStore):
     needs one vector per document).
     """
 
-    def __init__(self, engine: Engine, *, show_progress: bool = False) -> None:
+    def __init__(
+        self, engine: Engine, *, show_progress: bool = False, explain: bool = False
+    ) -> None:
         self._engine = as_engine(engine)
         self._show_progress = show_progress
+        self.explain = explain
 
     @property
     def engine(self) -> Engine:
@@ -248,9 +253,13 @@ class ColmaxVectorStore(VectorStore):
     def similarity_search_with_score(
         self, query: str, k: int = 4, filter: Filter | None = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
-        """Like :meth:`similarity_search`, with each document's raw MaxSim score."""
+        """Like :meth:`similarity_search`, with each document's raw MaxSim score.
+
+        ``explain=True`` (or the store's ``explain``) adds ``metadata["colmax_explanation"]``.
+        """
+        explain = kwargs.pop("explain", self.explain)
         _no_extra(kwargs, "similarity_search")
-        hits = self._search(query=query, k=k, filter=filter)
+        hits = self._search(query=query, k=k, filter=filter, explain=explain)
         return [(to_document(h), h.score) for h in hits]
 
     def similarity_search_by_vector(
@@ -285,10 +294,18 @@ class ColmaxVectorStore(VectorStore):
         )
 
     def _search(
-        self, *, k: int, filter: Filter | None, query: str | None = None, vectors: Any = None
+        self,
+        *,
+        k: int,
+        filter: Filter | None,
+        query: str | None = None,
+        vectors: Any = None,
+        explain: bool = False,
     ) -> list[Hit]:
         flt = to_colmax_filter(filter)
-        hits = self._engine.search(query, k=k, filter=flt, query_embeddings=vectors)
+        hits = self._engine.search(
+            query, k=k, filter=flt, query_embeddings=vectors, explain=explain
+        )
         return cast("list[Hit]", hits)  # one query in, one list of hits out
 
     def _get_one(self, id_: str) -> list[StoredDocument]:

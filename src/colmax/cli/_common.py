@@ -217,14 +217,19 @@ def parse_filter(text: str | None) -> dict[str, Any] | None:
 
 
 def hit_json(hit: Hit) -> dict[str, Any]:
-    """A hit as a JSON-ready dict."""
-    return {
+    """A hit as a JSON-ready dict (with ``explanation`` / ``scores`` when the hit has them)."""
+    out: dict[str, Any] = {
         "id": hit.id,
         "score": hit.score,
         "rank": hit.rank,
         "text": hit.text,
         "metadata": hit.metadata,
     }
+    if hit.scores is not None:
+        out["scores"] = hit.scores
+    if hit.explanation is not None:
+        out["explanation"] = hit.explanation.to_dict()
+    return out
 
 
 def format_hits(hits: list[Hit], width: int = 100) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import textwrap
 from typing import TYPE_CHECKING, Any, cast
 
 from colmax.cli._common import add_device_option, format_hits, hit_json, parse_filter
@@ -38,6 +40,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--chunks", action="store_true", help="list chunk hits as they are, not per parent"
     )
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="print each hit's text with the words the query matched highlighted (bold "
+        "yellow on a terminal, [word] otherwise) and the best passage underlined (»...«); "
+        "with --json, each hit gets an 'explanation' object",
+    )
     add_device_option(parser)
     parser.set_defaults(func=run)
 
@@ -50,13 +59,14 @@ def run(args: argparse.Namespace) -> int:
 
     k = check_k(args.k)
     filter_ = parse_filter(args.filter)
+    options: dict[str, Any] = {"explain": args.explain}
     results: list[list[Hit]]
     with Engine.load(args.dir, device=args.device) as engine:
         if args.chunks:
-            found = engine.search(list(args.queries), k=k, filter=filter_)
+            found = engine.search(list(args.queries), k=k, filter=filter_, **options)
             results = cast("list[list[Hit]]", found)  # a list of queries: one list each
         else:
-            results = search_parents(engine, list(args.queries), k=k, filter=filter_)
+            results = search_parents(engine, list(args.queries), k=k, filter=filter_, **options)
     for i, (query, hits) in enumerate(zip(args.queries, results)):
         if args.json:
             print(
@@ -67,5 +77,26 @@ def run(args: argparse.Namespace) -> int:
         else:
             if len(args.queries) > 1:
                 print(f"{'' if i == 0 else chr(10)}Q: {query}")
-            print(format_hits(hits))
+            print(format_explained(hits) if args.explain else format_hits(hits))
     return 0
+
+
+#: Characters of each hit's text shown by ``--explain``, centred on the best passage.
+EXPLAIN_WIDTH = 400
+
+
+def format_explained(hits: list[Hit], *, color: bool | None = None) -> str:
+    """Hits with their text highlighted: the header line of :func:`format_hits`, then the text
+    (cut to :data:`EXPLAIN_WIDTH` characters around the best passage), indented."""
+    if not hits:
+        return "no results"
+    color = sys.stdout.isatty() if color is None else color
+    blocks = []
+    for hit in hits:
+        chunk = hit.metadata.get("chunk_id")
+        where = f" ({chunk})" if chunk else ""
+        head = f"{hit.rank + 1:>3}. [{hit.id}]{where} score={hit.score:.3f}"
+        e = hit.explanation
+        body = e.to_terminal(color=color, width=EXPLAIN_WIDTH) if e is not None else hit.text
+        blocks.append(f"{head}\n{textwrap.indent(body, '     ', lambda line: True)}")
+    return "\n".join(blocks)

@@ -81,19 +81,27 @@ class Handlers:
         """The top ``k`` documents for each query, optionally filtered by metadata."""
         queries = [body.query] if body.query is not None else list(body.queries)
         results: list[list[Hit]]
+        options: dict[str, Any] = {"explain": body.explain}
         if body.group_chunks:
             results = await self._read(
-                search_parents, self.engine, queries, k=body.k, filter=body.filter
+                search_parents, self.engine, queries, k=body.k, filter=body.filter, **options
             )
         else:
-            found = await self._read(self.engine.search, queries, k=body.k, filter=body.filter)
+            found = await self._read(
+                self.engine.search, queries, k=body.k, filter=body.filter, **options
+            )
             results = cast("list[list[Hit]]", found)  # a list of queries: one list each
         return SearchResponse(results=[[_hit(h) for h in hits] for hits in results])
 
     async def rerank(self, body: Any) -> RerankResponse:
         """Score candidate texts (``documents``) or stored documents (``ids``) against a query."""
         hits = await self._read(
-            self.engine.rerank, body.query, body.documents, k=body.k, ids=body.ids
+            self.engine.rerank,
+            body.query,
+            body.documents,
+            k=body.k,
+            ids=body.ids,
+            explain=body.explain,
         )
         return RerankResponse(hits=[_hit(h) for h in hits])
 
@@ -137,4 +145,12 @@ class Handlers:
 
 
 def _hit(hit: Hit) -> HitOut:
-    return HitOut(id=hit.id, score=hit.score, rank=hit.rank, text=hit.text, metadata=hit.metadata)
+    return HitOut(
+        id=hit.id,
+        score=hit.score,
+        rank=hit.rank,
+        text=hit.text,
+        metadata=hit.metadata,
+        explanation=hit.explanation.to_dict() if hit.explanation is not None else None,  # type: ignore[arg-type]
+        scores=hit.scores,
+    )

@@ -49,15 +49,56 @@ def _check_utf8(value: Any, where: str) -> None:
         _check_utf8(value.__dict__, where)
 
 
+class MatchOut(BaseModel):
+    """One query vector and the document token it matched best."""
+
+    query_position: int
+    query_token: str
+    query_span: list[int] | None = Field(description="[start, end) in the query, or null")
+    doc_position: int
+    doc_token: str
+    doc_span: list[int] | None = Field(description="[start, end) in the hit's text, or null")
+    similarity: float = Field(description="this query vector's share of the MaxSim score")
+
+
+class PassageOut(BaseModel):
+    """A stretch of the hit's text carrying much of the score (for citations)."""
+
+    start: int
+    end: int
+    text: str
+    score: float
+    query_positions: list[int]
+
+
+class ExplanationOut(BaseModel):
+    """Why a document got its MaxSim score: see ``colmax.explain.Explanation``."""
+
+    id: str | None
+    query: str
+    score: float = Field(description="MaxSim of the explained vectors (sum of the similarities)")
+    matches: list[MatchOut]
+    passages: list[PassageOut]
+
+
 class HitOut(BaseModel):
     """One result. For chunked documents ``id`` is the parent id and ``metadata`` holds
     ``parent_id``, ``chunk_id``, ``chunk_index``, ``char_start``, ``char_end``."""
 
     id: str
-    score: float = Field(description="raw MaxSim: sum over query vectors of the best cosine")
+    score: float = Field(
+        description="raw MaxSim: sum over query vectors of the best cosine (the fused score "
+        "for hybrid search)"
+    )
     rank: int = Field(description="0-based position")
     text: str
     metadata: dict[str, Any]
+    explanation: ExplanationOut | None = Field(
+        None, description="token-level explanation, when the request asked for it"
+    )
+    scores: dict[str, float] | None = Field(
+        None, description='hybrid search: each side\'s own score ("late": MaxSim, "bm25")'
+    )
 
 
 class SearchResponse(BaseModel):
@@ -151,6 +192,9 @@ def build_schemas(settings: ServerSettings) -> Schemas:
         group_chunks: bool = Field(
             True, description="one hit per parent document (best chunk) instead of raw chunks"
         )
+        explain: bool = Field(
+            False, description="give each hit its token-level explanation (matched spans)"
+        )
 
         @model_validator(mode="after")
         def _one_query_field(self) -> SearchRequest:
@@ -165,6 +209,9 @@ def build_schemas(settings: ServerSettings) -> Schemas:
         documents: Annotated[list[Text], Field(max_length=settings.max_documents)] | None = None
         ids: Annotated[list[Id], Field(max_length=settings.max_documents)] | None = None
         k: K | None = None
+        explain: bool = Field(
+            False, description="give each hit its token-level explanation (matched spans)"
+        )
 
         @model_validator(mode="after")
         def _candidates(self) -> RerankRequest:

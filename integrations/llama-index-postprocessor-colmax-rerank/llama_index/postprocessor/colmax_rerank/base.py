@@ -11,11 +11,14 @@ from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayloa
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
-from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
+from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, QueryBundle
 
-from colmax import Engine
+from colmax import Engine, Hit
 
 __all__ = ["ColmaxRerank"]
+
+#: Metadata key of a node's explanation (``Explanation.to_dict()``), when asked for.
+EXPLANATION_KEY = "colmax_explanation"
 
 logger = logging.getLogger(__name__)
 dispatcher = get_dispatcher(__name__)
@@ -43,6 +46,9 @@ class ColmaxRerank(BaseNodePostprocessor):
             rerankers and ``ColmaxRetriever`` do by default).
         keep_retrieval_score: copy each node and keep its previous score in
             ``metadata["retrieval_score"]``.
+        explain: copy each returned node with ``metadata["colmax_explanation"]``
+            (``Explanation.to_dict()``: which query token matched which span of the scored
+            text, and the best passage); the key is excluded from the LLM and embedding views.
         **encoder_kwargs: passed to ``Engine.from_pretrained`` (``query_length``, ...).
 
     Raises:
@@ -62,6 +68,10 @@ class ColmaxRerank(BaseNodePostprocessor):
     keep_retrieval_score: bool = Field(
         default=False, description="Keep the previous score in metadata['retrieval_score']."
     )
+    explain: bool = Field(
+        default=False,
+        description="Add the token-level explanation in metadata['colmax_explanation'].",
+    )
     _engine: Engine = PrivateAttr()
 
     def __init__(
@@ -73,6 +83,7 @@ class ColmaxRerank(BaseNodePostprocessor):
         device: str | None = None,
         metadata_mode: MetadataMode = MetadataMode.EMBED,
         keep_retrieval_score: bool = False,
+        explain: bool = False,
         callback_manager: CallbackManager | None = None,
         **encoder_kwargs: Any,
     ) -> None:
@@ -91,6 +102,7 @@ class ColmaxRerank(BaseNodePostprocessor):
             model=str(model) if model is not None else engine.encoder.name,
             metadata_mode=metadata_mode,
             keep_retrieval_score=keep_retrieval_score,
+            explain=explain,
             callback_manager=callback_manager or CallbackManager(),
         )
         self._engine = engine
@@ -147,21 +159,46 @@ class ColmaxRerank(BaseNodePostprocessor):
         # Node ids let the engine reuse stored vectors; repeated ids (the same node from two
         # retrievers) cannot be named twice, so then every candidate is encoded.
         use_ids = len(set(ids)) == len(ids)
+        # Only the best top_n can be returned: scoring all and explaining top_n is the same.
         hits = self._engine.rerank(
-            query, [texts[i] for i in scorable], ids=ids if use_ids else None
+            query,
+            [texts[i] for i in scorable],
+            k=self.top_n,
+            ids=ids if use_ids else None,
+            explain=self.explain,
         )
         position = {id_: i for id_, i in zip(ids, scorable)} if use_ids else None
-        order = [
-            (position[hit.id] if position is not None else scorable[int(hit.id)], hit.score)
+        order: list[tuple[int, Hit | None]] = [
+            (position[hit.id] if position is not None else scorable[int(hit.id)], hit)
             for hit in hits
         ]
         scored = set(scorable)
-        unscored = [(i, None) for i in range(len(nodes)) if i not in scored]
-        return [self._with_score(nodes[i], score) for i, score in (order + unscored)[: self.top_n]]
+        unscored: list[tuple[int, Hit | None]] = [
+            (i, None) for i in range(len(nodes)) if i not in scored
+        ]
+        return [self._with_score(nodes[i], hit) for i, hit in (order + unscored)[: self.top_n]]
 
-    def _with_score(self, original: NodeWithScore, score: float | None) -> NodeWithScore:
+    def _with_score(self, original: NodeWithScore, hit: Hit | None) -> NodeWithScore:
         node = original.node
         if self.keep_retrieval_score:
             metadata = {**node.metadata, "retrieval_score": original.score}
             node = node.model_copy(update={"metadata": metadata})
-        return NodeWithScore(node=node, score=score)
+        if hit is not None and hit.explanation is not None:
+            node = _with_explanation(node, hit.explanation.to_dict())
+        return NodeWithScore(node=node, score=hit.score if hit is not None else None)
+
+
+def _with_explanation(node: BaseNode, explanation: dict[str, Any]) -> BaseNode:
+    """A copy of ``node`` with the explanation in its metadata, hidden from LLM and embed
+    views (a long JSON object has no place in a prompt)."""
+
+    def excluded(keys: list[str]) -> list[str]:
+        return keys if EXPLANATION_KEY in keys else [*keys, EXPLANATION_KEY]
+
+    return node.model_copy(
+        update={
+            "metadata": {**node.metadata, EXPLANATION_KEY: explanation},
+            "excluded_llm_metadata_keys": excluded(node.excluded_llm_metadata_keys),
+            "excluded_embed_metadata_keys": excluded(node.excluded_embed_metadata_keys),
+        }
+    )

@@ -48,6 +48,9 @@ class ColmaxRetriever(BaseRetriever):
         filters: metadata filters applied to every query (see ``filters.to_colmax_filter``).
         metadata_mode: which metadata goes into the encoded text of inserted nodes; use the
             same mode in ``ColmaxRerank`` so it can reuse the stored vectors.
+        explain: add ``node.metadata["colmax_explanation"]`` (``Explanation.to_dict()``:
+            which query token matched which span of the encoded text, and the best passage)
+            to every retrieved node; the key is excluded from the LLM and embedding views.
         callback_manager, object_map, objects, verbose: as for any LlamaIndex retriever.
 
     Raises:
@@ -68,6 +71,7 @@ class ColmaxRetriever(BaseRetriever):
         similarity_top_k: int = DEFAULT_SIMILARITY_TOP_K,
         filters: MetadataFilters | None = None,
         metadata_mode: MetadataMode = MetadataMode.EMBED,
+        explain: bool = False,
         callback_manager: CallbackManager | None = None,
         object_map: dict | None = None,
         objects: list[IndexNode] | None = None,
@@ -79,6 +83,9 @@ class ColmaxRetriever(BaseRetriever):
         self.similarity_top_k = similarity_top_k
         self.filters = filters
         self.metadata_mode = MetadataMode(metadata_mode)
+        if not isinstance(explain, bool):
+            raise TypeError(f"explain must be True or False, got {explain!r}")
+        self.explain = explain
         super().__init__(
             callback_manager=callback_manager,
             object_map=object_map,
@@ -101,6 +108,7 @@ class ColmaxRetriever(BaseRetriever):
         similarity_top_k: int = DEFAULT_SIMILARITY_TOP_K,
         filters: MetadataFilters | None = None,
         metadata_mode: MetadataMode = MetadataMode.EMBED,
+        explain: bool = False,
         skip_empty: bool = True,
         show_progress: bool = False,
         callback_manager: CallbackManager | None = None,
@@ -119,7 +127,8 @@ class ColmaxRetriever(BaseRetriever):
             path: keep the engine in this folder (every insert/delete is committed durably).
             skip_empty: skip nodes whose text is empty (logged) instead of raising.
             show_progress: show the encoder's progress bar.
-            similarity_top_k, filters, metadata_mode, callback_manager: see the class.
+            similarity_top_k, filters, metadata_mode, explain, callback_manager: see the
+                class.
 
         Raises:
             ValueError: not exactly one of ``nodes``/``index``/``docstore``, not exactly one of
@@ -149,6 +158,7 @@ class ColmaxRetriever(BaseRetriever):
             similarity_top_k=similarity_top_k,
             filters=filters,
             metadata_mode=metadata_mode,
+            explain=explain,
             callback_manager=callback_manager,
         )
         retriever.insert_nodes(node_list, skip_empty=skip_empty, show_progress=show_progress)
@@ -234,6 +244,7 @@ class ColmaxRetriever(BaseRetriever):
             "format_version": _FORMAT_VERSION,
             "similarity_top_k": self.similarity_top_k,
             "metadata_mode": self.metadata_mode.value,
+            "explain": self.explain,
             "filters": self._filters.model_dump(mode="json") if self._filters else None,
         }
         staging = folder / f".{CONFIG_FILE}.tmp"
@@ -249,11 +260,13 @@ class ColmaxRetriever(BaseRetriever):
         device: str | None = None,
         similarity_top_k: int | None = None,
         filters: MetadataFilters | None = None,
+        explain: bool | None = None,
         callback_manager: CallbackManager | None = None,
     ) -> ColmaxRetriever:
         """Load a retriever saved by :meth:`persist` (the engine reloads its own model).
 
-        ``similarity_top_k`` and ``filters`` override the saved settings when given.
+        ``similarity_top_k``, ``filters`` and ``explain`` override the saved settings when
+        given.
 
         Raises:
             IndexFormatError: the folder was not written by :meth:`persist`.
@@ -269,13 +282,17 @@ class ColmaxRetriever(BaseRetriever):
             similarity_top_k=similarity_top_k,
             filters=filters,
             metadata_mode=MetadataMode(config["metadata_mode"]),
+            explain=bool(config.get("explain", False)) if explain is None else explain,
             callback_manager=callback_manager,
         )
 
     # ------------------------------------------------------------------ retrieval
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         hits = self._engine.search(
-            query_bundle.query_str, k=self.similarity_top_k, filter=self._engine_filter
+            query_bundle.query_str,
+            k=self.similarity_top_k,
+            filter=self._engine_filter,
+            explain=self.explain,
         )
         return [NodeWithScore(node=hit_to_node(hit), score=hit.score) for hit in hits]  # type: ignore[union-attr]
 

@@ -19,10 +19,21 @@ from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_
 
 from colmax import Hit
 
-__all__ = ["NODE_CONTENT_KEY", "hit_to_node", "nodes_to_records"]
+__all__ = [
+    "EXPLANATION_KEY",
+    "NODE_CONTENT_KEY",
+    "SCORES_KEY",
+    "hit_to_node",
+    "nodes_to_records",
+    "with_hit_extras",
+]
 
 #: The metadata key holding the serialised node (LlamaIndex's own name for it).
 NODE_CONTENT_KEY = "_node_content"
+#: Metadata key of a hit's explanation (``Explanation.to_dict()``), when asked for.
+EXPLANATION_KEY = "colmax_explanation"
+#: Metadata key of a hybrid hit's per-side scores (``{"late": ..., "bm25": ...}``).
+SCORES_KEY = "colmax_scores"
 
 
 def nodes_to_records(
@@ -44,7 +55,35 @@ def nodes_to_records(
 
 
 def hit_to_node(hit: Hit) -> BaseNode:
-    """The node a hit was stored from (a plain ``TextNode`` for documents added directly)."""
+    """The node a hit was stored from (a plain ``TextNode`` for documents added directly),
+    with the hit's explanation and hybrid scores when it has them (see
+    :func:`with_hit_extras`)."""
     if NODE_CONTENT_KEY in hit.metadata:
-        return metadata_dict_to_node(hit.metadata)
-    return TextNode(id_=hit.id, text=hit.text, metadata=hit.metadata)
+        node = metadata_dict_to_node(hit.metadata)
+    else:
+        node = TextNode(id_=hit.id, text=hit.text, metadata=hit.metadata)
+    return with_hit_extras(node, hit)
+
+
+def with_hit_extras(node: BaseNode, hit: Hit) -> BaseNode:
+    """``node``, or a copy with ``metadata["colmax_explanation"]`` / ``["colmax_scores"]``
+    from ``hit``. The keys are excluded from the LLM and embedding views of the node, so
+    the explanation never ends up in a prompt or in encoded text."""
+    extras: dict[str, Any] = {}
+    if hit.explanation is not None:
+        extras[EXPLANATION_KEY] = hit.explanation.to_dict()
+    if hit.scores is not None:
+        extras[SCORES_KEY] = dict(hit.scores)
+    if not extras:
+        return node
+
+    def excluded(keys: list[str]) -> list[str]:
+        return [*keys, *(k for k in extras if k not in keys)]
+
+    return node.model_copy(
+        update={
+            "metadata": {**node.metadata, **extras},
+            "excluded_llm_metadata_keys": excluded(node.excluded_llm_metadata_keys),
+            "excluded_embed_metadata_keys": excluded(node.excluded_embed_metadata_keys),
+        }
+    )

@@ -1,0 +1,54 @@
+"""ColmaxRetriever(explain=True): nodes carry metadata["colmax_explanation"], hidden from LLMs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from llama_index.core.schema import MetadataMode, TextNode
+from llama_index.retrievers.colmax import ColmaxRetriever
+
+KEY = "colmax_explanation"
+QUERY = "what is the capital of france"
+
+
+def test_retrieved_nodes_carry_explanations(tiny_model: Path, nodes: list[TextNode]) -> None:
+    retriever = ColmaxRetriever.from_defaults(
+        nodes=nodes, model=tiny_model, device="cpu", similarity_top_k=3, explain=True
+    )
+    results = retriever.retrieve(QUERY)
+    assert len(results) == 3
+    for r in results:
+        e = r.node.metadata[KEY]
+        json.dumps(e)
+        assert e["id"] == r.node.node_id and e["query"] == QUERY
+        assert e["score"] == pytest.approx(r.score, abs=5e-3)
+        assert e == retriever.engine.explain(QUERY, r.node.node_id).to_dict()
+        # Spans index into the encoded text (the node's EMBED view).
+        stored = retriever.engine.get([r.node.node_id])[0].text
+        for m in e["matches"]:
+            if m["doc_span"] is not None:
+                assert stored[m["doc_span"][0] : m["doc_span"][1]] == m["doc_token"]
+        # Never in the prompt or the embedded text.
+        assert KEY not in r.node.get_content(metadata_mode=MetadataMode.LLM)
+        assert KEY not in r.node.get_content(metadata_mode=MetadataMode.EMBED)
+        assert r.node.metadata["year"] == next(
+            n.metadata.get("year") for n in nodes if n.node_id == r.node.node_id
+        )
+    assert all(KEY not in n.metadata for n in nodes)  # the caller's nodes are untouched
+    retriever.explain = False
+    assert all(KEY not in r.node.metadata for r in retriever.retrieve(QUERY))
+
+
+def test_explain_is_persisted(tiny_model: Path, nodes: list[TextNode], tmp_path: Path) -> None:
+    retriever = ColmaxRetriever.from_defaults(
+        nodes=nodes, model=tiny_model, device="cpu", explain=True
+    )
+    retriever.persist(tmp_path / "p")
+    loaded = ColmaxRetriever.from_persist_dir(tmp_path / "p", device="cpu")
+    assert loaded.explain is True
+    assert KEY in loaded.retrieve(QUERY)[0].node.metadata
+    assert ColmaxRetriever.from_persist_dir(tmp_path / "p", explain=False).explain is False
+    with pytest.raises(TypeError, match="explain"):
+        ColmaxRetriever(loaded.engine, explain="yes")  # type: ignore[arg-type]

@@ -1,0 +1,96 @@
+"""Explanations, token pooling and hybrid search through a real `colmax serve` process."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from server_helpers import DOCS, ServerProcess, build_index
+
+from colmax import Engine
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+KEY = "test-key-features"
+QUERY = "the capital of france"
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_index(tmp_path_factory.mktemp("server_features"))
+
+
+@pytest.fixture(scope="module")
+def server(index: Path) -> Iterator[ServerProcess]:
+    with ServerProcess(index, api_key=KEY) as proc:
+        yield proc
+
+
+@pytest.fixture(scope="module")
+def client(server: ServerProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, headers=server.headers, timeout=60) as c:
+        yield c
+
+
+def _check_explanation(hit: dict, query: str) -> None:
+    e = hit["explanation"]
+    assert e["query"] == query
+    assert e["score"] == pytest.approx(sum(m["similarity"] for m in e["matches"]), abs=1e-4)
+    for m in e["matches"]:
+        if m["doc_span"] is not None:
+            start, end = m["doc_span"]
+            assert hit["text"][start:end] == m["doc_token"]
+
+
+@pytest.mark.parametrize("group_chunks", [True, False])
+def test_search_with_explanations(client: httpx.Client, group_chunks: bool) -> None:
+    body = {"query": QUERY, "k": 3, "explain": True, "group_chunks": group_chunks}
+    response = client.post("/search", json=body)
+    assert response.status_code == 200, response.text
+    hits = response.json()["results"][0]
+    assert len(hits) == 3
+    for hit in hits:
+        _check_explanation(hit, QUERY)
+        assert hit["explanation"]["id"] == hit["id"]
+        assert hit["explanation"]["score"] == pytest.approx(hit["score"], abs=5e-3)
+    plain = client.post("/search", json={"query": QUERY, "k": 3}).json()["results"][0]
+    assert [h["id"] for h in plain] == [h["id"] for h in hits]
+    assert all(h["explanation"] is None for h in plain)
+
+
+def test_rerank_with_explanations(client: httpx.Client) -> None:
+    texts = [DOCS["paris"][0], DOCS["car"][0]]
+    body = {"query": QUERY, "documents": texts, "explain": True}
+    hits = client.post("/rerank", json=body).json()["hits"]
+    assert len(hits) == 2
+    for hit in hits:
+        _check_explanation(hit, QUERY)
+        assert hit["explanation"]["score"] == pytest.approx(hit["score"], abs=1e-3)
+    by_id = client.post("/rerank", json={"query": QUERY, "ids": ["cat"], "explain": True})
+    assert by_id.json()["hits"][0]["explanation"]["id"] == "cat"
+
+
+def test_explain_must_be_a_boolean(client: httpx.Client) -> None:
+    response = client.post("/search", json={"query": QUERY, "explain": "very"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"][-1] == "explain"
+
+
+def test_openapi_documents_the_explanation(client: httpx.Client) -> None:
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    assert "ExplanationOut" in schemas and "MatchOut" in schemas
+    assert "explain" in schemas["SearchRequest"]["properties"]
+    assert "explain" in schemas["RerankRequest"]["properties"]
+
+
+def test_the_index_is_unchanged_by_explanations(index: Path, client: httpx.Client) -> None:
+    client.post("/search", json={"query": QUERY, "explain": True})
+    with Engine.load(index, device="cpu") as engine:
+        assert sorted(engine.ids()) == sorted(DOCS)
