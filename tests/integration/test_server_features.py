@@ -90,7 +90,28 @@ def test_openapi_documents_the_explanation(client: httpx.Client) -> None:
     assert "explain" in schemas["RerankRequest"]["properties"]
 
 
-def test_the_index_is_unchanged_by_explanations(index: Path, client: httpx.Client) -> None:
-    client.post("/search", json={"query": QUERY, "explain": True})
+def test_add_with_pool_factor(index: Path, client: httpx.Client) -> None:
+    text = "the big red car ran to the house of the cat"
+    docs = [{"id": "pooled", "text": text}]
+    response = client.post("/documents", json={"documents": docs, "pool_factor": 2})
+    assert response.status_code == 200, response.text
+    docs = [{"id": "whole", "text": text}]
+    assert client.post("/documents", json={"documents": docs}).status_code == 200
     with Engine.load(index, device="cpu") as engine:
-        assert sorted(engine.ids()) == sorted(DOCS)
+        n = len(engine.encoder.encode_documents([text])[0])  # type: ignore[union-attr]
+        rows = [len(v) for v in engine.backend.get_vectors(["pooled", "whole"])]
+    assert rows == [-(-n // 2), n]
+    # Explanations of a pooled document re-encode its text: spans are still there.
+    body = {"query": "red car", "ids": ["pooled"], "explain": True}
+    hit = client.post("/rerank", json=body).json()["hits"][0]
+    _check_explanation(hit, "red car")
+    assert any(m["doc_span"] is not None for m in hit["explanation"]["matches"])
+
+
+@pytest.mark.parametrize("factor", [0, -1, "two", 1.5, 65])
+def test_bad_pool_factor_is_a_422_and_writes_nothing(client: httpx.Client, factor: object) -> None:
+    body = {"documents": [{"id": "never", "text": "never written"}], "pool_factor": factor}
+    response = client.post("/documents", json=body)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"][-1] == "pool_factor"
+    assert client.get("/documents/never").status_code == 404

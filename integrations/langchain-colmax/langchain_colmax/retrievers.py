@@ -95,6 +95,7 @@ class ColmaxRetriever(BaseRetriever):
         k: int = 4,
         filter: Filter | None = None,
         show_progress: bool = False,
+        pool_factor: int = 1,
         **engine_kwargs: Any,
     ) -> ColmaxRetriever:
         """Load ``model``, index ``texts`` and return a retriever over them.
@@ -107,6 +108,8 @@ class ColmaxRetriever(BaseRetriever):
             k: number of documents to return.
             filter: default metadata filter.
             show_progress: show the encoding progress bar.
+            pool_factor: token pooling: store ``ceil(n / pool_factor)`` cluster means of
+                each text's ``n`` token vectors (needs ``colmax[pooling]``; 1: every vector).
             **engine_kwargs: passed to ``Engine.from_pretrained`` (``path``, ``device``,
                 ``dtype``, ``query_length``, ...).
 
@@ -120,6 +123,7 @@ class ColmaxRetriever(BaseRetriever):
             ids=fill_ids(ids, len(texts)),
             metadatas=metadatas,
             show_progress=show_progress,
+            pool_factor=pool_factor,
         )
         return cls(engine=engine, k=k, filter=filter)
 
@@ -132,6 +136,7 @@ class ColmaxRetriever(BaseRetriever):
         k: int = 4,
         filter: Filter | None = None,
         show_progress: bool = False,
+        pool_factor: int = 1,
         **engine_kwargs: Any,
     ) -> ColmaxRetriever:
         """Like :meth:`from_texts`, from LangChain documents (their ``id`` is kept when set)."""
@@ -145,6 +150,7 @@ class ColmaxRetriever(BaseRetriever):
             k=k,
             filter=filter,
             show_progress=show_progress,
+            pool_factor=pool_factor,
             **engine_kwargs,
         )
 

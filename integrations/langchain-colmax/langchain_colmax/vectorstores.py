@@ -98,6 +98,7 @@ class ColmaxVectorStore(VectorStore):
         model: str | Path | None = None,
         engine: Engine | None = None,
         show_progress: bool = False,
+        pool_factor: int = 1,
         **engine_kwargs: Any,
     ) -> ColmaxVectorStore:
         """Make a store and add ``texts``.
@@ -110,6 +111,7 @@ class ColmaxVectorStore(VectorStore):
             model: a model to load with ``Engine.from_pretrained(model, **engine_kwargs)``.
             engine: an existing engine instead of ``model``.
             show_progress: show the encoding progress bar.
+            pool_factor: token pooling of the added texts (see :meth:`add_texts`).
             **engine_kwargs: passed to ``Engine.from_pretrained`` (``path``, ``device``, ...).
 
         Returns:
@@ -131,7 +133,7 @@ class ColmaxVectorStore(VectorStore):
         elif engine_kwargs:
             raise TypeError(f"unexpected arguments with engine=...: {sorted(engine_kwargs)}")
         store = cls(engine, show_progress=show_progress)
-        store.add_texts(texts, metadatas, ids=ids)
+        store.add_texts(texts, metadatas, ids=ids, pool_factor=pool_factor)
         return store
 
     @classmethod
@@ -184,7 +186,9 @@ class ColmaxVectorStore(VectorStore):
             texts: the texts.
             metadatas: one JSON-compatible dict per text.
             ids: one id per text; missing ids (``None``) get new UUIDs.
-            **kwargs: ``batch_size`` for the encoder.
+            **kwargs: ``batch_size`` for the encoder; ``pool_factor`` for token pooling
+                (store ``ceil(n / pool_factor)`` cluster means of each text's ``n`` token
+                vectors; needs ``colmax[pooling]``; default 1: every vector).
 
         Returns:
             The ids, in input order.
@@ -194,6 +198,7 @@ class ColmaxVectorStore(VectorStore):
             colmax.errors.DuplicateIdError: an id appears twice in this call.
         """
         batch_size = kwargs.pop("batch_size", None)
+        pool_factor = kwargs.pop("pool_factor", 1)
         _no_extra(kwargs, "add_texts")
         texts = list(texts)
         return self._engine.add(
@@ -202,6 +207,7 @@ class ColmaxVectorStore(VectorStore):
             metadatas=metadatas,
             batch_size=batch_size,
             show_progress=self._show_progress,
+            pool_factor=pool_factor,
         )
 
     def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:

@@ -25,6 +25,7 @@ __all__ = [
     "add_chunk_options",
     "add_device_option",
     "add_input_options",
+    "add_pool_option",
     "format_hits",
     "hit_json",
     "parse_filter",
@@ -92,6 +93,19 @@ def add_chunk_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_pool_option(parser: argparse.ArgumentParser) -> None:
+    """``--pool-factor``."""
+    parser.add_argument(
+        "--pool-factor",
+        type=_positive_int,
+        default=1,
+        metavar="F",
+        help="token pooling: store ceil(n/F) cluster means of each document's n token vectors "
+        "(2 halves the index with little loss in quality; needs colmax[pooling]; "
+        "default 1: every vector)",
+    )
+
+
 def _positive_int(text: str) -> int:
     value = _non_negative_int(text)
     if value < 1:
@@ -143,6 +157,7 @@ def write_records(
     batch_size: int,
     replace_stale: bool,
     progress: bool,
+    pool_factor: int = 1,
 ) -> WriteStats:
     """Encode and commit ``records`` batch by batch, with one progress bar over documents.
 
@@ -170,6 +185,7 @@ def write_records(
                     chunker=chunker,
                     replace_stale=replace_stale,
                     show_progress=False,
+                    pool_factor=pool_factor,
                 )
                 stats.documents += len(kept)
                 stats.entries += len(written)

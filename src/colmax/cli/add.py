@@ -9,6 +9,7 @@ from colmax.cli._common import (
     add_chunk_options,
     add_device_option,
     add_input_options,
+    add_pool_option,
     print_err,
     read_input,
     summary,
@@ -31,6 +32,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("dir", metavar="DIR", help="the index folder")
     add_input_options(parser)
     add_chunk_options(parser)
+    add_pool_option(parser)
     add_device_option(parser)
     parser.set_defaults(func=run)
 
@@ -50,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             replace_stale=True,
             progress=not args.quiet,
+            pool_factor=args.pool_factor,
         )
     if not args.quiet:
         print_err(summary(stats, "added", args.dir, chunker is not None))

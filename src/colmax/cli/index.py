@@ -12,6 +12,7 @@ from colmax.cli._common import (
     add_chunk_options,
     add_device_option,
     add_input_options,
+    add_pool_option,
     print_err,
     read_input,
     summary,
@@ -43,6 +44,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--index", default="flat", help='index kind (default "flat": exact MaxSim)')
     add_chunk_options(parser)
+    add_pool_option(parser)
     add_device_option(parser)
     parser.set_defaults(func=run)
 
@@ -69,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             replace_stale=False,
             progress=not args.quiet,
+            pool_factor=args.pool_factor,
         )
         if stats.entries == 0:
             raise InvalidInputError(f"{args.input}: every document is empty; nothing to index")

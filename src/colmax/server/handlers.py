@@ -127,6 +127,7 @@ class Handlers:
             [d.metadata for d in body.documents],
             chunker=self.chunker,
             show_progress=False,
+            pool_factor=body.pool_factor,
         )
         data = self.engine.info()
         return AddResponse(

@@ -19,6 +19,8 @@ from colmax.validation import MAX_ID_LENGTH
 __all__ = ["Schemas", "build_schemas"]
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)]
+#: Largest ``pool_factor`` an add request may ask for (beyond a few, quality drops fast).
+MAX_POOL_FACTOR = 64
 
 
 class _Request(BaseModel):
@@ -232,6 +234,13 @@ def build_schemas(settings: ServerSettings) -> Schemas:
         documents: Annotated[
             list[DocumentIn], Field(min_length=1, max_length=settings.max_documents)
         ]
+        pool_factor: int = Field(
+            1,
+            ge=1,
+            le=MAX_POOL_FACTOR,
+            description="token pooling: store ceil(n / pool_factor) cluster means of each "
+            "document's n token vectors (1: every vector; 2 halves the index)",
+        )
 
     class DeleteRequest(_Request):
         """Ids to delete; a chunked document's id deletes all its chunks."""

@@ -111,6 +111,7 @@ class ColmaxRetriever(BaseRetriever):
         explain: bool = False,
         skip_empty: bool = True,
         show_progress: bool = False,
+        pool_factor: int = 1,
         callback_manager: CallbackManager | None = None,
         **encoder_kwargs: Any,
     ) -> ColmaxRetriever:
@@ -127,6 +128,7 @@ class ColmaxRetriever(BaseRetriever):
             path: keep the engine in this folder (every insert/delete is committed durably).
             skip_empty: skip nodes whose text is empty (logged) instead of raising.
             show_progress: show the encoder's progress bar.
+            pool_factor: token pooling of the inserted nodes (see :meth:`insert_nodes`).
             similarity_top_k, filters, metadata_mode, explain, callback_manager: see the
                 class.
 
@@ -161,7 +163,9 @@ class ColmaxRetriever(BaseRetriever):
             explain=explain,
             callback_manager=callback_manager,
         )
-        retriever.insert_nodes(node_list, skip_empty=skip_empty, show_progress=show_progress)
+        retriever.insert_nodes(
+            node_list, skip_empty=skip_empty, show_progress=show_progress, pool_factor=pool_factor
+        )
         return retriever
 
     # ------------------------------------------------------------------ settings
@@ -193,9 +197,17 @@ class ColmaxRetriever(BaseRetriever):
 
     # ------------------------------------------------------------------ writes
     def insert_nodes(
-        self, nodes: Sequence[BaseNode], *, skip_empty: bool = True, show_progress: bool = False
+        self,
+        nodes: Sequence[BaseNode],
+        *,
+        skip_empty: bool = True,
+        show_progress: bool = False,
+        pool_factor: int = 1,
     ) -> list[str]:
         """Encode and add nodes; a node whose id is already indexed is replaced.
+
+        ``pool_factor > 1`` stores ``ceil(n / pool_factor)`` cluster means of each node's
+        ``n`` token vectors (token pooling; needs ``colmax[pooling]``).
 
         Returns:
             The ids written (nodes with empty text are skipped and logged when ``skip_empty``).
@@ -208,7 +220,12 @@ class ColmaxRetriever(BaseRetriever):
         if not ids:
             return []
         return self._engine.add(
-            texts, ids=ids, metadatas=metadatas, skip_empty=skip_empty, show_progress=show_progress
+            texts,
+            ids=ids,
+            metadatas=metadatas,
+            skip_empty=skip_empty,
+            show_progress=show_progress,
+            pool_factor=pool_factor,
         )
 
     def delete_nodes(self, node_ids: Sequence[str]) -> int:

@@ -1,4 +1,4 @@
-"""ColmaxRetriever(explain=True): nodes carry metadata["colmax_explanation"], hidden from LLMs."""
+"""ColmaxRetriever's explain, pool_factor and hybrid options over the tiny real model."""
 
 from __future__ import annotations
 
@@ -52,3 +52,21 @@ def test_explain_is_persisted(tiny_model: Path, nodes: list[TextNode], tmp_path:
     assert ColmaxRetriever.from_persist_dir(tmp_path / "p", explain=False).explain is False
     with pytest.raises(TypeError, match="explain"):
         ColmaxRetriever(loaded.engine, explain="yes")  # type: ignore[arg-type]
+
+
+def test_insert_nodes_pools(tiny_model: Path, nodes: list[TextNode]) -> None:
+    retriever = ColmaxRetriever.from_defaults(
+        nodes=nodes[:3], model=tiny_model, device="cpu", pool_factor=2
+    )
+    engine = retriever.engine
+    texts = [n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
+    full = [len(v) for v in engine.encoder.encode_documents(texts)]  # type: ignore[union-attr]
+    ids = [n.node_id for n in nodes]
+    stored = [len(v) for v in engine.backend.get_vectors(ids[:3])]
+    assert stored == [-(-n // 2) for n in full[:3]]
+    retriever.insert_nodes(nodes[3:], pool_factor=3)
+    assert [len(v) for v in engine.backend.get_vectors(ids[3:])] == [-(-n // 3) for n in full[3:]]
+    # A pooled node is still explained token by token (its text is encoded again).
+    retriever.explain = True
+    for r in retriever.retrieve(QUERY):
+        assert any(m["doc_span"] is not None for m in r.node.metadata[KEY]["matches"])
