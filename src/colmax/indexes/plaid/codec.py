@@ -38,29 +38,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from colmax.errors import IndexFormatError
+from colmax.indexes.plaid.codec_files import part_names, read_parts, write_parts
 from colmax.indexes.plaid.kmeans import ROUTE_FROM, Router, kmeans, nearest
 from colmax.indexes.plaid.transform import (
     GROUP,
     MAX_LEVELS,
-    WIDTHS,
     ByteLayout,
     allocate,
     lloyd_buckets,
     principal_axes,
 )
-from colmax.store.fsutil import atomic_write_npy
 from colmax.store.storage import CODEC_DIR
 
 __all__ = ["CODEC_DIR", "NBITS", "CodecStats", "ResidualCodec", "code_bytes", "new_codec_name"]
 
 #: Average bits per residual dimension a codec may be asked for.
 NBITS = tuple(range(1, 9))
-_FORMAT = 2
-_PARTS = ("centroids", "rotation", "cutoffs", "weights", "widths", "meta")
 _ENCODE_ROWS = 1 << 14  # tokens encoded per step: bounded memory however large the input
 _QUANTILE_ROWS = 1 << 16  # residual rows used for the rotation, bit allocation and buckets
-_META_LEN = 10
 
 
 def new_codec_name(seq: int) -> str:
@@ -399,35 +394,29 @@ class ResidualCodec:
         """Write the codec's files (each atomically) under ``folder/codecs/``; needs a name."""
         if not self.name:
             raise ValueError("name the codec (codec.named(...)) before writing it")  # internal
-        out = folder / CODEC_DIR
-        out.mkdir(exist_ok=True)
         s = self.stats
-        meta = np.array(
-            [
-                *(_FORMAT, self.nbits, self.dim, self.n_centroids),
-                *(s.tokens, s.residual_sq, s.error_sq, s.corpus_tokens),
-                *(self.scale.lo, self.scale.hi),
-            ],
-            dtype=np.float64,
+        write_parts(
+            folder,
+            self.name,
+            header=(self.nbits, self.dim, self.n_centroids),
+            stats=(s.tokens, s.residual_sq, s.error_sq, s.corpus_tokens),
+            scale=(self.scale.lo, self.scale.hi),
+            arrays={
+                "centroids": self.centroids.numpy().astype(np.float16),
+                "rotation": self.rotation.numpy(),
+                "cutoffs": self.cutoffs.numpy(),
+                "weights": self.weights.numpy(),
+                "widths": np.asarray(self.widths, dtype=np.int64),
+            },
         )
-        arrays = {
-            "centroids": self.centroids.numpy().astype(np.float16),
-            "rotation": self.rotation.numpy(),
-            "cutoffs": self.cutoffs.numpy(),
-            "weights": self.weights.numpy(),
-            "widths": np.asarray(self.widths, dtype=np.int64),
-            "meta": meta,
-        }
-        for part in _PARTS:
-            atomic_write_npy(out / f"{self.name}.{part}.npy", arrays[part])
 
     @staticmethod
     def file_names(name: str) -> list[str]:
-        return [f"{name}.{part}.npy" for part in _PARTS]
+        return part_names(name)
 
     @staticmethod
     def remove_files(folder: Path, name: str) -> None:
-        for file in ResidualCodec.file_names(name):
+        for file in part_names(name):
             (folder / CODEC_DIR / file).unlink(missing_ok=True)
 
     @classmethod
@@ -437,88 +426,17 @@ class ResidualCodec:
         Raises:
             IndexFormatError: a file is missing, unreadable or inconsistent (naming the file).
         """
-        base = folder / CODEC_DIR
-        meta = _load(base / f"{name}.meta.npy")
-        where = base / f"{name}.meta.npy"
-        if meta.dtype != np.float64 or meta.ndim != 1 or not np.isfinite(meta).all():
-            raise IndexFormatError(f"{where}: damaged codec meta {meta.dtype}{meta.shape}.")
-        fmt = int(meta[0]) if meta.size else -1
-        if fmt != _FORMAT:
-            raise IndexFormatError(
-                f"{where}: codec format {fmt} is not supported (expected {_FORMAT}); a format-1 "
-                "codec was written by a development version of colmax: build the index again."
-            )
-        if meta.shape != (_META_LEN,):
-            raise IndexFormatError(f"{where}: damaged codec meta {meta.dtype}{meta.shape}.")
-        _, nbits, mdim, n_c = (int(v) for v in meta[:4])
-        if nbits not in NBITS or mdim != dim or n_c < 1:
-            raise IndexFormatError(
-                f"{where}: codec says nbits={nbits}, dim={mdim}, {n_c} centroids; the index "
-                f"has dim {dim} and nbits must be one of {NBITS}."
-            )
-        lo, hi = float(meta[8]), float(meta[9])
-        if not 0 < lo <= hi:
-            raise IndexFormatError(f"{where}: damaged length range [{lo}, {hi}].")
-        arrays = {part: _load(base / f"{name}.{part}.npy") for part in _PARTS[:-1]}
-        n_groups = -(-dim // GROUP)
-        expect = {
-            "centroids": (np.float16, (n_c, dim)),
-            "rotation": (np.float32, (dim, dim)),
-            "cutoffs": (np.float32, (dim, MAX_LEVELS - 1)),
-            "weights": (np.float32, (dim, MAX_LEVELS)),
-            "widths": (np.int64, (n_groups,)),
-        }
-        for part, (dtype, shape) in expect.items():
-            arr = arrays[part]
-            finite = part == "cutoffs" or np.isfinite(arr).all()
-            if arr.dtype != dtype or arr.shape != shape or not finite:
-                raise IndexFormatError(
-                    f"{base / f'{name}.{part}.npy'}: damaged codec file: "
-                    f"{arr.dtype}{arr.shape}, expected finite {np.dtype(dtype)}{shape}."
-                )
-        widths = tuple(int(w) for w in arrays["widths"])
-        _check_tables(base / name, widths, arrays)
-        stats = CodecStats(int(meta[4]), float(meta[5]), float(meta[6]), int(meta[7]))
+        parts = read_parts(folder, name, dim, NBITS)
+        arrays = parts.arrays
+        tokens, residual_sq, error_sq, corpus_tokens = parts.stats
         return cls(
             torch.from_numpy(np.asarray(arrays["centroids"], dtype=np.float32)),
             torch.from_numpy(np.array(arrays["rotation"])),
-            widths,
+            tuple(int(w) for w in arrays["widths"]),
             torch.from_numpy(np.array(arrays["cutoffs"])),
             torch.from_numpy(np.array(arrays["weights"])),
-            nbits,
-            ScaleRange(lo, hi),
-            stats,
+            parts.nbits,
+            ScaleRange(*parts.scale),
+            CodecStats(int(tokens), float(residual_sq), float(error_sq), int(corpus_tokens)),
             name,
         )
-
-
-def _check_tables(stem: Path, widths: tuple[int, ...], arrays: dict[str, np.ndarray]) -> None:
-    """Widths from the allowed set; per axis, ``2**width - 1`` finite ascending cutoffs then
-    ``+inf``; a rotation that is orthogonal."""
-    if any(w not in WIDTHS for w in widths):
-        raise IndexFormatError(f"{stem}.widths.npy: widths must be in {WIDTHS}, got {widths}.")
-    cutoffs = arrays["cutoffs"]
-    per_axis = np.repeat(np.asarray(widths), GROUP)[: cutoffs.shape[0]]
-    used = np.arange(cutoffs.shape[1]) < ((1 << per_axis) - 1)[:, None]
-    if not (np.isfinite(cutoffs[used]).all() and np.isposinf(cutoffs[~used]).all()):
-        raise IndexFormatError(
-            f"{stem}.cutoffs.npy: damaged cutoffs (finite where used, +inf after)."
-        )
-    with np.errstate(invalid="ignore"):  # inf - inf past the used cutoffs
-        descending = np.diff(cutoffs, axis=1) < 0
-    if np.any(descending & used[:, 1:]):
-        raise IndexFormatError(f"{stem}.cutoffs.npy: cutoffs are not ascending.")
-    rotation = arrays["rotation"].astype(np.float64)
-    if np.abs(rotation.T @ rotation - np.eye(rotation.shape[0])).max() > 1e-3:
-        raise IndexFormatError(f"{stem}.rotation.npy: the rotation is not orthogonal.")
-
-
-def _load(path: Path) -> np.ndarray:
-    if not path.is_file():
-        raise IndexFormatError(f"{path}: codec file is missing; the index folder is incomplete.")
-    try:
-        if path.stat().st_size == 0:
-            raise ValueError("empty file")
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise IndexFormatError(f"{path}: unreadable codec file ({exc}).") from exc
