@@ -15,6 +15,7 @@ from colmax.backends.base import Backend
 from colmax.backends.local import LOCAL_KINDS, LocalBackend
 from colmax.encoders.base import Encoder
 from colmax.engine_explain import explain_document, explain_hits
+from colmax.engine_hybrid import HybridSide, check_hybrid
 from colmax.errors import (
     EncoderMismatchError,
     InvalidInputError,
@@ -122,6 +123,7 @@ class Engine:
         self._encoder = encoder
         self._backend = backend
         self._dim = backend.dim
+        self._hybrid = HybridSide(backend)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -336,8 +338,11 @@ class Engine:
         query_embeddings: Sequence[Any] | None = None,
         batch_size: int | None = None,
         explain: bool = False,
+        hybrid: str | None = None,
+        candidates: int = 100,
+        weight: float = 0.5,
     ) -> list[Hit] | list[list[Hit]]:
-        """Top-``k`` documents by MaxSim.
+        """Top-``k`` documents by MaxSim, or by MaxSim fused with BM25 (``hybrid``).
 
         Args:
             query: one query (returns ``list[Hit]``) or a list (returns one list per query).
@@ -348,16 +353,37 @@ class Engine:
             explain: give every hit its token-level
                 :class:`~colmax.explain.Explanation` (``Hit.explanation``; see
                 :meth:`explain`).
+            hybrid: fuse with BM25 over the stored texts (needs ``colmax[hybrid]``; text
+                queries only; flat and plaid indexes): ``"rrf"`` (reciprocal-rank fusion),
+                ``"minmax"`` (min-max scaled scores, weighted) or ``"rerank"`` (BM25 finds
+                ``candidates`` documents, MaxSim over their stored vectors orders them).
+                ``Hit.score`` is then the fused score and ``Hit.scores`` holds each side's
+                own (``"late"``, ``"bm25"``). The filter applies to both sides. See
+                :mod:`colmax.engine_hybrid` for how the BM25 index is kept current.
+            candidates: hybrid only: hits taken from each side before fusing.
+            weight: hybrid only: weight of the late-interaction side in ``[0, 1]`` (BM25
+                gets ``1 - weight``; 0.5 with ``"rrf"`` is plain RRF).
 
         Raises:
-            InvalidInputError: ``k <= 0``, empty query, both or neither of query/query_embeddings.
+            InvalidInputError: ``k <= 0``, empty query, both or neither of query/query_embeddings,
+                bad hybrid options.
             FilterError: malformed filter.
         """
         k = check_k(k)
         _check_flag(explain, "explain")
         compile_filter(filter)  # malformed filters fail before any encoding work
+        if hybrid is not None:
+            check_hybrid(hybrid, candidates, weight, text_query=query is not None)
         single, texts, qvecs = self._queries(query, query_embeddings, batch_size)
-        hits = self._backend.search(qvecs, k, filter)
+        if hybrid is None:
+            hits = self._backend.search(qvecs, k, filter)
+        else:
+            hits = [
+                self._hybrid.search(
+                    t or "", q, k, filter, mode=hybrid, candidates=candidates, weight=weight
+                )
+                for t, q in zip(texts, qvecs)
+            ]
         if explain:
             hits = [
                 explain_hits(self._encoder, self._backend, t, q, h)

@@ -408,7 +408,7 @@ def _bm25s() -> Any:
     try:
         import bm25s
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError('hybrid search needs bm25s: pip install "colmax[bm25]"') from exc
+        raise ImportError('hybrid search needs bm25s: pip install "colmax[hybrid]"') from exc
     return bm25s
 
 
@@ -419,7 +419,7 @@ def _stemmer(language: str | None) -> Any:
         import Stemmer
     except ImportError:  # pragma: no cover - depends on the environment
         logger.warning(
-            'PyStemmer is not installed: BM25 without stemming (pip install "colmax[bm25]")'
+            'PyStemmer is not installed: BM25 without stemming (pip install "colmax[hybrid]")'
         )
         return None
     try:

@@ -115,3 +115,44 @@ def test_bad_pool_factor_is_a_422_and_writes_nothing(client: httpx.Client, facto
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"][-1] == "pool_factor"
     assert client.get("/documents/never").status_code == 404
+
+
+@pytest.mark.parametrize("mode", ["rrf", "minmax", "rerank"])
+def test_hybrid_search_matches_the_engine(index: Path, client: httpx.Client, mode: str) -> None:
+    body = {"query": "the cat and the dog", "k": 3, "hybrid": mode, "candidates": 3}
+    body["group_chunks"] = False  # as the engine returns them (parents fetch 4 k per side)
+    response = client.post("/search", json={**body, "weight": 0.6})
+    assert response.status_code == 200, response.text
+    hits = response.json()["results"][0]
+    with Engine.load(index, device="cpu") as engine:
+        expected = engine.search("the cat and the dog", k=3, hybrid=mode, candidates=3, weight=0.6)
+    assert [(h["id"], h["scores"]) for h in hits] == [(h.id, h.scores) for h in expected]  # type: ignore[union-attr]
+    assert [h["score"] for h in hits] == pytest.approx([h.score for h in expected])  # type: ignore[union-attr]
+    assert any("bm25" in h["scores"] for h in hits)
+    filtered = client.post("/search", json={**body, "filter": {"topic": "animals"}})
+    assert {h["id"] for h in filtered.json()["results"][0]} <= {"cat", "dog"}
+
+
+def test_hybrid_follows_deletes(client: httpx.Client) -> None:
+    docs = [{"id": "gone", "text": "zebras grazing near the tram"}]
+    assert client.post("/documents", json={"documents": docs}).status_code == 200
+    body = {"query": "zebras", "hybrid": "rerank"}
+    assert [h["id"] for h in client.post("/search", json=body).json()["results"][0]] == ["gone"]
+    assert client.request("DELETE", "/documents", json={"ids": ["gone"]}).status_code == 200
+    assert client.post("/search", json=body).json()["results"][0] == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"hybrid": "bm25"}, "hybrid"),
+        ({"hybrid": "rrf", "candidates": 0}, "candidates"),
+        ({"hybrid": "rrf", "weight": 2}, "weight"),
+        ({"weight": 0.3}, None),  # tuning without hybrid
+    ],
+)
+def test_bad_hybrid_requests_are_422(client: httpx.Client, body: dict, field: str | None) -> None:
+    response = client.post("/search", json={"query": QUERY, **body})
+    assert response.status_code == 422
+    detail = response.json()["detail"][0]
+    assert detail["loc"][-1] == field if field else "go with 'hybrid'" in detail["msg"]

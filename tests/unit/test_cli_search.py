@@ -112,6 +112,45 @@ def test_search_explain_json(built: Path, capsys: pytest.CaptureFixture[str]) ->
     assert all("explanation" not in h for h in json.loads(capsys.readouterr().out)["hits"])
 
 
+@pytest.mark.parametrize("mode", ["rrf", "minmax", "rerank"])
+def test_search_hybrid_matches_the_engine(
+    index: Path, capsys: pytest.CaptureFixture[str], mode: str
+) -> None:
+    query = "the capital of france"
+    argv = ["search", str(index), query, "--hybrid", mode, "--json", "--chunks"]
+    assert main([*argv, "--candidates", "2", "--weight", "0.7"]) == 0
+    hits = json.loads(capsys.readouterr().out)["hits"]
+    with Engine.load(index, device="cpu") as engine:
+        expected = engine.search(query, hybrid=mode, candidates=2, weight=0.7)
+    assert [(h["id"], h["score"], h["scores"]) for h in hits] == [
+        (h.id, pytest.approx(h.score), h.scores)
+        for h in expected  # type: ignore[union-attr]
+    ]
+    assert "bm25" in hits[0]["scores"] or mode != "rerank"
+    assert (index / "bm25" / "colmax-bm25.json").is_file()
+    argv = ["search", str(index), "a cat in the capital", "--hybrid", mode]
+    assert main([*argv, "--filter", '{"year": 2020}']) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 and out[0].startswith("  1. [cat] score=")
+    assert "(late=" in out[0] and " bm25=" in out[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--candidates", "5"], "--candidates and --weight go with --hybrid"),
+        (["--hybrid", "rrf", "--weight", "2"], "weight must be"),
+        (["--hybrid", "rrf", "--candidates", "0"], "candidates must be"),
+    ],
+)
+def test_search_hybrid_errors_exit_2(
+    index: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    assert main(["search", str(index), "query", *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not (index / "bm25").exists()
+
+
 def test_info(built: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", str(built), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)

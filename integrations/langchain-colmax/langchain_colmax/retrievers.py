@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForRetrieverRun,
@@ -44,6 +44,11 @@ class ColmaxRetriever(BaseRetriever):
         explain: add ``metadata["colmax_explanation"]`` to every result
             (``Explanation.to_dict()``: which query token matched which span of
             ``page_content``, and the best passage, for citations).
+        hybrid: ``"rrf"``, ``"minmax"`` or ``"rerank"`` to fuse MaxSim with BM25 over the
+            stored texts (needs ``colmax[hybrid]``); ``metadata["score"]`` is then the fused
+            score and ``metadata["colmax_scores"]`` holds each side's own
+            (``{"late": ..., "bm25": ...}``). ``hybrid_candidates`` and ``hybrid_weight``
+            tune it (see ``Engine.search``).
 
     Instantiate:
         ```python
@@ -81,6 +86,12 @@ class ColmaxRetriever(BaseRetriever):
     """Metadata filter applied to every search (colmax filter language)."""
     explain: bool = False
     """Add each result's token-level explanation as ``metadata["colmax_explanation"]``."""
+    hybrid: Literal["rrf", "minmax", "rerank"] | None = None
+    """Fuse late interaction with BM25 (``None``: MaxSim only)."""
+    hybrid_candidates: int = Field(default=100, gt=0)
+    """Hybrid only: hits taken from each side before fusing."""
+    hybrid_weight: float = Field(default=0.5, ge=0, le=1)
+    """Hybrid only: weight of the late-interaction side (BM25 gets the rest)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -181,7 +192,20 @@ class ColmaxRetriever(BaseRetriever):
         hits = cast(
             "list[Hit]",
             self.engine.search(
-                query, k=self.k if k is None else k, filter=flt, explain=self.explain
+                query,
+                k=self.k if k is None else k,
+                filter=flt,
+                explain=self.explain,
+                **self._hybrid_options(),
             ),
         )
         return [to_document(hit, with_score=True) for hit in hits]
+
+    def _hybrid_options(self) -> dict[str, Any]:
+        if self.hybrid is None:
+            return {}
+        return {
+            "hybrid": self.hybrid,
+            "candidates": self.hybrid_candidates,
+            "weight": self.hybrid_weight,
+        }

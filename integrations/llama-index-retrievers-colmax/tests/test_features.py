@@ -70,3 +70,34 @@ def test_insert_nodes_pools(tiny_model: Path, nodes: list[TextNode]) -> None:
     retriever.explain = True
     for r in retriever.retrieve(QUERY):
         assert any(m["doc_span"] is not None for m in r.node.metadata[KEY]["matches"])
+
+
+@pytest.mark.parametrize("mode", ["rrf", "minmax", "rerank"])
+def test_hybrid_retrieval(tiny_model: Path, nodes: list[TextNode], mode: str) -> None:
+    retriever = ColmaxRetriever.from_defaults(
+        nodes=nodes, model=tiny_model, device="cpu", similarity_top_k=3, hybrid=mode
+    )
+    query = "paris capital search engine"
+    results = retriever.retrieve(query)
+    hits = retriever.engine.search(query, k=3, hybrid=mode)
+    assert [(r.node.node_id, r.score) for r in results] == [(h.id, h.score) for h in hits]  # type: ignore[union-attr]
+    for r, hit in zip(results, hits):
+        assert r.node.metadata["colmax_scores"] == hit.scores  # type: ignore[union-attr]
+        assert "colmax_scores" not in r.node.get_content(metadata_mode=MetadataMode.LLM)
+    assert any("bm25" in r.node.metadata["colmax_scores"] for r in results)
+
+
+def test_hybrid_settings_persist_and_are_checked(
+    tiny_model: Path, nodes: list[TextNode], tmp_path: Path
+) -> None:
+    retriever = ColmaxRetriever.from_defaults(
+        nodes=nodes, model=tiny_model, device="cpu", hybrid="minmax"
+    )
+    retriever.hybrid_weight = 0.8
+    retriever.persist(tmp_path / "p")
+    loaded = ColmaxRetriever.from_persist_dir(tmp_path / "p", device="cpu")
+    assert (loaded.hybrid, loaded.hybrid_weight) == ("minmax", 0.8)
+    with pytest.raises(ValueError, match="hybrid must be"):
+        ColmaxRetriever(loaded.engine, hybrid="bm25")
+    with pytest.raises(ValueError, match="weight must be"):
+        ColmaxRetriever(loaded.engine, hybrid="rrf", hybrid_weight=2.0)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from colmax.errors import InvalidInputError
 from colmax.types import Document, Hit
 
 __all__ = ["Backend"]
@@ -115,6 +116,33 @@ class Backend(ABC):
     @abstractmethod
     def ids(self) -> list[str]:
         """All ids, oldest first."""
+
+    # ------------------------------------------------------------------ hybrid search
+    # What the engine's BM25 side index needs. Optional: the defaults say "not supported",
+    # and the engine then refuses hybrid search with a clear error.
+    @property
+    def generation(self) -> int | None:
+        """A counter that changes with every committed write (``None``: not kept; then
+        derived indexes such as BM25 cannot know when to rebuild)."""
+        return None
+
+    def text_snapshot(self) -> tuple[int, list[str], list[str]]:
+        """``(generation, ids, texts)`` of every stored document, oldest first, from one
+        consistent snapshot.
+
+        Raises:
+            InvalidInputError: this backend cannot give one (hybrid search is unavailable).
+        """
+        raise InvalidInputError(f"hybrid search is not available for index={self.kind!r}")
+
+    def matching_ids(self, filter: Mapping[str, Any]) -> set[str]:
+        """The ids of the stored documents ``filter`` matches (colmax filter language).
+
+        Raises:
+            FilterError: the filter is malformed.
+            InvalidInputError: this backend cannot evaluate filters on their own.
+        """
+        raise InvalidInputError(f"hybrid search is not available for index={self.kind!r}")
 
     @abstractmethod
     def __len__(self) -> int:

@@ -189,6 +189,13 @@ class LocalBackend(Backend):
     def existing(self, ids: Sequence[str]) -> set[str]:
         return set(self._storage.docs.keys_for_ids(ids))
 
+    def text_snapshot(self) -> tuple[int, list[str], list[str]]:
+        return self._storage.docs.texts_snapshot()
+
+    def matching_ids(self, filter: Mapping[str, Any]) -> set[str]:
+        where, params = compile_filter(filter)
+        return set(self._storage.docs.select_ids(where, params))
+
     def info(self) -> dict[str, Any]:
         self._refresh_if_stale()
         index = self._index

@@ -31,6 +31,7 @@ __all__ = [
     "parse_filter",
     "print_err",
     "read_input",
+    "side_scores",
     "summary",
     "write_records",
 ]
@@ -257,8 +258,16 @@ def format_hits(hits: list[Hit], width: int = 100) -> str:
         chunk = hit.metadata.get("chunk_id")
         where = f" ({chunk})" if chunk else ""
         snippet = textwrap.shorten(hit.text, width, placeholder=" ...")
-        lines.append(f"{hit.rank + 1:>3}. [{hit.id}]{where} score={hit.score:.3f}  {snippet}")
+        score = f"score={hit.score:.3f}{side_scores(hit)}"
+        lines.append(f"{hit.rank + 1:>3}. [{hit.id}]{where} {score}  {snippet}")
     return "\n".join(lines)
+
+
+def side_scores(hit: Hit) -> str:
+    """``" (late=.. bm25=..)"`` for a hybrid hit (the sides that returned it), else ``""``."""
+    if not hit.scores:
+        return ""
+    return " (" + " ".join(f"{name}={value:.3f}" for name, value in hit.scores.items()) + ")"
 
 
 def print_err(message: str) -> None:

@@ -8,7 +8,14 @@ import sys
 import textwrap
 from typing import TYPE_CHECKING, Any, cast
 
-from colmax.cli._common import add_device_option, format_hits, hit_json, parse_filter
+from colmax.cli._common import (
+    add_device_option,
+    format_hits,
+    hit_json,
+    parse_filter,
+    side_scores,
+)
+from colmax.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from colmax.types import Hit
@@ -47,6 +54,26 @@ def register(subparsers: Any) -> None:
         "yellow on a terminal, [word] otherwise) and the best passage underlined (»...«); "
         "with --json, each hit gets an 'explanation' object",
     )
+    parser.add_argument(
+        "--hybrid",
+        choices=["rrf", "minmax", "rerank"],
+        help="fuse with BM25 over the stored texts (needs colmax[hybrid]): rrf = reciprocal "
+        "rank fusion, minmax = weighted min-max scaled scores, rerank = BM25 candidates "
+        "reordered by MaxSim; the score shown is then the fused one. The BM25 index is kept "
+        "in DIR/bm25 and rebuilt after writes",
+    )
+    parser.add_argument(
+        "--candidates",
+        type=int,
+        metavar="N",
+        help="with --hybrid: hits taken from each side before fusing (default 100)",
+    )
+    parser.add_argument(
+        "--weight",
+        type=float,
+        help="with --hybrid: weight of the late-interaction side in [0, 1], BM25 gets the "
+        "rest (default 0.5)",
+    )
     add_device_option(parser)
     parser.set_defaults(func=run)
 
@@ -60,6 +87,15 @@ def run(args: argparse.Namespace) -> int:
     k = check_k(args.k)
     filter_ = parse_filter(args.filter)
     options: dict[str, Any] = {"explain": args.explain}
+    tuning = {
+        name: value
+        for name, value in (("candidates", args.candidates), ("weight", args.weight))
+        if value is not None
+    }
+    if args.hybrid is None and tuning:
+        raise InvalidInputError("--candidates and --weight go with --hybrid MODE")
+    if args.hybrid is not None:
+        options.update(hybrid=args.hybrid, **tuning)
     results: list[list[Hit]]
     with Engine.load(args.dir, device=args.device) as engine:
         if args.chunks:
@@ -95,7 +131,7 @@ def format_explained(hits: list[Hit], *, color: bool | None = None) -> str:
     for hit in hits:
         chunk = hit.metadata.get("chunk_id")
         where = f" ({chunk})" if chunk else ""
-        head = f"{hit.rank + 1:>3}. [{hit.id}]{where} score={hit.score:.3f}"
+        head = f"{hit.rank + 1:>3}. [{hit.id}]{where} score={hit.score:.3f}{side_scores(hit)}"
         e = hit.explanation
         body = e.to_terminal(color=color, width=EXPLAIN_WIDTH) if e is not None else hit.text
         blocks.append(f"{head}\n{textwrap.indent(body, '     ', lambda line: True)}")

@@ -82,6 +82,13 @@ class Handlers:
         queries = [body.query] if body.query is not None else list(body.queries)
         results: list[list[Hit]]
         options: dict[str, Any] = {"explain": body.explain}
+        if body.hybrid is not None:
+            options["hybrid"] = body.hybrid
+            options.update(
+                (name, getattr(body, name))
+                for name in ("candidates", "weight")
+                if getattr(body, name) is not None
+            )
         if body.group_chunks:
             results = await self._read(
                 search_parents, self.engine, queries, k=body.k, filter=body.filter, **options

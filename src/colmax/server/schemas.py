@@ -9,7 +9,7 @@ lets through).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -21,6 +21,8 @@ __all__ = ["Schemas", "build_schemas"]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)]
 #: Largest ``pool_factor`` an add request may ask for (beyond a few, quality drops fast).
 MAX_POOL_FACTOR = 64
+#: Largest ``candidates`` a hybrid search may take from each side.
+MAX_CANDIDATES = 10_000
 
 
 class _Request(BaseModel):
@@ -197,11 +199,31 @@ def build_schemas(settings: ServerSettings) -> Schemas:
         explain: bool = Field(
             False, description="give each hit its token-level explanation (matched spans)"
         )
+        hybrid: Literal["rrf", "minmax", "rerank"] | None = Field(
+            None,
+            description="fuse with BM25 over the stored texts: rrf (reciprocal rank fusion), "
+            "minmax (weighted min-max scaled scores) or rerank (BM25 candidates ordered by "
+            "MaxSim); hits then carry the fused score and 'scores' per side",
+        )
+        candidates: int | None = Field(
+            None,
+            ge=1,
+            le=MAX_CANDIDATES,
+            description="hybrid only: hits taken from each side before fusing (default 100)",
+        )
+        weight: float | None = Field(
+            None,
+            ge=0,
+            le=1,
+            description="hybrid only: weight of the late-interaction side (default 0.5)",
+        )
 
         @model_validator(mode="after")
         def _one_query_field(self) -> SearchRequest:
             if (self.query is None) == (self.queries is None):
                 raise ValueError("pass exactly one of 'query' (a string) and 'queries' (a list)")
+            if self.hybrid is None and (self.candidates is not None or self.weight is not None):
+                raise ValueError("'candidates' and 'weight' go with 'hybrid'")
             return self
 
     class RerankRequest(_Request):

@@ -238,6 +238,28 @@ class DocumentStore:
             raise IndexFormatError(f"{self.path}: damaged database: an id is not text.")
         return ids
 
+    def texts_snapshot(self) -> tuple[int, list[str], list[str]]:
+        """``(generation, ids, texts)`` of every document, oldest first, read in one
+        transaction (what a derived index such as BM25 is built from)."""
+        with self._reading() as conn:
+            conn.execute("BEGIN")
+            try:
+                generation = self.meta_int("generation")
+                rows = conn.execute("SELECT id, text FROM documents ORDER BY key").fetchall()
+            finally:
+                conn.execute("COMMIT")  # ends the read transaction
+        if not all(isinstance(i, str) and isinstance(t, str) for i, t in rows):
+            raise IndexFormatError(f"{self.path}: damaged database: an id or text is not text.")
+        return generation, [r[0] for r in rows], [r[1] for r in rows]
+
+    def select_ids(self, where: str, params: Sequence[Any]) -> list[str]:
+        """Ids of documents matching a SQL condition built by :mod:`colmax.store.filters`."""
+        with self._reading() as conn:
+            rows = conn.execute(f"SELECT id FROM documents WHERE {where}", params).fetchall()
+        if not all(isinstance(r[0], str) for r in rows):
+            raise IndexFormatError(f"{self.path}: damaged database: an id is not text.")
+        return [r[0] for r in rows]
+
     def select_keys(self, where: str, params: Sequence[Any]) -> np.ndarray:
         """Keys of documents matching a SQL condition built by :mod:`colmax.store.filters`."""
         with self._reading() as conn:

@@ -21,6 +21,7 @@ from llama_index.retrievers.colmax.filters import to_colmax_filter
 from llama_index.retrievers.colmax.nodes import hit_to_node, nodes_to_records
 
 from colmax import Engine
+from colmax.engine_hybrid import check_hybrid
 from colmax.errors import IndexFormatError
 
 __all__ = ["ColmaxRetriever"]
@@ -51,6 +52,11 @@ class ColmaxRetriever(BaseRetriever):
         explain: add ``node.metadata["colmax_explanation"]`` (``Explanation.to_dict()``:
             which query token matched which span of the encoded text, and the best passage)
             to every retrieved node; the key is excluded from the LLM and embedding views.
+        hybrid: ``"rrf"``, ``"minmax"`` or ``"rerank"`` to fuse MaxSim with BM25 over the
+            stored texts (needs ``colmax[hybrid]``): ``NodeWithScore.score`` is then the fused
+            score and ``node.metadata["colmax_scores"]`` holds each side's own.
+        hybrid_candidates, hybrid_weight: hits taken from each side before fusing, and the
+            weight of the late-interaction side (see ``colmax.Engine.search``).
         callback_manager, object_map, objects, verbose: as for any LlamaIndex retriever.
 
     Raises:
@@ -72,6 +78,9 @@ class ColmaxRetriever(BaseRetriever):
         filters: MetadataFilters | None = None,
         metadata_mode: MetadataMode = MetadataMode.EMBED,
         explain: bool = False,
+        hybrid: str | None = None,
+        hybrid_candidates: int = 100,
+        hybrid_weight: float = 0.5,
         callback_manager: CallbackManager | None = None,
         object_map: dict | None = None,
         objects: list[IndexNode] | None = None,
@@ -86,6 +95,11 @@ class ColmaxRetriever(BaseRetriever):
         if not isinstance(explain, bool):
             raise TypeError(f"explain must be True or False, got {explain!r}")
         self.explain = explain
+        if hybrid is not None:  # the same checks as Engine.search, before any query
+            check_hybrid(hybrid, hybrid_candidates, hybrid_weight, text_query=True)
+        self.hybrid = hybrid
+        self.hybrid_candidates = hybrid_candidates
+        self.hybrid_weight = hybrid_weight
         super().__init__(
             callback_manager=callback_manager,
             object_map=object_map,
@@ -109,6 +123,7 @@ class ColmaxRetriever(BaseRetriever):
         filters: MetadataFilters | None = None,
         metadata_mode: MetadataMode = MetadataMode.EMBED,
         explain: bool = False,
+        hybrid: str | None = None,
         skip_empty: bool = True,
         show_progress: bool = False,
         pool_factor: int = 1,
@@ -129,8 +144,8 @@ class ColmaxRetriever(BaseRetriever):
             skip_empty: skip nodes whose text is empty (logged) instead of raising.
             show_progress: show the encoder's progress bar.
             pool_factor: token pooling of the inserted nodes (see :meth:`insert_nodes`).
-            similarity_top_k, filters, metadata_mode, explain, callback_manager: see the
-                class.
+            similarity_top_k, filters, metadata_mode, explain, hybrid, callback_manager: see
+                the class.
 
         Raises:
             ValueError: not exactly one of ``nodes``/``index``/``docstore``, not exactly one of
@@ -161,6 +176,7 @@ class ColmaxRetriever(BaseRetriever):
             filters=filters,
             metadata_mode=metadata_mode,
             explain=explain,
+            hybrid=hybrid,
             callback_manager=callback_manager,
         )
         retriever.insert_nodes(
@@ -262,6 +278,9 @@ class ColmaxRetriever(BaseRetriever):
             "similarity_top_k": self.similarity_top_k,
             "metadata_mode": self.metadata_mode.value,
             "explain": self.explain,
+            "hybrid": self.hybrid,
+            "hybrid_candidates": self.hybrid_candidates,
+            "hybrid_weight": self.hybrid_weight,
             "filters": self._filters.model_dump(mode="json") if self._filters else None,
         }
         staging = folder / f".{CONFIG_FILE}.tmp"
@@ -300,6 +319,9 @@ class ColmaxRetriever(BaseRetriever):
             filters=filters,
             metadata_mode=MetadataMode(config["metadata_mode"]),
             explain=bool(config.get("explain", False)) if explain is None else explain,
+            hybrid=config.get("hybrid"),
+            hybrid_candidates=int(config.get("hybrid_candidates", 100)),
+            hybrid_weight=float(config.get("hybrid_weight", 0.5)),
             callback_manager=callback_manager,
         )
 
@@ -310,8 +332,18 @@ class ColmaxRetriever(BaseRetriever):
             k=self.similarity_top_k,
             filter=self._engine_filter,
             explain=self.explain,
+            **self._hybrid_options(),
         )
         return [NodeWithScore(node=hit_to_node(hit), score=hit.score) for hit in hits]  # type: ignore[union-attr]
+
+    def _hybrid_options(self) -> dict[str, Any]:
+        if self.hybrid is None:
+            return {}
+        return {
+            "hybrid": self.hybrid,
+            "candidates": self.hybrid_candidates,
+            "weight": self.hybrid_weight,
+        }
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         # Encoding and MaxSim are CPU/GPU-bound: run them in a worker thread so the event loop
