@@ -52,6 +52,16 @@ EXPECTED: dict[str, list[str]] = {
     "06_http_client.py": [r"no key -> 401", r"added: "],
     "07_qdrant.py": [r"reopened: "],
     "08_colpali_vectors.py": [r"self-search: "],
+    "09_explanations.py": [
+        # the hit's score and its explanation's agree (stored float16 vectors, same MaxSim)
+        r"1\. eiffel  score (\d+\.\d+) \(explained: \1\)",
+        # matched words in [brackets] inside the best passage »...«, and the passage cited
+        r"»[^«\n]*\[built\][^«\n]*\[Fair\][^«\n]*«",
+        r"cite: \"[^\"]*built as the entrance arch for the World's Fair",
+        r"'highest' +-> 'highest' +\(\d+, \d+\) 0\.\d+",
+        # the similarities add up to the score
+        r"score (\d+\.\d+)\n(?:.*\n){3} +the \d+ similarities add up to the score: \1",
+    ],
 }
 
 
