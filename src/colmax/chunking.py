@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, cast, overload
 
 from colmax.errors import InvalidInputError, UnknownIdError
 from colmax.types import Hit
-from colmax.validation import check_ids
+from colmax.validation import check_flag, check_ids
 
 if TYPE_CHECKING:
     from colmax.engine import Engine
@@ -296,8 +296,7 @@ def search_parents(
             returned hits are explained, not every chunk fetched).
         **search_kwargs: passed to ``Engine.search`` (``hybrid``, ``candidates``, ``weight``).
     """
-    if not isinstance(explain, bool):
-        raise InvalidInputError(f"explain must be True or False, got {explain!r}")
+    check_flag(explain, "explain")
     queries = [query] if isinstance(query, str) else list(query)
     fetch = k * fetch_factor
     first = cast("list[list[Hit]]", engine.search(queries, k=fetch, filter=filter, **search_kwargs))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,10 @@ from colmax.types import Document, Hit
 from colmax.validation import (
     as_list,
     check_add,
+    check_flag,
     check_ids,
     check_k,
+    check_pool_factor,
     check_texts,
     to_vectors,
 )
@@ -272,7 +275,7 @@ class Engine:
                 a ``pool_factor`` that is not a positive integer, or scipy missing for one
                 above 1).
         """
-        pool_factor = _check_pool_factor(pool_factor)
+        pool_factor = check_pool_factor(pool_factor)
         batch = check_add(documents, ids, metadatas, embeddings, self._dim, skip_empty=skip_empty)
         texts, ids_, metas, vectors = batch.texts, batch.ids, batch.metadatas, batch.vectors
         if not ids_:
@@ -370,7 +373,7 @@ class Engine:
             FilterError: malformed filter.
         """
         k = check_k(k)
-        _check_flag(explain, "explain")
+        check_flag(explain, "explain")
         compile_filter(filter)  # malformed filters fail before any encoding work
         if hybrid is not None:
             check_hybrid(hybrid, candidates, weight, text_query=query is not None)
@@ -423,7 +426,7 @@ class Engine:
         if documents is None and ids is None:
             raise InvalidInputError("rerank() needs documents=... (texts), ids=..., or both")
         k = check_k(k) if k is not None else None
-        _check_flag(explain, "explain")
+        check_flag(explain, "explain")
         _, texts, qvecs = self._queries(
             query, None if query_embedding is None else [query_embedding], batch_size
         )
@@ -439,21 +442,17 @@ class Engine:
             return []
         scores = maxsim_ragged(qvecs, vecs)[0].tolist()
         order = sorted(range(len(scores)), key=lambda i: -scores[i])[: k or len(scores)]
-        return [
-            Hit(
-                cands[i][0],
-                float(scores[i]),
-                cands[i][1],
-                dict(cands[i][2]),
-                r,
-                explanation=explain_document(
-                    self._encoder, texts[0], qvecs[0], Document(*cands[i]), vecs[i]
-                )
-                if explain
-                else None,
-            )
+        hits = [
+            Hit(cands[i][0], float(scores[i]), cands[i][1], dict(cands[i][2]), r)
             for r, i in enumerate(order)
         ]
+        if explain:  # of the very vectors just scored
+            enc, text, q = self._encoder, texts[0], qvecs[0]
+            hits = [
+                replace(h, explanation=explain_document(enc, text, q, Document(*cands[i]), vecs[i]))
+                for h, i in zip(hits, order)
+            ]
+        return hits
 
     def explain(
         self,
@@ -562,23 +561,6 @@ class Engine:
             raise NoEncoderError("this engine has no encoder: pass query_embeddings=...")
         vectors = list(self._encoder.encode_queries(texts, batch_size=batch_size))
         return single, list(texts), vectors
-
-
-def _check_pool_factor(pool_factor: Any) -> int:
-    factor = check_k(pool_factor, "pool_factor")
-    if factor > 1:
-        try:
-            import scipy.cluster.hierarchy  # noqa: F401  (fail before any encoding work)
-        except ImportError as exc:
-            raise InvalidInputError(
-                f'pool_factor={factor} needs scipy: pip install "colmax[pooling]" ({exc})'
-            ) from exc
-    return factor
-
-
-def _check_flag(value: Any, name: str) -> None:
-    if not isinstance(value, bool):
-        raise InvalidInputError(f"{name} must be True or False, got {value!r}")
 
 
 def _check_compatible(

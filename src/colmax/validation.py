@@ -32,9 +32,11 @@ __all__ = [
     "as_list",
     "check_add",
     "check_encodable",
+    "check_flag",
     "check_ids",
     "check_k",
     "check_metadatas",
+    "check_pool_factor",
     "check_texts",
     "metadata_json",
     "to_vectors",
@@ -181,6 +183,27 @@ def check_k(k: Any, what: str = "k") -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
         raise InvalidInputError(f"{what} must be a positive int, got {k!r}")
     return int(k)
+
+
+def check_flag(value: Any, name: str) -> bool:
+    """``value`` if it is a bool (``explain="yes"`` is a mistake, not a truthy flag)."""
+    if not isinstance(value, bool):
+        raise InvalidInputError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def check_pool_factor(pool_factor: Any) -> int:
+    """A positive int; above 1, scipy (the ``pooling`` extra) must be importable, so a
+    missing dependency fails before any encoding work."""
+    factor = check_k(pool_factor, "pool_factor")
+    if factor > 1:
+        try:
+            import scipy.cluster.hierarchy  # noqa: F401
+        except ImportError as exc:
+            raise InvalidInputError(
+                f'pool_factor={factor} needs scipy: pip install "colmax[pooling]" ({exc})'
+            ) from exc
+    return factor
 
 
 def to_vectors(
