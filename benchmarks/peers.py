@@ -290,7 +290,7 @@ def main() -> int:
     tables = []
     with tempfile.TemporaryDirectory(prefix="colmax-peers-") as tmp:
         for dataset in args.datasets:
-            work = (args.work or Path(tmp)) / dataset
+            work = (args.work or Path(tmp)).resolve() / dataset  # workers run elsewhere
             work.mkdir(parents=True, exist_ok=True)
             results = run_dataset(args, dataset, work)
             report["datasets"][dataset] = results
