@@ -103,7 +103,7 @@ def colmax_flat(ids: list[str], texts: list[str], checkpoint: Path, work: Path) 
 
 @system("colmax-plaid")
 def colmax_plaid(ids: list[str], texts: list[str], checkpoint: Path, work: Path) -> Built:
-    """colmax, compressed (``index="plaid"``, default settings: 4-bit residuals)."""
+    """colmax, compressed (``index="plaid"``, default settings: 2-bit codes)."""
     return _colmax(ids, texts, checkpoint, work, "plaid")
 
 

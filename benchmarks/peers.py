@@ -67,7 +67,7 @@ class System:
 #: name (as in _peers_worker.SYSTEMS) -> how to run it. colmax-flat must come first (ratios).
 SYSTEMS: dict[str, System] = {
     "colmax-flat": System("colmax flat (exact)", COLMAX_PY, "pylate"),
-    "colmax-plaid": System("colmax plaid (4-bit)", COLMAX_PY, "pylate", "compressed"),
+    "colmax-plaid": System("colmax plaid (2-bit)", COLMAX_PY, "pylate", "compressed"),
     "qdrant-edge": System("Qdrant edge (MAX_SIM)", COLMAX_PY, "pylate", 'via index="qdrant"'),
     "pylate-exact": System("PyLate colbert_scores (exact)", PEERS_PY, "pylate"),
     "pylate-voyager": System("PyLate Voyager + rank.rerank", PEERS_PY, "pylate"),

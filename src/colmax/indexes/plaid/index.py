@@ -325,7 +325,7 @@ class PlaidIndex(Index):
 
     def search_params(self, k: int) -> SearchParams:
         s = self.settings
-        return SearchParams.for_k(k, s.nprobe, s.ndocs, s.nfinal)
+        return SearchParams.for_k(k, s.nprobe, s.ndocs, s.nfinal, n_docs=len(self))
 
     def search(
         self, queries: list[torch.Tensor], k: int, allowed: np.ndarray | None = None

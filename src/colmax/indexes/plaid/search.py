@@ -62,17 +62,23 @@ class SearchParams:
         nprobe: int | None = None,
         ndocs: int | None = None,
         nfinal: int | None = None,
+        n_docs: int = 0,
     ) -> SearchParams:
-        """Defaults that grow with ``k``, tuned on SciFact MiniLM vectors (``docs/plaid.md``):
-        at k = 10 these kept Recall@10 of the exact top 10 at 0.955 with 2-bit codes.
+        """Defaults that grow with ``k`` and with the corpus (``n_docs`` live documents): at
+        k = 10 these kept Recall@10 of the exact top 10 at 0.955 on SciFact (5,183 documents,
+        1.2 M tokens) and 0.95 on a 5 M-token corpus (20,867 documents) with 2-bit codes
+        (``docs/benchmarks.md``). Stage 2's candidate list is what a larger corpus needs more
+        of: there, widening ``ndocs`` raised recall and widening ``nfinal`` did not.
 
         Examples:
             >>> SearchParams.for_k(10)
             SearchParams(nprobe=8, ndocs=512, nfinal=64)
+            >>> SearchParams.for_k(10, n_docs=20_867)
+            SearchParams(nprobe=8, ndocs=1304, nfinal=64)
             >>> SearchParams.for_k(100)
             SearchParams(nprobe=16, ndocs=1600, nfinal=400)
         """
-        nd = ndocs if ndocs is not None else max(512, 16 * k)
+        nd = ndocs if ndocs is not None else max(512, 16 * k, n_docs // 16)
         nf = nfinal if nfinal is not None else max(64, 4 * k)
         np_ = nprobe if nprobe is not None else (8 if k <= 10 else 16)
         return cls(np_, nd, max(1, min(nf, nd)))
