@@ -196,16 +196,9 @@ class ColmaxRetriever(BaseRetriever):
                 k=self.k if k is None else k,
                 filter=flt,
                 explain=self.explain,
-                **self._hybrid_options(),
+                hybrid=self.hybrid,  # the engine ignores the next two without it
+                candidates=self.hybrid_candidates,
+                weight=self.hybrid_weight,
             ),
         )
         return [to_document(hit, with_score=True) for hit in hits]
-
-    def _hybrid_options(self) -> dict[str, Any]:
-        if self.hybrid is None:
-            return {}
-        return {
-            "hybrid": self.hybrid,
-            "candidates": self.hybrid_candidates,
-            "weight": self.hybrid_weight,
-        }

@@ -332,18 +332,11 @@ class ColmaxRetriever(BaseRetriever):
             k=self.similarity_top_k,
             filter=self._engine_filter,
             explain=self.explain,
-            **self._hybrid_options(),
+            hybrid=self.hybrid,  # the engine ignores the next two without it
+            candidates=self.hybrid_candidates,
+            weight=self.hybrid_weight,
         )
         return [NodeWithScore(node=hit_to_node(hit), score=hit.score) for hit in hits]  # type: ignore[union-attr]
-
-    def _hybrid_options(self) -> dict[str, Any]:
-        if self.hybrid is None:
-            return {}
-        return {
-            "hybrid": self.hybrid,
-            "candidates": self.hybrid_candidates,
-            "weight": self.hybrid_weight,
-        }
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         # Encoding and MaxSim are CPU/GPU-bound: run them in a worker thread so the event loop
