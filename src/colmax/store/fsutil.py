@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import tokenize
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ __all__ = [
     "atomic_write_npy",
     "check_no_links",
     "fsync_dir",
+    "load_npy",
     "publish_folder",
     "staging_path",
 ]
@@ -110,3 +112,23 @@ def publish_folder(staging: Path, target: Path) -> None:
         target.rmdir()  # only an empty folder; anything else raises and is left alone
     os.rename(staging, target)
     fsync_dir(target.parent)
+
+
+def load_npy(path: Path, kind: str, *, mmap: bool = False) -> np.ndarray:
+    """``np.load`` of an index file (never unpickling), every failure an
+    :class:`IndexFormatError` naming the file (``kind``: "segment", "codec", ...).
+
+    Args:
+        path: the ``.npy`` file.
+        kind: what the file belongs to, for the messages.
+        mmap: memory-map it read-only instead of reading it.
+    """
+    if not path.is_file():
+        raise IndexFormatError(f"{path}: {kind} file is missing; the index folder is incomplete.")
+    try:
+        if path.stat().st_size == 0:
+            raise ValueError("empty file")
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError) as exc:
+        # (numpy parses the .npy header with ast/tokenize: a damaged one raises those.)
+        raise IndexFormatError(f"{path}: unreadable {kind} file ({exc}).") from exc

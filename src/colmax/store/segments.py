@@ -14,14 +14,13 @@ in their segment until a merge rewrites it.
 from __future__ import annotations
 
 import secrets
-import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from colmax.errors import IndexFormatError
-from colmax.store.fsutil import atomic_write_npy
+from colmax.store.fsutil import atomic_write_npy, load_npy
 
 __all__ = ["SEGMENT_DIR", "Segment", "merge", "new_segment_name", "pack"]
 
@@ -113,7 +112,10 @@ class Segment:
         Raises:
             IndexFormatError: a file is missing, truncated, or inconsistent.
         """
-        arrays = {part: _load(folder / SEGMENT_DIR / f"{name}.{part}.npy") for part in _PARTS}
+        arrays = {
+            part: load_npy(folder / SEGMENT_DIR / f"{name}.{part}.npy", "segment", mmap=True)
+            for part in _PARTS
+        }
         seg = cls(name, arrays["tokens"], arrays["offsets"], arrays["keys"])
         seg._validate(folder / SEGMENT_DIR / name, dim, n_docs, n_tokens)
         return seg
@@ -131,18 +133,6 @@ class Segment:
             problems.append(f"keys {k.dtype}{k.shape} != int64({n_docs},)")
         if problems:
             raise IndexFormatError(f"{where}.*.npy: damaged segment: {'; '.join(problems)}.")
-
-
-def _load(path: Path) -> np.ndarray:
-    if not path.is_file():
-        raise IndexFormatError(f"{path}: segment file is missing; the index folder is incomplete.")
-    try:
-        if path.stat().st_size == 0:
-            raise ValueError("empty file")
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError) as exc:
-        # (numpy parses the .npy header with ast/tokenize: a damaged one raises those.)
-        raise IndexFormatError(f"{path}: unreadable segment file ({exc}).") from exc
 
 
 def merge(seq: int, segments: list[Segment], alive: list[np.ndarray]) -> Segment:

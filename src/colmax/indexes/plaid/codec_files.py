@@ -25,7 +25,7 @@ import numpy as np
 
 from colmax.errors import IndexFormatError
 from colmax.indexes.plaid.transform import GROUP, MAX_LEVELS, WIDTHS
-from colmax.store.fsutil import atomic_write_npy
+from colmax.store.fsutil import atomic_write_npy, load_npy
 from colmax.store.storage import CODEC_DIR
 
 __all__ = ["CodecParts", "part_names", "read_parts", "write_parts"]
@@ -77,7 +77,7 @@ def read_parts(folder: Path, name: str, dim: int, allowed_nbits: Sequence[int]) 
     """
     base = folder / CODEC_DIR
     where = base / f"{name}.meta.npy"
-    meta = _load(where)
+    meta = load_npy(where, "codec")
     if meta.dtype != np.float64 or meta.ndim != 1 or not np.isfinite(meta).all():
         raise IndexFormatError(f"{where}: damaged codec meta {meta.dtype}{meta.shape}.")
     fmt = int(meta[0]) if meta.size else -1
@@ -97,7 +97,7 @@ def read_parts(folder: Path, name: str, dim: int, allowed_nbits: Sequence[int]) 
     lo, hi = float(meta[8]), float(meta[9])
     if not 0 < lo <= hi:
         raise IndexFormatError(f"{where}: damaged length range [{lo}, {hi}].")
-    arrays = {part: _load(base / f"{name}.{part}.npy") for part in _ARRAYS}
+    arrays = {part: load_npy(base / f"{name}.{part}.npy", "codec") for part in _ARRAYS}
     expect = {
         "centroids": (np.float16, (n_c, dim)),
         "rotation": (np.float32, (dim, dim)),
@@ -137,14 +137,3 @@ def _check_tables(stem: Path, widths: tuple[int, ...], arrays: dict[str, np.ndar
     rotation = arrays["rotation"].astype(np.float64)
     if np.abs(rotation.T @ rotation - np.eye(rotation.shape[0])).max() > 1e-3:
         raise IndexFormatError(f"{stem}.rotation.npy: the rotation is not orthogonal.")
-
-
-def _load(path: Path) -> np.ndarray:
-    if not path.is_file():
-        raise IndexFormatError(f"{path}: codec file is missing; the index folder is incomplete.")
-    try:
-        if path.stat().st_size == 0:
-            raise ValueError("empty file")
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise IndexFormatError(f"{path}: unreadable codec file ({exc}).") from exc

@@ -28,7 +28,7 @@ import torch
 
 from colmax.errors import IndexFormatError
 from colmax.indexes.plaid.codec import ResidualCodec
-from colmax.store.fsutil import atomic_write_npy
+from colmax.store.fsutil import atomic_write_npy, load_npy
 from colmax.store.segments import SEGMENT_DIR, Segment
 
 __all__ = ["CODED_PREFIX", "CodedSegment", "is_coded_name", "new_coded_name"]
@@ -226,7 +226,9 @@ class CodedSegment:
                 codec.
         """
         base = folder / SEGMENT_DIR
-        arrays = {part: _load(base / f"{name}.{part}.npy") for part in _PARTS}
+        arrays = {
+            part: load_npy(base / f"{name}.{part}.npy", "segment", mmap=True) for part in _PARTS
+        }
         meta = np.asarray(arrays["meta"])
         where = base / name
         if meta.dtype != np.float64 or meta.shape != (7,) or not np.isfinite(meta).all():
@@ -285,14 +287,3 @@ def _doc_chunks(vectors: list[np.ndarray]) -> Iterator[np.ndarray]:
             start, rows = i + 1, 0
     if start < len(vectors):
         yield np.concatenate(vectors[start:])
-
-
-def _load(path: Path) -> np.ndarray:
-    if not path.is_file():
-        raise IndexFormatError(f"{path}: segment file is missing; the index folder is incomplete.")
-    try:
-        if path.stat().st_size == 0:
-            raise ValueError("empty file")
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise IndexFormatError(f"{path}: unreadable segment file ({exc}).") from exc
