@@ -167,10 +167,12 @@ class Engine:
         dtype: str | torch.dtype | None = None,
         lock_timeout: float = 60.0,
         api_key: str | None = None,
+        compile: bool = False,
     ) -> Engine:
         """Open an index folder; the encoder recorded in its manifest is loaded again.
 
-        ``api_key`` is for a Qdrant server index (the manifest never stores it; the
+        ``compile`` runs that encoder through ``torch.compile`` (see
+        :func:`colmax.encoders.load_encoder`). ``api_key`` is for a Qdrant server index (the manifest never stores it; the
         ``COLMAX_QDRANT_API_KEY`` environment variable works too).
 
         Raises:
@@ -185,7 +187,7 @@ class Engine:
             config = dict(manifest.encoder)
             config.pop("device", None)
             config.pop("dtype", None)
-            encoder = load_encoder(device=device, dtype=dtype, **config)
+            encoder = load_encoder(device=device, dtype=dtype, compile=compile, **config)
         options = {"api_key": api_key} if api_key is not None else None
         return cls(
             encoder,

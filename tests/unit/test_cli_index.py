@@ -39,7 +39,8 @@ def test_index_jsonl_then_add_upserts(
         tmp_path / "more.jsonl",
         [{"id": "cat", "text": "a red car", "year": 1999}, {"id": "new", "text": "hello world"}],
     )
-    assert main(["add", str(out), str(more), "--quiet"]) == 0
+    # --compile: the same documents through torch.compile (falls back to eager without g++)
+    assert main(["add", str(out), str(more), "--quiet", "--compile"]) == 0
     assert capsys.readouterr().err == ""
     with Engine.load(out, device="cpu") as engine:
         assert sorted(engine.ids()) == ["cat", "long", "new", "paris"]

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = [
     "WriteStats",
     "add_chunk_options",
+    "add_compile_option",
     "add_device_option",
     "add_input_options",
     "add_pool_option",
@@ -41,6 +42,16 @@ def add_device_option(parser: argparse.ArgumentParser) -> None:
     """``--device``."""
     parser.add_argument(
         "--device", help="cpu, cuda, cuda:1, mps (default: CUDA when available, else CPU)"
+    )
+
+
+def add_compile_option(parser: argparse.ArgumentParser) -> None:
+    """``--compile``: for the commands that encode many documents."""
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="run the model through torch.compile: about 1.4x faster encoding on a CPU after "
+        "tens of seconds of compilation; worth it for thousands of documents",
     )
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from colmax.cli._common import (
     add_chunk_options,
+    add_compile_option,
     add_device_option,
     add_input_options,
     add_pool_option,
@@ -34,6 +35,7 @@ def register(subparsers: Any) -> None:
     add_chunk_options(parser)
     add_pool_option(parser)
     add_device_option(parser)
+    add_compile_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from colmax.engine import Engine
 
     records = read_input(args)
-    with Engine.load(args.dir, device=args.device) as engine:
+    with Engine.load(args.dir, device=args.device, compile=args.compile) as engine:
         chunker = chunker_for(engine, args.chunk_tokens, args.chunk_overlap)
         stats = write_records(
             engine,

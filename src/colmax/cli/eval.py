@@ -17,6 +17,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from colmax.cli._common import add_compile_option
+
 __all__ = ["register", "run"]
 
 INDEX_KINDS = ("flat", "plaid", "qdrant")
@@ -40,6 +42,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--json", dest="json_out", help="also write the report to this file")
     parser.add_argument("--split", default="test", help="qrels split (default: test)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: CUDA when present)")
+    add_compile_option(parser)
     parser.add_argument("--batch-size", type=int, help="encoder batch size")
     parser.add_argument("--max-queries", type=int, help="score only the first N judged queries")
     parser.add_argument("--index-dir", help="keep the index in this new folder")
@@ -72,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         k=args.k,
         split=args.split,
         device=args.device,
+        compile=args.compile,
         batch_size=args.batch_size,
         max_queries=args.max_queries,
         index_dir=args.index_dir,

@@ -10,6 +10,7 @@ from typing import Any
 
 from colmax.cli._common import (
     add_chunk_options,
+    add_compile_option,
     add_device_option,
     add_input_options,
     add_pool_option,
@@ -46,6 +47,7 @@ def register(subparsers: Any) -> None:
     add_chunk_options(parser)
     add_pool_option(parser)
     add_device_option(parser)
+    add_compile_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -61,7 +63,9 @@ def run(args: argparse.Namespace) -> int:
     if first is None:
         raise InvalidInputError(f"{args.input}: no documents found")
     staging = out.with_name(f".{out.name}.indexing-{os.getpid()}")
-    engine = Engine.from_pretrained(args.model, index=args.index, path=staging, device=args.device)
+    engine = Engine.from_pretrained(
+        args.model, index=args.index, path=staging, device=args.device, compile=args.compile
+    )
     try:
         chunker = chunker_for(engine, args.chunk_tokens, args.chunk_overlap)
         stats = write_records(

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from colmax.encoders.compiled import CompiledModel
 from colmax.encoders.projection import Projection
 from colmax.encoders.settings import EncoderSettings
 from colmax.encoders.tokens import PreparedText, Span, TokenPlan
@@ -58,9 +59,12 @@ class ColBERTEncoder:
         dtype: torch.dtype,
         revision: str | None = None,
         requested_dtype: str | None = None,
+        compile: bool = False,
     ) -> None:
         self._name = name
         self.model = model.eval()
+        # The module to call: the eager model, or its compiled wrapper (same weights).
+        self._run: Any = CompiledModel(self.model) if compile else self.model
         self.projection = projection.eval()
         self.plan = plan
         self.settings: EncoderSettings = plan.settings
@@ -86,10 +90,16 @@ class ColBERTEncoder:
         """The Hugging Face tokenizer (prefix tokens added)."""
         return self.plan.tokenizer
 
+    @property
+    def compiled(self) -> bool:
+        """Whether the forward pass runs through ``torch.compile`` (False after a fall-back)."""
+        return isinstance(self._run, CompiledModel) and self._run.active
+
     def __repr__(self) -> str:
         return (
             f"ColBERTEncoder(name={self._name!r}, format={self.format!r}, dim={self._dim}, "
-            f"device={str(self.device)!r}, dtype={str(self.dtype).removeprefix('torch.')!r})"
+            f"device={str(self.device)!r}, dtype={str(self.dtype).removeprefix('torch.')!r}"
+            + (", compiled=True)" if self.compiled else ")")
         )
 
     def encode_queries(
@@ -238,7 +248,7 @@ class ColBERTEncoder:
     def _forward(self, items: list[PreparedText]) -> torch.Tensor:
         """Padded float32 CPU vectors ``(batch, longest, dim)``, normalised when asked."""
         batch = {k: v.to(self.device) for k, v in self.plan.collate(items).items()}
-        hidden = self.model(**batch)[0]
+        hidden = self._run(**batch)[0]
         vectors = self.projection(hidden).float()
         if self.settings.normalize:
             vectors = nn.functional.normalize(vectors, p=2, dim=-1)

@@ -44,6 +44,7 @@ def load_encoder(
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
     revision: str | None = None,
+    compile: bool = False,
     **overrides: Any,
 ) -> ColBERTEncoder:
     """Load a ColBERT (colbert-ai or PyLate) checkpoint, or any Hugging Face encoder, as a token encoder.
@@ -59,6 +60,12 @@ def load_encoder(
         dtype: ``"float32"``, ``"float16"``, ``"bfloat16"`` (or a ``torch.dtype``); ``None``:
             float16 on CUDA, float32 elsewhere. Outputs are float32 either way.
         revision: Hub branch, tag or commit.
+        compile: run the transformer through ``torch.compile`` (Inductor, weights frozen):
+            about 1.4x the documents per second on a CPU, same vectors to within 1e-6, at the
+            price of tens of seconds of compilation on first use (again for a batch of one).
+            Worth it for bulk indexing. Where compilation fails (no C++ compiler), a
+            ``RuntimeWarning`` is issued and encoding goes on eagerly. Like ``device``, it is
+            not part of :meth:`ColBERTEncoder.config`.
         **overrides: any :class:`EncoderSettings` field (``format``, ``query_prefix``,
             ``document_prefix``, ``query_length``, ``document_length``, ``do_query_expansion``,
             ``attend_to_expansion_tokens``, ``skiplist_words``, ``normalize``, ``do_lower_case``,
@@ -114,9 +121,16 @@ def load_encoder(
         dtype=torch_dtype,
         revision=revision,
         requested_dtype=requested_dtype,
+        compile=_check_compile(compile),
     )
     logger.info("Loaded %r", encoder)
     return encoder
+
+
+def _check_compile(compile: Any) -> bool:
+    if not isinstance(compile, bool):
+        raise InvalidInputError(f"compile must be True or False, got {compile!r}")
+    return compile
 
 
 def _resolve_device(device: str | torch.device | None) -> torch.device:
