@@ -7,8 +7,10 @@ stdin, one JSON line each on stdout:
 
 - ``{"cmd": "build"}`` -> ``{"encode_s", "index_s", "documents", "tokens", "disk_bytes"}``:
   encode the corpus (timed alone where the library allows) and build the index;
-- ``{"cmd": "search", "k": 100}`` -> ``{"latencies": [s, ...], "run": {qid: {id: score}}}``:
-  every query alone, end to end (query encoding + search), in input order;
+- ``{"cmd": "search", "k": 100}`` -> ``{"latencies": [s, ...], "search_latencies": [s, ...]
+  | null, "run": {qid: {id: score}}}``: every query alone, end to end (query encoding +
+  search), in input order; then, where the system takes query vectors, the same search again
+  from the query's vectors (encoded beforehand, untimed): the search alone;
 - ``{"cmd": "encode", "n": 256}`` -> ``{"seconds": s}`` or ``{"seconds": null}``: encode the
   first ``n`` documents again (the parent interleaves these passes across systems);
 - ``{"cmd": "memory"}`` -> ``{"peak_rss_mib": ...}``: the process's peak resident memory.
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 Search = Callable[[str, int], list[tuple[str, float]]]
+SearchVectors = Callable[[Any, int], list[tuple[str, float]]]
 Builder = Callable[[list[str], list[str], Path, Path], "Built"]
 SYSTEMS: dict[str, Builder] = {}
 
@@ -49,6 +52,9 @@ class Built:
     extra: dict[str, Any] = field(default_factory=dict)
     #: encodes documents (for the interleaved throughput passes); None where not separable
     encode: Callable[[list[str]], Any] | None = None
+    #: query text -> the query's vectors, and a search from them (the search alone is timed)
+    encode_query: Callable[[str], Any] | None = None
+    search_vectors: SearchVectors | None = None
 
 
 def system(name: str) -> Callable[[Builder], Builder]:
@@ -66,7 +72,9 @@ def _colmax(ids: list[str], texts: list[str], checkpoint: Path, work: Path, inde
     from colmax import Engine
     from colmax.encoders import load_encoder
 
-    encoder = load_encoder(checkpoint, device="cpu")
+    # COLMAX_BENCH_COMPILE=1 (peers.py --compile): torch.compile, as for bulk indexing
+    compile_model = os.environ.get("COLMAX_BENCH_COMPILE") == "1"
+    encoder = load_encoder(checkpoint, device="cpu", compile=compile_model)
     shared = load_vectors(work, len(texts), ["colmax"])
     if shared is not None:  # an earlier colmax system of this run encoded the corpus
         import torch
@@ -90,9 +98,31 @@ def _colmax(ids: list[str], texts: list[str], checkpoint: Path, work: Path, inde
     def encode(batch: list[str]) -> Any:
         return encoder.encode_documents(batch, batch_size=32)
 
+    def encode_query(query: str) -> Any:
+        return encoder.encode_queries([query])[0]
+
+    def search_vectors(q: Any, k: int) -> list[tuple[str, float]]:
+        return [(h.id, h.score) for h in engine.search(query_embeddings=q, k=k)]  # type: ignore[union-attr]
+
+    search("warm up", 10)  # with compile, a batch of one compiles here, not in a timed query
+    if compile_model and shared is not None:
+        encode(texts[:32])  # vectors came from the cache: compile for documents now, untimed
     tokens = sum(int(v.shape[0]) for v in vectors)
-    extra = {"vectors_from": "colmax" if shared is None else shared[1]}
-    return Built(search, encode_s, index_s, tokens, work / "index", extra, encode=encode)
+    extra = {
+        "vectors_from": "colmax" if shared is None else shared[1],
+        "compiled": encoder.compiled,
+    }
+    return Built(
+        search,
+        encode_s,
+        index_s,
+        tokens,
+        work / "index",
+        extra,
+        encode,
+        encode_query,
+        search_vectors,
+    )
 
 
 @system("colmax-flat")
@@ -186,8 +216,10 @@ def pylate_exact(ids: list[str], texts: list[str], checkpoint: Path, work: Path)
     index_s = time.perf_counter() - start
     step = max(1, 2**27 // (32 * docs.shape[1] * max(docs.shape[2], 1)))
 
-    def search(query: str, k: int) -> list[tuple[str, float]]:
-        q = torch.as_tensor(model.encode([query], is_query=True, show_progress_bar=False)[0])
+    def encode_query(query: str) -> Any:
+        return torch.as_tensor(model.encode([query], is_query=True, show_progress_bar=False)[0])
+
+    def search_vectors(q: Any, k: int) -> list[tuple[str, float]]:
         scores = torch.cat(
             [
                 colbert_scores(q[None], docs[a : a + step], documents_mask=mask[a : a + step])[0]
@@ -197,13 +229,18 @@ def pylate_exact(ids: list[str], texts: list[str], checkpoint: Path, work: Path)
         top = torch.topk(scores, min(k, len(scores)))
         return [(ids[i], float(s)) for s, i in zip(top.values.tolist(), top.indices.tolist())]
 
+    def search(query: str, k: int) -> list[tuple[str, float]]:
+        return search_vectors(encode_query(query), k)
+
     tokens = sum(len(v) for v in vectors)
 
     def encode(batch: list[str]) -> Any:
         return model.encode(batch, is_query=False, batch_size=32, show_progress_bar=False)
 
     extra = {"padded_bytes": docs.nbytes, "vectors_from": source}
-    return Built(search, encode_s, index_s, tokens, None, extra, encode=encode)
+    return Built(
+        search, encode_s, index_s, tokens, None, extra, encode, encode_query, search_vectors
+    )
 
 
 @system("pylate-voyager")
@@ -221,13 +258,29 @@ def pylate_voyager(ids: list[str], texts: list[str], checkpoint: Path, work: Pat
     index_s = time.perf_counter() - start
     retriever = retrieve.ColBERT(index=index)
 
-    def search(query: str, k: int) -> list[tuple[str, float]]:
-        q = model.encode([query], is_query=True, show_progress_bar=False)
+    def encode_query(query: str) -> Any:
+        return model.encode([query], is_query=True, show_progress_bar=False)
+
+    def search_vectors(q: Any, k: int) -> list[tuple[str, float]]:
         hits = retriever.retrieve(queries_embeddings=q, k=k)[0]
         return [(str(h["id"]), float(h["score"])) for h in hits]
 
+    def search(query: str, k: int) -> list[tuple[str, float]]:
+        return search_vectors(encode_query(query), k)
+
     tokens = sum(len(v) for v in vectors)
-    return Built(search, encode_s, index_s, tokens, work / "voyager", {"vectors_from": source})
+    extra = {"vectors_from": source}
+    return Built(
+        search,
+        encode_s,
+        index_s,
+        tokens,
+        work / "voyager",
+        extra,
+        None,
+        encode_query,
+        search_vectors,
+    )
 
 
 # --------------------------------------------------------------------------- RAGatouille
@@ -304,8 +357,12 @@ def main() -> None:
     data = json.loads(Path(input_path).read_text(encoding="utf-8"))
     work_dir = Path(work)
     work_dir.mkdir(parents=True, exist_ok=True)
-    out = sys.stdout
-    sys.stdout = sys.stderr  # libraries that print must not break the protocol
+    # Libraries that print must not break the protocol, including C code writing to fd 1
+    # (colbert-ai's k-means did, on SciFact): the protocol gets a private copy of fd 1, and
+    # fd 1 itself, like sys.stdout, now goes to stderr.
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
     built: Built | None = None
     print(json.dumps({"ready": True}), file=out, flush=True)
     for line in sys.stdin:
@@ -328,7 +385,15 @@ def main() -> None:
                 hits = built.search(query, request["k"])
                 latencies.append(time.perf_counter() - start)
                 run[qid] = dict(hits)
-            reply = {"latencies": latencies, "run": run}
+            search_latencies: list[float] | None = None
+            if built.encode_query is not None and built.search_vectors is not None:
+                search_latencies = []
+                for query in data["queries"]:
+                    q = built.encode_query(query)
+                    start = time.perf_counter()
+                    built.search_vectors(q, request["k"])
+                    search_latencies.append(time.perf_counter() - start)
+            reply = {"latencies": latencies, "search_latencies": search_latencies, "run": run}
         elif request["cmd"] == "encode":
             assert built is not None, "build first"
             seconds = None

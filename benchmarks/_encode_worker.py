@@ -1,0 +1,89 @@
+"""Encodes documents for ``bench_encode.py`` with one system, in its own process.
+
+``python _encode_worker.py SYSTEM CHECKPOINT TEXTS_JSON``; SYSTEM is ``colmax``,
+``colmax-compiled`` (both need colmax's environment) or ``pylate`` (the peers' environment).
+After loading (and one warm-up pass over the sample, which is when ``torch.compile`` compiles)
+it answers one JSON line per request on stdin:
+
+- ``{"n": 512}`` -> ``{"seconds": s, "tokens": t}``: encode the first n texts, batch size 32;
+- ``{"query": i}`` -> ``{"seconds": s}``: encode query i alone (single-query latency);
+- ``{"save": "path.npz", "n": 64}`` -> ``{}``: write the first n document and query embeddings
+  (concatenated float32 rows and their offsets) for the parity check.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def _loader(system: str, checkpoint: str) -> tuple[Any, Any]:
+    """(encode documents, encode queries), each ``list[str] -> list[2-D array-like]``."""
+    if system.startswith("colmax"):
+        from colmax.encoders import load_encoder
+
+        enc = load_encoder(checkpoint, device="cpu", compile=system == "colmax-compiled")
+        return (
+            lambda texts: enc.encode_documents(texts, batch_size=32),
+            lambda texts: enc.encode_queries(texts, batch_size=32),
+        )
+    from pylate import models
+
+    model = models.ColBERT(checkpoint, device="cpu")
+
+    def docs(texts: list[str]) -> Any:
+        return model.encode(texts, is_query=False, batch_size=32, show_progress_bar=False)
+
+    def queries(texts: list[str]) -> Any:
+        return model.encode(texts, is_query=True, batch_size=32, show_progress_bar=False)
+
+    return docs, queries
+
+
+def _flat(vectors: Any) -> tuple[np.ndarray, np.ndarray]:
+    arrays = [np.asarray(torch.as_tensor(v), dtype=np.float32) for v in vectors]
+    offsets = np.cumsum([0] + [len(a) for a in arrays])
+    return np.concatenate(arrays), offsets
+
+
+def main() -> None:
+    system, checkpoint, texts_path = sys.argv[1:4]
+    with open(texts_path, encoding="utf-8") as f:
+        payload = json.load(f)
+    texts, queries = payload["texts"], payload["queries"]
+    torch.set_grad_enabled(False)
+    start = time.perf_counter()
+    docs, encode_queries = _loader(system, checkpoint)
+    load_s = time.perf_counter() - start
+    start = time.perf_counter()
+    docs(texts)  # warm-up: allocator, oneDNN primitives, and compilation for colmax-compiled
+    encode_queries(queries[:1])  # a batch of one compiles again
+    warm_s = time.perf_counter() - start
+    print(json.dumps({"ready": True, "load_s": load_s, "warmup_s": warm_s}), flush=True)
+    for line in sys.stdin:
+        request = json.loads(line)
+        if "save" in request:
+            n = request["n"]
+            d, d_off = _flat(docs(texts[:n]))
+            q, q_off = _flat(encode_queries(queries[:n]))
+            np.savez(request["save"], docs=d, doc_offsets=d_off, queries=q, query_offsets=q_off)
+            print("{}", flush=True)
+        elif "query" in request:
+            start = time.perf_counter()
+            encode_queries([queries[request["query"]]])
+            print(json.dumps({"seconds": time.perf_counter() - start}), flush=True)
+        else:
+            start = time.perf_counter()
+            out = docs(texts[: request["n"]])
+            seconds = time.perf_counter() - start
+            tokens = int(sum(len(v) for v in out))
+            print(json.dumps({"seconds": seconds, "tokens": tokens}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""Encoding throughput: colmax (eager and ``compile=True``) against PyLate on one checkpoint.
+
+::
+
+    .venv/bin/python benchmarks/bench_encode.py --datasets cranfield scifact --sample 512 \\
+        --repeats 5 --out runs/bench-encode.json
+
+Each system runs in its own process (``_encode_worker.py``; PyLate in ``.venv-peers``), all
+on the same PyLate-format checkpoint (``runs/parity/pylate``, from
+``scripts/make_checkpoints.py``) and the same first ``--sample`` non-empty documents of each
+data set. After a warm-up pass (when ``torch.compile`` compiles), every repeat asks each
+system in turn, in a rotated order, to encode the sample with batch size 32, so background
+load hits all of them alike; the table gives the median documents/s and its ratio to PyLate.
+Single-query latency is the median over ``--queries`` queries encoded one at a time, also
+interleaved. The last column is the largest difference between the system's embeddings and
+PyLate's on 64 documents and 64 queries (token counts must match exactly, or it says so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+WORKER = Path(__file__).resolve().parent / "_encode_worker.py"
+PEERS_PY = Path(os.environ.get("COLMAX_PEERS_PYTHON", REPO / ".venv-peers" / "bin" / "python"))
+SYSTEMS = {
+    "pylate": PEERS_PY,
+    "colmax": Path(sys.executable),
+    "colmax-compiled": Path(sys.executable),
+}
+
+
+class Worker:
+    def __init__(self, name: str, checkpoint: Path, texts: Path, log: Path) -> None:
+        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore"}
+        self.log = log.open("w")
+        self.proc = subprocess.Popen(
+            [str(SYSTEMS[name]), str(WORKER), name, str(checkpoint), str(texts)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+            env=env,
+        )
+        self.name = name
+        self.ready = self._read()
+
+    def _read(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.name} exited; see {self.log.name}")
+        return json.loads(line)
+
+    def ask(self, **request: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+        self.log.close()
+
+
+def _max_diff(path: Path, reference: Path) -> str:
+    got, ref = np.load(path), np.load(reference)
+    worst = 0.0
+    for kind in ("docs", "queries"):
+        if not np.array_equal(
+            got[f"{kind[:-1] if kind == 'docs' else 'query'}_offsets"],
+            ref[f"{kind[:-1] if kind == 'docs' else 'query'}_offsets"],
+        ):
+            return f"token counts differ ({kind})"
+        worst = max(worst, float(np.abs(got[kind] - ref[kind]).max()))
+    return f"{worst:.1e}"
+
+
+def run_dataset(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    from colmax.beir import load_beir
+
+    data = load_beir(DATA / name)
+    texts = [t for t in data.corpus.values() if t.strip()][: args.sample]
+    queries = list(data.judged_queries().values())[: max(args.queries, 64)]
+    texts_path = work / f"{name}.json"
+    texts_path.write_text(json.dumps({"texts": texts, "queries": queries}), encoding="utf-8")
+    workers = {}
+    for system in args.systems:  # started one after another: warm-ups do not overlap
+        print(f"[{name}] starting {system}", file=sys.stderr, flush=True)
+        workers[system] = Worker(system, args.checkpoint, texts_path, work / f"{name}-{system}.log")
+    seconds: dict[str, list[float]] = {s: [] for s in workers}
+    query_s: dict[str, list[float]] = {s: [] for s in workers}
+    tokens: dict[str, int] = {}
+    for rep in range(args.repeats):
+        order = args.systems[rep % len(args.systems) :] + args.systems[: rep % len(args.systems)]
+        for system in order:
+            reply = workers[system].ask(n=len(texts))
+            seconds[system].append(reply["seconds"])
+            tokens[system] = reply["tokens"]
+        print(
+            f"[{name}] repeat {rep + 1}: "
+            + ", ".join(f"{s} {len(texts) / seconds[s][-1]:.1f} docs/s" for s in order),
+            file=sys.stderr,
+            flush=True,
+        )
+    for i in range(args.queries):
+        for system in args.systems[i % len(args.systems) :] + args.systems[: i % len(args.systems)]:
+            query_s[system].append(workers[system].ask(query=i)["seconds"])
+    for system, worker in workers.items():
+        worker.ask(save=str(work / f"{name}-{system}.npz"), n=64)
+    reference = work / f"{name}-pylate.npz"
+    rows = {}
+    for system, worker in workers.items():
+        median = statistics.median(seconds[system])
+        rows[system] = {
+            "docs_per_s": len(texts) / median,
+            "tokens_per_s": tokens[system] / median,
+            "runs_s": seconds[system],
+            "query_p50_ms": 1000 * statistics.median(query_s[system]),
+            "load_s": worker.ready["load_s"],
+            "warmup_s": worker.ready["warmup_s"],
+            "max_abs_diff_vs_pylate": _max_diff(work / f"{name}-{system}.npz", reference)
+            if "pylate" in workers
+            else "n/a",
+        }
+        worker.close()
+    base = rows.get("pylate", next(iter(rows.values())))["docs_per_s"]
+    for row in rows.values():
+        row["x_pylate"] = row["docs_per_s"] / base
+    return {"documents": len(texts), "tokens": tokens, "systems": rows}
+
+
+def markdown(name: str, result: dict[str, Any]) -> str:
+    lines = [
+        f"**{name}** ({result['documents']} documents)",
+        "",
+        "| system | docs/s | x PyLate | tokens/s | 1-query p50 ms | warm-up s | max abs diff vs PyLate |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for system, row in result["systems"].items():
+        lines.append(
+            f"| {system} | {row['docs_per_s']:.1f} | {row['x_pylate']:.2f}x | "
+            f"{row['tokens_per_s']:,.0f} | {row['query_p50_ms']:.1f} | {row['warmup_s']:.1f} | "
+            f"{row['max_abs_diff_vs_pylate']} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", nargs="+", default=["cranfield", "scifact"])
+    parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS))
+    parser.add_argument("--checkpoint", type=Path, default=REPO / "runs" / "parity" / "pylate")
+    parser.add_argument("--sample", type=int, default=512, help="documents per timed pass")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--queries", type=int, default=50, help="single-query latency samples")
+    parser.add_argument("--out", type=Path, help="write the results as JSON")
+    args = parser.parse_args()
+    if not args.checkpoint.is_dir():
+        parser.error(f"{args.checkpoint} missing: run scripts/make_checkpoints.py (peers' env)")
+    results: dict[str, Any] = {"cpu_threads": os.cpu_count(), "datasets": {}}
+    with tempfile.TemporaryDirectory(prefix="colmax-bench-encode-") as tmp:
+        for name in args.datasets:
+            results["datasets"][name] = run_dataset(name, args, Path(tmp))
+            print(markdown(name, results["datasets"][name]) + "\n", flush=True)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
