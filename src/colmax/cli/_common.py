@@ -50,7 +50,7 @@ def add_compile_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--compile",
         action="store_true",
-        help="run the model through torch.compile: about 1.4x faster encoding on a CPU after "
+        help="run the model through torch.compile: 1.2-1.3x faster encoding on a CPU after "
         "tens of seconds of compilation; worth it for thousands of documents",
     )
 

@@ -2,8 +2,8 @@
 
 Why: on a CPU the forward pass is nearly all of encoding, and Inductor with ``freezing``
 (weights folded in as constants and pre-packed for oneDNN, element-wise ops fused) runs it
-about 1.4x faster than eager PyTorch with the same float32 results to within 1e-6 (see
-docs/benchmarks.md, "Encoding"). Compiling costs tens of seconds the first time a shape family
+1.2 to 1.3x faster than eager PyTorch with the same float32 results to within 1e-6 (see
+docs/benchmarks.md, "Encoding throughput"). Compiling costs tens of seconds the first time a shape family
 is seen (and again for a batch of one), so it pays off for bulk indexing, not for a few texts;
 that is why it is opt-in.
 
