@@ -22,13 +22,15 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _jsonl_process import JsonLineProcess, rotated
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -41,51 +43,18 @@ SYSTEMS = {
 }
 
 
-class Worker:
-    def __init__(self, name: str, checkpoint: Path, texts: Path, log: Path) -> None:
-        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore"}
-        self.log = log.open("w")
-        self.proc = subprocess.Popen(
-            [str(SYSTEMS[name]), str(WORKER), name, str(checkpoint), str(texts)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self.log,
-            text=True,
-            env=env,
-        )
-        self.name = name
-        self.ready = self._read()
-
-    def _read(self) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"{self.name} exited; see {self.log.name}")
-        return json.loads(line)
-
-    def ask(self, **request: Any) -> dict[str, Any]:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(request) + "\n")
-        self.proc.stdin.flush()
-        return self._read()
-
-    def close(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        self.proc.wait(timeout=60)
-        self.log.close()
+def _start(name: str, checkpoint: Path, texts: Path, log: Path) -> JsonLineProcess:
+    """One system's ``_encode_worker.py``; its ready line holds ``load_s`` and ``warmup_s``."""
+    return JsonLineProcess(name, [SYSTEMS[name], WORKER, name, checkpoint, texts], log=log)
 
 
 def _max_diff(path: Path, reference: Path) -> str:
     got, ref = np.load(path), np.load(reference)
     worst = 0.0
-    for kind in ("docs", "queries"):
-        if not np.array_equal(
-            got[f"{kind[:-1] if kind == 'docs' else 'query'}_offsets"],
-            ref[f"{kind[:-1] if kind == 'docs' else 'query'}_offsets"],
-        ):
-            return f"token counts differ ({kind})"
-        worst = max(worst, float(np.abs(got[kind] - ref[kind]).max()))
+    for vectors, offsets in (("docs", "doc_offsets"), ("queries", "query_offsets")):
+        if not np.array_equal(got[offsets], ref[offsets]):
+            return f"token counts differ ({vectors})"
+        worst = max(worst, float(np.abs(got[vectors] - ref[vectors]).max()))
     return f"{worst:.1e}"
 
 
@@ -100,12 +69,12 @@ def run_dataset(name: str, args: argparse.Namespace, work: Path) -> dict[str, An
     workers = {}
     for system in args.systems:  # started one after another: warm-ups do not overlap
         print(f"[{name}] starting {system}", file=sys.stderr, flush=True)
-        workers[system] = Worker(system, args.checkpoint, texts_path, work / f"{name}-{system}.log")
+        workers[system] = _start(system, args.checkpoint, texts_path, work / f"{name}-{system}.log")
     seconds: dict[str, list[float]] = {s: [] for s in workers}
     query_s: dict[str, list[float]] = {s: [] for s in workers}
     tokens: dict[str, int] = {}
     for rep in range(args.repeats):
-        order = args.systems[rep % len(args.systems) :] + args.systems[: rep % len(args.systems)]
+        order = rotated(args.systems, rep)
         for system in order:
             reply = workers[system].ask(n=len(texts))
             seconds[system].append(reply["seconds"])
@@ -117,7 +86,7 @@ def run_dataset(name: str, args: argparse.Namespace, work: Path) -> dict[str, An
             flush=True,
         )
     for i in range(args.queries):
-        for system in args.systems[i % len(args.systems) :] + args.systems[: i % len(args.systems)]:
+        for system in rotated(args.systems, i):
             query_s[system].append(workers[system].ask(query=i)["seconds"])
     for system, worker in workers.items():
         worker.ask(save=str(work / f"{name}-{system}.npz"), n=64)
@@ -136,7 +105,7 @@ def run_dataset(name: str, args: argparse.Namespace, work: Path) -> dict[str, An
             if "pylate" in workers
             else "n/a",
         }
-        worker.close()
+        worker.close(timeout=60)
     base = rows.get("pylate", next(iter(rows.values())))["docs_per_s"]
     for row in rows.values():
         row["x_pylate"] = row["docs_per_s"] / base

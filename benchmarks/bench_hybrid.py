@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _jsonl_process import rotated
 from bench_maxsim import cpu_model
 from vectors_cache import CachedVectors, load_vectors
 
@@ -138,7 +139,7 @@ def latency(
     wall: dict[str, list[float]] = {m: [] for m in MODES}
     cpu: dict[str, list[float]] = {m: [] for m in MODES}
     for turn, j in enumerate(sample.tolist()):
-        order = MODES[turn % len(MODES) :] + MODES[: turn % len(MODES)]
+        order = rotated(MODES, turn)
         for mode in order:
             run = runner(mode, engine, bm25, queries[vecs.query_ids[j]], vecs.query(j), args)
             start, start_cpu = time.perf_counter(), time.process_time()

@@ -28,6 +28,7 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -35,6 +36,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _jsonl_process import JsonLineProcess, rotated
 
 from colmax.scoring import PackedDocuments, maxsim
 
@@ -91,36 +95,19 @@ def naive_fp32(q: torch.Tensor, docs: torch.Tensor, mask: torch.Tensor) -> torch
     return torch.cat(parts, dim=1)
 
 
-class PylateWorker:
+class PylateWorker(JsonLineProcess):
     """PyLate's colbert_scores in the peers' venv, driven over a pipe."""
 
     def __init__(self, python: Path, folder: str) -> None:
         worker = Path(__file__).with_name("_pylate_worker.py")
-        self.proc = subprocess.Popen(
-            [str(python), str(worker), folder, str(CHUNK_ELEMENTS)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        self.info = self._read()
-
-    def _read(self) -> dict:
-        line = self.proc.stdout.readline() if self.proc.stdout else ""
-        if not line:
-            raise RuntimeError("the PyLate worker exited; see its stderr above")
-        return json.loads(line)
+        argv = [python, worker, folder, str(CHUNK_ELEMENTS)]
+        super().__init__("the PyLate worker", argv, quiet=False)
 
     def run(self, batch: int, save: str | None = None) -> float:
-        if self.proc.stdin is None:
-            raise RuntimeError("the PyLate worker has no stdin")
-        self.proc.stdin.write(json.dumps({"batch": batch, "save": save}) + "\n")
-        self.proc.stdin.flush()
-        return float(self._read()["seconds"])
+        return float(self.ask(batch=batch, save=save)["seconds"])
 
-    def close(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        self.proc.wait(timeout=60)
+    def close(self) -> None:  # type: ignore[override]
+        super().close(timeout=60)
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -201,7 +188,7 @@ def interleaved(
         methods[name](1)
     samples: dict[tuple[str, int], list[float]] = {(n, b): [] for n in names for b in args.batches}
     for rep in range(args.repeats):
-        order = names[rep % len(names) :] + names[: rep % len(names)]
+        order = rotated(names, rep)
         for batch in args.batches:
             for name in order:
                 seconds = methods[name](batch)

@@ -48,6 +48,9 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _jsonl_process import JsonLineProcess, rotated
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 WORKER = Path(__file__).resolve().parent / "_peers_worker.py"
@@ -78,47 +81,15 @@ SYSTEMS: dict[str, System] = {
 }
 
 
-class Worker:
+class Worker(JsonLineProcess):
     """A running ``_peers_worker.py`` process; one JSON request, one JSON reply."""
 
     def __init__(self, name: str, spec: System, input_path: Path, ckpt: Path, work: Path) -> None:
-        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore"}
-        self.log = (work / f"{name}.log").open("w")
-        self.proc = subprocess.Popen(
-            [str(spec.python), str(WORKER), name, str(input_path), str(ckpt), str(work / name)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self.log,
-            text=True,
-            env=env,
-            cwd=work,
-        )
-        self.name = name
-        self.ask_raw()  # {"ready": true}
+        argv = [spec.python, WORKER, name, input_path, ckpt, work / name]
+        super().__init__(name, argv, log=work / f"{name}.log", cwd=work)  # ready: {"ready": true}
 
-    def ask_raw(self) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"{self.name} exited; see {self.log.name}")
-        return json.loads(line)
-
-    def ask(self, **request: Any) -> dict[str, Any]:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(request) + "\n")
-        self.proc.stdin.flush()
-        return self.ask_raw()
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.ask_quit()
-        self.log.close()
-
-    def ask_quit(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
-        self.proc.stdin.close()
-        self.proc.wait(timeout=120)
+    def close(self) -> None:  # type: ignore[override]
+        super().close({"cmd": "quit"}, timeout=120)
 
 
 def write_input(
@@ -163,7 +134,7 @@ def run_dataset(args: argparse.Namespace, dataset: str, work: Path) -> dict[str,
         encode_s: dict[str, list[float]] = {n: [] for n in names}
         n_sample = min(args.encode_sample, len(json.loads(input_path.read_text())["ids"]))
         for rep in range(repeats):
-            order = names[rep % len(names) :] + names[: rep % len(names)]
+            order = rotated(names, rep)
             for name in order:
                 seconds = workers[name].ask(cmd="encode", n=n_sample)["seconds"]
                 if seconds is not None:
