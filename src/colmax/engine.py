@@ -15,18 +15,18 @@ from colmax import __version__
 from colmax.backends.base import Backend
 from colmax.backends.local import LOCAL_KINDS, LocalBackend
 from colmax.encoders.base import Encoder
-from colmax.engine_explain import explain_document, explain_hits
-from colmax.engine_hybrid import HybridSide, check_hybrid
 from colmax.errors import (
     EncoderMismatchError,
     InvalidInputError,
     NoEncoderError,
     UnknownIdError,
 )
-from colmax.explain import Explanation
+from colmax.explain.model import Explanation
+from colmax.explain.stored import explain_document, explain_hits
+from colmax.filters import MATCH_ALL, FilterLike, parse_filter
+from colmax.hybrid.side import HybridSide, check_hybrid
 from colmax.pooling import pool_documents
 from colmax.scoring import maxsim_ragged
-from colmax.store.filters import compile_filter
 from colmax.store.manifest import Manifest
 from colmax.store.storage import is_index_folder
 from colmax.types import Document, Hit
@@ -338,7 +338,7 @@ class Engine:
         self,
         query: str | Sequence[str] | None = None,
         k: int = 10,
-        filter: Mapping[str, Any] | None = None,
+        filter: FilterLike = None,
         *,
         query_embeddings: Sequence[Any] | None = None,
         batch_size: int | None = None,
@@ -352,7 +352,7 @@ class Engine:
         Args:
             query: one query (returns ``list[Hit]``) or a list (returns one list per query).
             k: results per query; clamped to the number of matching documents.
-            filter: metadata filter (see :mod:`colmax.store.filters`).
+            filter: metadata filter (see :mod:`colmax.filters`).
             query_embeddings: precomputed ``(n_tokens, dim)`` query vectors instead of text
                 (a list of them returns one list per query).
             explain: give every hit its token-level
@@ -364,7 +364,7 @@ class Engine:
                 ``candidates`` documents, MaxSim over their stored vectors orders them).
                 ``Hit.score`` is then the fused score and ``Hit.scores`` holds each side's
                 own (``"late"``, ``"bm25"``). The filter applies to both sides. See
-                :mod:`colmax.engine_hybrid` for how the BM25 index is kept current.
+                :mod:`colmax.hybrid.side` for how the BM25 index is kept current.
             candidates: hybrid only: hits taken from each side before fusing.
             weight: hybrid only: weight of the late-interaction side in ``[0, 1]`` (BM25
                 gets ``1 - weight``; 0.5 with ``"rrf"`` is plain RRF).
@@ -376,16 +376,18 @@ class Engine:
         """
         k = check_k(k)
         check_flag(explain, "explain")
-        compile_filter(filter)  # malformed filters fail before any encoding work
+        # Parsed once, before any encoding work; every side and backend gets the tree.
+        tree = parse_filter(filter)
+        flt = None if tree == MATCH_ALL else tree
         if hybrid is not None:
             check_hybrid(hybrid, candidates, weight, text_query=query is not None)
         single, texts, qvecs = self._queries(query, query_embeddings, batch_size)
         if hybrid is None:
-            hits = self._backend.search(qvecs, k, filter)
+            hits = self._backend.search(qvecs, k, flt)
         else:
             hits = [
                 self._hybrid.search(
-                    t or "", q, k, filter, mode=hybrid, candidates=candidates, weight=weight
+                    t or "", q, k, flt, mode=hybrid, candidates=candidates, weight=weight
                 )
                 for t, q in zip(texts, qvecs)
             ]

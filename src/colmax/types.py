@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from colmax.explain import Explanation
+    from colmax.explain.model import Explanation
 
 __all__ = ["Document", "Hit"]
 

@@ -12,7 +12,6 @@ from transformers import AutoTokenizer
 from colmax import Engine
 from colmax.chunking import (
     Chunker,
-    _windows,
     chunker_for,
     collapse_hits,
     delete_documents,
@@ -20,6 +19,7 @@ from colmax.chunking import (
     search_parents,
     upsert_documents,
 )
+from colmax.chunking.splitter import _windows
 from colmax.errors import InvalidInputError, UnknownIdError
 from colmax.types import Hit
 

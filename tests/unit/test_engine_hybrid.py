@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from colmax import Engine
-from colmax.engine_hybrid import BM25_DIR
 from colmax.errors import InvalidInputError
 from colmax.hybrid import BM25Index, hybrid_search
+from colmax.hybrid.side import BM25_DIR
 
 DOCS = {
     "cat": ("the cat sat on the mat", {"year": 2020, "topic": "pets"}),

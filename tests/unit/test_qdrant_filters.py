@@ -22,9 +22,9 @@ pytest.importorskip("qdrant_edge")
 pytest.importorskip("qdrant_client")
 
 from colmax.backends.qdrant import QdrantBackend
-from colmax.backends.qdrant_filters import Clause, Match, Range, filter_fields, translate
+from colmax.backends.qdrant.filters import Clause, Match, Range, filter_fields, translate
 from colmax.errors import FilterError
-from colmax.store.filters import compile_filter
+from colmax.filters import compile_filter
 from colmax.validation import metadata_json
 
 DIM = 4

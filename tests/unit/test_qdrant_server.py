@@ -24,12 +24,12 @@ import qdrant_client
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from colmax.backends.qdrant import QdrantBackend
-from colmax.backends.qdrant_client_driver import (
+from colmax.backends.qdrant.client import (
     QdrantConnectionError,
     is_transient,
     with_retries,
 )
-from colmax.backends.qdrant_settings import API_KEY_ENV, QdrantSettings, resolve_api_key
+from colmax.backends.qdrant.settings import API_KEY_ENV, QdrantSettings, resolve_api_key
 from colmax.errors import IndexFormatError, InvalidInputError
 from colmax.store.manifest import Manifest
 
@@ -88,7 +88,7 @@ def vectors(n: int, seed: int = 0) -> list[np.ndarray]:
 def test_server_mode_round_trip_with_retries_and_batches(
     server: type[StandIn], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("colmax.backends.qdrant_client_driver.time.sleep", lambda s: None)
+    monkeypatch.setattr("colmax.backends.qdrant.client.time.sleep", lambda s: None)
     backend = QdrantBackend.create(
         tmp_path / "idx",
         dim=DIM,
@@ -133,7 +133,7 @@ def test_server_mode_round_trip_with_retries_and_batches(
 def test_upload_gives_up_after_max_retries(
     server: type[StandIn], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("colmax.backends.qdrant_client_driver.time.sleep", lambda s: None)
+    monkeypatch.setattr("colmax.backends.qdrant.client.time.sleep", lambda s: None)
     backend = QdrantBackend.create(None, dim=DIM, encoder_config=None, url=URL, max_retries=1)
     server.failures = 5
     with pytest.raises(QdrantConnectionError, match="after 2 attempts"):

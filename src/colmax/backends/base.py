@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from colmax.errors import InvalidInputError
+from colmax.filters import FilterLike
 from colmax.types import Document, Hit
 
 __all__ = ["Backend"]
@@ -102,12 +103,12 @@ class Backend(ABC):
 
     @abstractmethod
     def search(
-        self, queries: Sequence[torch.Tensor], k: int, filter: Mapping[str, Any] | None = None
+        self, queries: Sequence[torch.Tensor], k: int, filter: FilterLike = None
     ) -> list[list[Hit]]:
         """Top-``k`` hits per query, best first, ``rank`` 0-based; fewer when fewer match.
 
-        ``queries`` are float32 ``(t_q, dim)`` tensors with L2-normalised rows. ``filter`` uses
-        the colmax filter language (:mod:`colmax.store.filters`).
+        ``queries`` are float32 ``(t_q, dim)`` tensors with L2-normalised rows. ``filter`` is a
+        filter dict or its parsed tree (:mod:`colmax.filters`).
 
         Raises:
             FilterError: the filter is malformed.
@@ -135,7 +136,7 @@ class Backend(ABC):
         """
         raise InvalidInputError(f"hybrid search is not available for index={self.kind!r}")
 
-    def matching_ids(self, filter: Mapping[str, Any]) -> set[str]:
+    def matching_ids(self, filter: FilterLike) -> set[str]:
         """The ids of the stored documents ``filter`` matches (colmax filter language).
 
         Raises:

@@ -28,6 +28,7 @@ import torch
 from colmax import __version__
 from colmax.backends.base import Backend
 from colmax.errors import IndexFormatError, InvalidInputError, UnknownIdError
+from colmax.filters import MATCH_ALL, FilterLike, parse_filter, to_sql
 from colmax.indexes.flat import FlatIndex
 from colmax.indexes.plaid import (
     CodedSegment,
@@ -36,7 +37,6 @@ from colmax.indexes.plaid import (
     ResidualCodec,
     is_coded_name,
 )
-from colmax.store.filters import compile_filter
 from colmax.store.fsutil import publish_folder, staging_path
 from colmax.store.manifest import Manifest
 from colmax.store.segments import Segment
@@ -49,7 +49,7 @@ __all__ = ["LOCAL_KINDS", "LocalBackend"]
 logger = logging.getLogger(__name__)
 
 #: Index kinds this backend serves.
-LOCAL_KINDS = ("flat", "plaid")
+LOCAL_KINDS: tuple[str, ...] = ("flat", "plaid")
 _MAX_SEGMENTS = 8
 _RELOAD_PATIENCE = 10.0  # seconds a reader keeps retrying while writers replace segments
 #: Keys of the manifest's ``index`` section the backend writes (state, not user settings).
@@ -192,8 +192,8 @@ class LocalBackend(Backend):
     def text_snapshot(self) -> tuple[int, list[str], list[str]]:
         return self._storage.docs.texts_snapshot()
 
-    def matching_ids(self, filter: Mapping[str, Any]) -> set[str]:
-        where, params = compile_filter(filter)
+    def matching_ids(self, filter: FilterLike) -> set[str]:
+        where, params = to_sql(filter)
         return set(self._storage.docs.select_ids(where, params))
 
     def info(self) -> dict[str, Any]:
@@ -305,13 +305,14 @@ class LocalBackend(Backend):
         return [(Document(*rows[k]), v) for k, v in zip(keys, vecs)]
 
     def search(
-        self, queries: Sequence[torch.Tensor], k: int, filter: Mapping[str, Any] | None = None
+        self, queries: Sequence[torch.Tensor], k: int, filter: FilterLike = None
     ) -> list[list[Hit]]:
-        where, params = compile_filter(filter)
+        tree = parse_filter(filter)
+        where, params = to_sql(tree)
         self._refresh_if_stale()
         with self._state_lock:
             index = self._index
-            allowed = self._storage.docs.select_keys(where, params) if filter else None
+            allowed = self._storage.docs.select_keys(where, params) if tree != MATCH_ALL else None
         results = index.search(list(queries), k, allowed)
         rows = self._storage.docs.fetch({int(key) for r in results for key in r.keys})
         return [_hits(r.keys, r.scores, rows) for r in results]

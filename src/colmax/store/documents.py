@@ -253,7 +253,7 @@ class DocumentStore:
         return generation, [r[0] for r in rows], [r[1] for r in rows]
 
     def select_ids(self, where: str, params: Sequence[Any]) -> list[str]:
-        """Ids of documents matching a SQL condition built by :mod:`colmax.store.filters`."""
+        """Ids of documents matching a SQL condition built by :mod:`colmax.filters`."""
         with self._reading() as conn:
             rows = conn.execute(f"SELECT id FROM documents WHERE {where}", params).fetchall()
         if not all(isinstance(r[0], str) for r in rows):
@@ -261,7 +261,7 @@ class DocumentStore:
         return [r[0] for r in rows]
 
     def select_keys(self, where: str, params: Sequence[Any]) -> np.ndarray:
-        """Keys of documents matching a SQL condition built by :mod:`colmax.store.filters`."""
+        """Keys of documents matching a SQL condition built by :mod:`colmax.filters`."""
         with self._reading() as conn:
             rows = conn.execute(f"SELECT key FROM documents WHERE {where}", params).fetchall()
         return np.array([self._key(r[0]) for r in rows], dtype=np.int64)

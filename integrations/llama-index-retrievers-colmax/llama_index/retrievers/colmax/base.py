@@ -21,8 +21,8 @@ from llama_index.retrievers.colmax.filters import to_colmax_filter
 from llama_index.retrievers.colmax.nodes import hit_to_node, nodes_to_records
 
 from colmax import Engine
-from colmax.engine_hybrid import check_hybrid
 from colmax.errors import IndexFormatError
+from colmax.hybrid.side import check_hybrid
 
 __all__ = ["ColmaxRetriever"]
 

@@ -11,10 +11,10 @@ Each document is one point:
   product on unit vectors, no HNSW graph: search scans them exactly), plus with
   ``prefetch="mean" | "muvera"`` one pooled vector with an HNSW graph for two-stage search;
 - payload: ``text``, ``metadata`` (verbatim), ``colmax_seq`` (insertion order for
-  :meth:`~QdrantBackend.ids`) and the typed filter fields of :mod:`.qdrant_filters`.
+  :meth:`~QdrantBackend.ids`) and the typed filter fields of :mod:`.filters`.
 
 The folder holds ``manifest.json`` (dimension, encoder, and the connection settings; never the
-API key) and, for the embedded modes, the shard in ``qdrant/``. Settings: :mod:`.qdrant_settings`
+API key) and, for the embedded modes, the shard in ``qdrant/``. Settings: :mod:`.settings`
 and ``docs/qdrant.md``.
 """
 
@@ -35,11 +35,12 @@ import torch
 
 from colmax import __version__
 from colmax.backends.base import Backend
-from colmax.backends.qdrant_driver import Driver, Found, PointData
-from colmax.backends.qdrant_filters import FIELDS_KEY, field_name, filter_fields, translate
-from colmax.backends.qdrant_pooling import Pooling
-from colmax.backends.qdrant_settings import QdrantSettings, resolve_api_key
+from colmax.backends.qdrant.driver import Driver, Found, PointData
+from colmax.backends.qdrant.filters import FIELDS_KEY, field_name, filter_fields, translate
+from colmax.backends.qdrant.prefetch import PrefetchEncoding
+from colmax.backends.qdrant.settings import QdrantSettings, resolve_api_key
 from colmax.errors import IndexFormatError, InvalidInputError, UnknownIdError
+from colmax.filters import FilterLike
 from colmax.store.fsutil import publish_folder, staging_path
 from colmax.store.manifest import Manifest
 from colmax.store.storage import check_free
@@ -95,7 +96,7 @@ class QdrantBackend(Backend):
         self._dim = dim
         self._encoder_config = encoder_config
         self._folder = folder
-        self._pooling: Pooling | None = settings.pooling_for(dim)
+        self._pooling: PrefetchEncoding | None = settings.prefetch_for(dim)
         self._write_lock = threading.RLock()
         # qdrant-client's local mode is plain Python structures: one caller at a time.
         self._read_lock = self._write_lock if settings.mode == "memory" else None
@@ -124,7 +125,7 @@ class QdrantBackend(Backend):
                 already holds colmax vectors of this dimension.
             api_key: for the server (else ``$COLMAX_QDRANT_API_KEY``); never written to disk.
             collection: collection name (default ``"colmax"``).
-            options: the other :class:`~colmax.backends.qdrant_settings.QdrantSettings`.
+            options: the other :class:`~colmax.backends.qdrant.settings.QdrantSettings`.
 
         Raises:
             InvalidInputError: unknown or invalid options.
@@ -140,7 +141,7 @@ class QdrantBackend(Backend):
             options["collection"] = collection
         folder = Path(path).absolute() if path is not None else None
         settings = QdrantSettings.from_options(folder, options)
-        pooling = settings.pooling_for(dim)  # invalid pooling settings fail before any write
+        pooling = settings.prefetch_for(dim)  # invalid pooling settings fail before any write
         if folder is not None:
             check_free(folder)
         if settings.mode == "edge":
@@ -161,7 +162,7 @@ class QdrantBackend(Backend):
         settings: QdrantSettings,
         dim: int,
         encoder_config: dict[str, Any] | None,
-        pooling: Pooling | None,
+        pooling: PrefetchEncoding | None,
     ) -> QdrantBackend:
         # Build beside the target and rename it into place: a crash leaves no half index.
         staging = staging_path(folder)
@@ -211,7 +212,7 @@ class QdrantBackend(Backend):
                 )
         if settings.mode == "memory":
             raise IndexFormatError(f"{folder}/manifest.json: an in-memory index has no folder")
-        pooling = settings.pooling_for(manifest.dim)
+        pooling = settings.prefetch_for(manifest.dim)
         driver = cls._connect(folder, manifest.dim, settings, pooling, api_key, create=False)
         return cls(driver, settings, manifest.dim, manifest.encoder, folder)
 
@@ -220,19 +221,19 @@ class QdrantBackend(Backend):
         folder: Path | None,
         dim: int,
         settings: QdrantSettings,
-        pooling: Pooling | None,
+        pooling: PrefetchEncoding | None,
         api_key: str | None,
         *,
         create: bool,
     ) -> Driver:
         if settings.mode == "edge":
-            from colmax.backends.qdrant_edge_driver import EdgeDriver
+            from colmax.backends.qdrant.edge import EdgeDriver
 
             assert folder is not None
             if create:
                 return EdgeDriver.create(folder, dim, settings, pooling)
             return EdgeDriver.open(folder)
-        from colmax.backends.qdrant_client_driver import ClientDriver
+        from colmax.backends.qdrant.client import ClientDriver
 
         key = resolve_api_key(api_key) if settings.mode == "server" else None
         return ClientDriver.connect(folder, dim, settings, pooling, key, create=create)
@@ -349,7 +350,7 @@ class QdrantBackend(Backend):
         return out
 
     def search(
-        self, queries: Sequence[torch.Tensor], k: int, filter: Mapping[str, Any] | None = None
+        self, queries: Sequence[torch.Tensor], k: int, filter: FilterLike = None
     ) -> list[list[Hit]]:
         cond = translate(filter)
         if cond is False or not queries:
@@ -506,7 +507,7 @@ class QdrantBackend(Backend):
         )
 
     def _copy_to_edge(self, staging: Path) -> None:
-        from colmax.backends.qdrant_edge_driver import EdgeDriver
+        from colmax.backends.qdrant.edge import EdgeDriver
 
         s = self._settings
         settings = QdrantSettings.from_options(

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from colmax.backends.qdrant_pooling import POOLINGS, Pooling
+from colmax.backends.qdrant.prefetch import PREFETCH_KINDS, PrefetchEncoding
 from colmax.errors import IndexFormatError, InvalidInputError
 
 __all__ = ["API_KEY_ENV", "MODES", "QdrantSettings", "resolve_api_key"]
@@ -140,11 +140,11 @@ class QdrantSettings:
         """JSON-ready settings for ``manifest.json`` (no secrets are held here)."""
         return asdict(self)
 
-    def pooling_for(self, dim: int) -> Pooling | None:
+    def prefetch_for(self, dim: int) -> PrefetchEncoding | None:
         """The prefetch pooling, or ``None`` for single-stage exact search."""
         if self.prefetch is None:
             return None
-        return Pooling.from_settings({"kind": self.prefetch, **self.pooling}, dim)
+        return PrefetchEncoding.from_settings({"kind": self.prefetch, **self.pooling}, dim)
 
     def _check(self, path: Path | None, error: type[Exception]) -> None:
         where = f"{path}/manifest.json: " if error is IndexFormatError else ""
@@ -166,8 +166,8 @@ class QdrantSettings:
             fail(f"collection must be 1-255 of [A-Za-z0-9_.-], got {self.collection!r}")
         if self.datatype not in _DATATYPES:
             fail(f"datatype must be one of {_DATATYPES}, got {self.datatype!r}")
-        if self.prefetch is not None and self.prefetch not in POOLINGS:
-            fail(f"prefetch must be None or one of {POOLINGS}, got {self.prefetch!r}")
+        if self.prefetch is not None and self.prefetch not in PREFETCH_KINDS:
+            fail(f"prefetch must be None or one of {PREFETCH_KINDS}, got {self.prefetch!r}")
         if not isinstance(self.pooling, dict) or (self.pooling and self.prefetch != "muvera"):
             fail("pooling={...} settings go with prefetch='muvera'")
         for name in _POSITIVE:

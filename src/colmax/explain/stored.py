@@ -23,7 +23,8 @@ import torch
 
 from colmax.backends.base import Backend
 from colmax.errors import UnknownIdError
-from colmax.explain import Explanation, explain, explain_vectors
+from colmax.explain.align import explain, explain_vectors
+from colmax.explain.model import Explanation
 from colmax.types import Document, Hit
 
 __all__ = ["explain_document", "explain_hits", "stored_with_vectors"]

@@ -18,16 +18,17 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from colmax.backends.base import Backend
-from colmax.engine_explain import stored_with_vectors
 from colmax.errors import InvalidInputError, UnknownIdError
-from colmax.hybrid import MODES, BM25Index, FusedHit, hybrid_search
+from colmax.explain.stored import stored_with_vectors
+from colmax.filters import MATCH_ALL, FilterLike, parse_filter
+from colmax.hybrid.bm25 import BM25Index
+from colmax.hybrid.fusion import MODES, FusedHit, hybrid_search
 from colmax.scoring import maxsim_ragged
 from colmax.types import Document, Hit
 from colmax.validation import check_k
@@ -114,7 +115,7 @@ class HybridSide:
         query: str,
         query_vectors: torch.Tensor,
         k: int,
-        filter: Mapping[str, Any] | None,
+        filter: FilterLike,
         *,
         mode: str,
         candidates: int,
@@ -127,14 +128,15 @@ class HybridSide:
         """
         backend = self._backend
         bm25 = self.index()
-        allowed = backend.matching_ids(filter) if filter else None
+        tree = parse_filter(filter)
+        allowed = backend.matching_ids(tree) if tree != MATCH_ALL else None
         rows: dict[str, Hit] = {}  # text and metadata of late-side hits, reused below
 
         def lexical(n: int) -> list[tuple[str, float]]:
             return bm25.search(query, n, allowed=allowed)
 
         def late(n: int) -> list[tuple[str, float]]:
-            hits = backend.search([query_vectors], n, filter)[0]
+            hits = backend.search([query_vectors], n, tree)[0]
             rows.update((h.id, h) for h in hits)
             return [(h.id, h.score) for h in hits]
 
