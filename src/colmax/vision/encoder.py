@@ -90,8 +90,12 @@ class VisionEncoder:
         self.dtype = dtype
         self.revision = revision
         self._requested_dtype = requested_dtype
-        self.batch_size = _check_batch(batch_size or _DEFAULT_BATCH["queries"])
-        self.image_batch_size = _check_batch(image_batch_size or _DEFAULT_BATCH["images"])
+        self.batch_size = _check_batch(
+            _DEFAULT_BATCH["queries"] if batch_size is None else batch_size
+        )
+        self.image_batch_size = _check_batch(
+            _DEFAULT_BATCH["images"] if image_batch_size is None else image_batch_size
+        )
         self._image_token_id = _image_token_id(processor)
         with torch.inference_mode():
             probe = self._forward(self.processor.process_queries(text=["a"]))
@@ -157,7 +161,7 @@ class VisionEncoder:
             EmptyTextError: a text is empty or whitespace only.
         """
         items = check_texts(as_list(texts, "texts"), "queries")
-        size = _check_batch(batch_size or self.batch_size)
+        size = _check_batch(self.batch_size if batch_size is None else batch_size)
         show = len(items) > 1000 if show_progress is None else bool(show_progress)
         out: list[torch.Tensor] = []
         with tqdm(total=len(items), desc="Encoding queries", disable=not show) as bar:
@@ -219,7 +223,7 @@ class VisionEncoder:
         from colmax.vision.pages import load_image
 
         items = as_list(images, "images")
-        size = _check_batch(batch_size or self.image_batch_size)
+        size = _check_batch(self.image_batch_size if batch_size is None else batch_size)
         show = len(items) > PAGE_PROGRESS_THRESHOLD if show_progress is None else show_progress
         out: list[EncodedPage] = []
         with tqdm(total=len(items), desc="Encoding pages", disable=not show, unit="page") as bar:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from colmax.errors import InvalidInputError
+from colmax.validation import to_vectors
 
 __all__ = ["PageExplanation"]
 
@@ -147,8 +148,9 @@ def page_explanation(
         InvalidInputError: the grid points outside the document's vectors (vectors and grid
             of different documents).
     """
-    q = np.asarray(query_vectors, dtype=np.float32)
-    d = np.asarray(document_vectors, dtype=np.float32)
+    # L2-normalised as explain_vectors does, so the similarities equal the explanation's.
+    q = to_vectors([query_vectors], None, "query_vectors")[0]
+    d = to_vectors([document_vectors], q.shape[1], "document_vectors")[0]
     if grid.size and (int(grid.max()) >= len(d) or int(grid.min()) < 0):
         raise InvalidInputError(
             f"the patch grid points at row {int(grid.max())} of a document with {len(d)} vectors"

@@ -22,7 +22,20 @@ from typing import Any
 
 import torch
 
-__all__ = ["TINY_WORDS", "make_tiny_colpali", "make_tiny_colqwen2", "write_text_pdf"]
+__all__ = [
+    "SAMPLE_PAGES",
+    "TINY_WORDS",
+    "make_tiny_colpali",
+    "make_tiny_colqwen2",
+    "write_text_pdf",
+]
+
+#: Texts of a small sample report, one per page, for :func:`write_text_pdf` in tests and demos.
+SAMPLE_PAGES = (
+    "Annual report 2023\nRevenue growth by region",
+    "Second page\nSales table: north, south",
+    "Third page\nProfit chart and summary",
+)
 
 #: The words the tiny tokenizers know (lower-cased input); anything else is ``<unk>``.
 TINY_WORDS: tuple[str, ...] = tuple(
