@@ -12,7 +12,7 @@ import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ __all__ = [
     "check_ids",
     "check_k",
     "check_metadatas",
+    "check_missing",
     "check_pool_factor",
     "check_texts",
     "metadata_json",
@@ -190,6 +191,13 @@ def check_flag(value: Any, name: str) -> bool:
     if not isinstance(value, bool):
         raise InvalidInputError(f"{name} must be True or False, got {value!r}")
     return value
+
+
+def check_missing(value: Any) -> Literal["raise", "skip"]:
+    """``missing=``: ``"raise"`` or ``"skip"``."""
+    if value not in ("raise", "skip"):
+        raise InvalidInputError(f"missing must be 'raise' or 'skip', got {value!r}")
+    return value  # type: ignore[no-any-return]
 
 
 def check_pool_factor(pool_factor: Any) -> int:

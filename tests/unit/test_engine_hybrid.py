@@ -100,7 +100,7 @@ def test_the_bm25_cache_is_saved_reused_and_follows_other_writers(
     assert path is not None and not (path / BM25_DIR).exists()  # built on first use only
     first = folder_engine.search(QUERY, k=3, hybrid="rrf")
     meta = json.loads((path / BM25_DIR / "colmax-bm25.json").read_text())
-    assert meta["generation"] == folder_engine.info()["generation"]
+    assert meta["generation"] == folder_engine.info().generation
     assert sorted(meta["ids"]) == sorted(DOCS)
 
     other = Engine.load(path, device="cpu")

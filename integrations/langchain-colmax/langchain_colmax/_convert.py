@@ -3,38 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from langchain_core.documents import Document
 
 from colmax import Engine, Hit
-from colmax.validation import MAX_ID_LENGTH
+from colmax.types import EXPLANATION_KEY, SCORES_KEY
 
-__all__ = [
-    "EXPLANATION_KEY",
-    "SCORES_KEY",
-    "as_engine",
-    "candidate_ids",
-    "fill_ids",
-    "hit_extras",
-    "to_document",
-]
-
-#: Metadata key of a hit's explanation (``Explanation.to_dict()``), when asked for.
-EXPLANATION_KEY = "colmax_explanation"
-#: Metadata key of a hybrid hit's per-side scores (``{"late": ..., "bm25": ...}``).
-SCORES_KEY = "colmax_scores"
-
-
-def hit_extras(hit: Hit) -> dict[str, Any]:
-    """The explanation and hybrid scores a hit carries, as metadata entries (none: ``{}``)."""
-    extras: dict[str, Any] = {}
-    if hit.explanation is not None:
-        extras[EXPLANATION_KEY] = hit.explanation.to_dict()
-    if hit.scores is not None:
-        extras[SCORES_KEY] = dict(hit.scores)
-    return extras
+__all__ = ["EXPLANATION_KEY", "SCORES_KEY", "as_engine", "fill_ids", "to_document"]
 
 
 def to_document(hit: Hit, *, with_score: bool = False) -> Document:
@@ -45,7 +22,7 @@ def to_document(hit: Hit, *, with_score: bool = False) -> Document:
     explanation and hybrid scores are added as ``colmax_explanation`` / ``colmax_scores``.
     """
     metadata = {**hit.metadata, "id": hit.id, "score": hit.score} if with_score else hit.metadata
-    extras = hit_extras(hit)
+    extras = hit.extras()
     if extras:
         metadata = {**metadata, **extras}
     return Document(page_content=hit.text, metadata=metadata, id=hit.id)
@@ -59,24 +36,6 @@ def fill_ids(ids: Iterable[str | None] | None, n: int) -> list[str] | None:
     if len(filled) != n:
         raise ValueError(f"got {len(filled)} ids for {n} texts; pass one id per text")
     return filled
-
-
-def candidate_ids(ids: Sequence[Any]) -> list[str]:
-    """Distinct ids for rerank candidates: each usable ``Document.id`` is kept (so the engine
-    can reuse its stored vectors when the text matches), the others become fresh UUIDs."""
-    out: list[str] = []
-    seen: set[str] = set()
-    for id_ in ids:
-        usable = (
-            isinstance(id_, str)
-            and 0 < len(id_) <= MAX_ID_LENGTH
-            and "\x00" not in id_
-            and id_ not in seen
-        )
-        name = id_ if usable else str(uuid.uuid4())
-        seen.add(name)
-        out.append(name)
-    return out
 
 
 def as_engine(engine: Any) -> Engine:

@@ -1,31 +1,45 @@
-"""Chunked documents in an engine: parents split on the way in, hits grouped on the way out.
+"""Chunked documents in an index: parents split on the way in, hits grouped on the way out.
 
 Chunk ``n`` of document ``parent`` is stored as ``"<parent>#<n>"`` with metadata ``parent_id``
-(see :mod:`colmax.chunking.splitter`). :func:`upsert_documents` / :func:`delete_documents` write
-and delete whole parents; :func:`collapse_hits` keeps the best chunk per parent;
-:func:`search_parents` fetches enough chunks to return ``k`` distinct parents.
+and ``chunk_index`` (see :mod:`colmax.chunking.splitter`). The engine uses these functions
+when it is given a chunk size (``Engine(..., chunk_tokens=...)``, recorded in the index folder):
+
+- :func:`plan_write`: the entries to write for some parents and the stale ones to delete in the
+  same write (chunks of a previous, longer version; the whole document a chunked version
+  replaces, and the other way round);
+- :func:`entries_of`: the stored entries of parents (their chunks, or the document itself);
+- :func:`collapse_hits`: the best chunk per parent, as a hit named after the parent.
+
+:func:`upsert_documents`, :func:`delete_documents` and :func:`search_parents` are the earlier
+engine-level helpers, kept (deprecated) for one release: ``Engine.add``, ``Engine.delete`` and
+``Engine.search`` do the same now.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any, cast, overload
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
-from colmax.chunking.splitter import Chunker, chunk_id
+from colmax.backends.base import Backend, Missing
+from colmax.chunking.splitter import Chunker, chunk_id, is_chunk
 from colmax.errors import InvalidInputError, UnknownIdError
 from colmax.types import Hit
-from colmax.validation import check_flag, check_ids
 
 if TYPE_CHECKING:
     from colmax.engine import Engine
 
 __all__ = [
+    "WritePlan",
     "chunker_for",
+    "chunker_with",
     "collapse_hits",
     "delete_documents",
+    "entries_of",
     "existing_chunk_ids",
+    "plan_write",
     "search_parents",
     "upsert_documents",
 ]
@@ -37,17 +51,15 @@ logger = logging.getLogger(__name__)
 _SPECIAL_TOKENS = 3
 
 
-def chunker_for(engine: Engine, max_tokens: int | None, overlap: int = 0) -> Chunker | None:
-    """A :class:`Chunker` using ``engine``'s tokenizer, or ``None`` when ``max_tokens`` is falsy.
+def chunker_with(encoder: Any, max_tokens: int | None, overlap: int = 0) -> Chunker | None:
+    """A :class:`Chunker` using ``encoder``'s tokenizer, or ``None`` when ``max_tokens`` is falsy.
 
     Logs a warning when chunks are longer than the encoder keeps (the tail would be cut).
     """
     if not max_tokens:
         return None
-    encoder = engine.encoder
     tokenizer = getattr(encoder, "tokenizer", None)
-    settings = getattr(encoder, "settings", None)
-    limit = getattr(settings, "document_length", None)
+    limit = getattr(getattr(encoder, "settings", None), "document_length", None)
     if isinstance(limit, int) and max_tokens > limit - _SPECIAL_TOKENS:
         logger.warning(
             "chunks of %d tokens exceed what the encoder keeps (document_length=%d, about %d "
@@ -59,33 +71,39 @@ def chunker_for(engine: Engine, max_tokens: int | None, overlap: int = 0) -> Chu
     return Chunker(max_tokens, overlap, tokenizer)
 
 
+def chunker_for(engine: Engine, max_tokens: int | None, overlap: int = 0) -> Chunker | None:
+    """:func:`chunker_with` the engine's encoder."""
+    return chunker_with(engine.encoder, max_tokens, overlap)
+
+
 def collapse_hits(hits: Sequence[Hit], k: int | None = None) -> list[Hit]:
     """Keep the best hit per parent document, ranks renumbered.
 
-    A chunk hit (metadata ``parent_id``) becomes a hit whose id is the parent id, whose text is
-    the best chunk, and whose metadata adds ``chunk_id``. Hits without ``parent_id`` pass
-    through unchanged (except ``rank``).
+    A chunk hit (see :func:`~colmax.chunking.splitter.is_chunk`) becomes a hit whose id is the
+    parent id, whose text is the best chunk, and whose metadata adds ``chunk_id``. Other hits
+    pass through unchanged (except ``rank``).
 
     Args:
-        hits: hits sorted best first (as ``Engine.search`` returns them).
+        hits: hits sorted best first (as ``Engine.search(..., group_chunks=False)`` returns
+            them).
         k: keep at most this many parents.
 
     Examples:
-        >>> hits = [Hit("a#1", 9.0, "x", {"parent_id": "a"}, 0),
-        ...         Hit("a#0", 8.0, "y", {"parent_id": "a"}, 1), Hit("b", 7.0, "z", {}, 2)]
+        >>> hits = [Hit("a#1", 9.0, "x", {"parent_id": "a", "chunk_index": 1}, 0),
+        ...         Hit("a#0", 8.0, "y", {"parent_id": "a", "chunk_index": 0}, 1),
+        ...         Hit("b", 7.0, "z", {}, 2)]
         >>> [(h.id, h.metadata.get("chunk_id"), h.rank) for h in collapse_hits(hits)]
         [('a', 'a#1', 0), ('b', None, 1)]
     """
     out: list[Hit] = []
     seen: set[str] = set()
     for hit in hits:
-        parent = hit.metadata.get("parent_id")
-        is_chunk = isinstance(parent, str)
-        key: str = parent if isinstance(parent, str) else hit.id
+        chunk = is_chunk(hit.id, hit.metadata)
+        key: str = hit.metadata["parent_id"] if chunk else hit.id
         if key in seen:
             continue
         seen.add(key)
-        metadata = {**hit.metadata, "chunk_id": hit.id} if is_chunk else dict(hit.metadata)
+        metadata = {**hit.metadata, "chunk_id": hit.id} if chunk else dict(hit.metadata)
         # replace() keeps the hit's explanation and hybrid scores (those of the best chunk).
         out.append(replace(hit, id=key, metadata=metadata, rank=len(out)))
         if k is not None and len(out) >= k:
@@ -93,30 +111,97 @@ def collapse_hits(hits: Sequence[Hit], k: int | None = None) -> list[Hit]:
     return out
 
 
-@overload
-def search_parents(
-    engine: Engine,
-    query: str,
-    k: int = ...,
-    filter: Mapping[str, Any] | None = ...,
-    *,
-    fetch_factor: int = ...,
-    explain: bool = ...,
-    **search_kwargs: Any,
-) -> list[Hit]: ...
+# ---------------------------------------------------------------------------------- writes
+@dataclass(frozen=True)
+class WritePlan:
+    """What one add writes: the entries (chunks, or whole documents) and the stale entries
+    deleted in the same write; ``parents`` are the documents' ids, in input order."""
+
+    parents: list[str]
+    ids: list[str]
+    texts: list[str]
+    metadatas: list[dict[str, Any]]
+    remove: list[str]
 
 
-@overload
-def search_parents(
-    engine: Engine,
-    query: list[str],
-    k: int = ...,
-    filter: Mapping[str, Any] | None = ...,
-    *,
-    fetch_factor: int = ...,
-    explain: bool = ...,
-    **search_kwargs: Any,
-) -> list[list[Hit]]: ...
+def plan_write(
+    backend: Backend,
+    chunker: Chunker | None,
+    ids: list[str],
+    texts: list[str],
+    metadatas: list[dict[str, Any]],
+) -> WritePlan:
+    """Split the documents (when ``chunker``) and find what they replace.
+
+    A document stored whole that is now chunked, chunks beyond the new count, and the chunks
+    of a document now stored whole are stale. Existence is checked in batches: one look-up
+    for all first chunks, then only for the parents that have chunks.
+    """
+    if chunker is None:
+        return WritePlan(ids, ids, texts, metadatas, _chunks_beyond(backend, dict.fromkeys(ids, 0)))
+    chunks = [c for i, t, m in zip(ids, texts, metadatas) for c in chunker.split(i, t, m)]
+    counts = dict.fromkeys(ids, 0)
+    for c in chunks:
+        counts[c.metadata["parent_id"]] += 1
+    stale = _chunks_beyond(backend, counts)
+    stale += sorted(backend.existing([p for p, n in counts.items() if n > 0]))  # stored whole
+    return WritePlan(
+        ids, [c.id for c in chunks], [c.text for c in chunks], [c.metadata for c in chunks], stale
+    )
+
+
+def _chunks_beyond(backend: Backend, counts: Mapping[str, int]) -> list[str]:
+    """The stored chunks ``<parent>#<n>`` with ``n >= counts[parent]`` (contiguous from there)."""
+    found: list[str] = []
+    pending = dict(counts)
+    while pending:
+        probe = {chunk_id(p, n): p for p, n in pending.items()}
+        present = backend.existing(list(probe))
+        pending = {probe[c]: pending[probe[c]] + 1 for c in present}
+        found += sorted(present)
+    if not found:
+        return []
+    return [d.id for d in backend.get(found, missing="skip") if is_chunk(d.id, d.metadata)]
+
+
+def entries_of(backend: Backend, ids: Sequence[str], missing: Missing = "raise") -> list[str]:
+    """The stored entries of documents ``ids``: each one's chunks and the document itself.
+
+    Raises:
+        UnknownIdError: an id is neither stored nor a chunked parent, and ``missing="raise"``.
+    """
+    unique = list(dict.fromkeys(ids))
+    chunks = _chunks_beyond(backend, dict.fromkeys(unique, 0))
+    whole = backend.existing(unique)
+    by_parent: dict[str, list[str]] = {}
+    for c in chunks:
+        by_parent.setdefault(c.rsplit("#", 1)[0], []).append(c)
+    absent = [i for i in unique if i not in whole and i not in by_parent]
+    if absent and missing == "raise":
+        raise UnknownIdError(
+            f"{len(absent)} id(s) not in the index, e.g. {absent[:5]!r}; nothing was deleted"
+        )
+    out: list[str] = []
+    for i in unique:
+        out += by_parent.get(i, [])
+        if i in whole:
+            out.append(i)
+    return list(dict.fromkeys(out))
+
+
+# ---------------------------------------------------------------------------------- deprecated
+def _deprecated(name: str, instead: str) -> None:
+    warnings.warn(
+        f"colmax.chunking.{name} is deprecated (removed in 0.3): {instead}",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+
+
+def existing_chunk_ids(engine: Engine, parent_id: str, start: int = 0) -> list[str]:
+    """Ids ``<parent_id>#<n>`` in the index for ``n = start, start+1, ...`` until one is missing
+    (only real chunks of ``parent_id``: see :func:`~colmax.chunking.splitter.is_chunk`)."""
+    return _chunks_beyond(engine.backend, {parent_id: start})
 
 
 def search_parents(
@@ -128,68 +213,13 @@ def search_parents(
     fetch_factor: int = 4,
     explain: bool = False,
     **search_kwargs: Any,
-) -> list[Hit] | list[list[Hit]]:
-    """Like ``Engine.search``, but one hit per parent document (see :func:`collapse_hits`).
+) -> Any:
+    """Deprecated: ``engine.search(query, k, filter)`` groups chunks into parents itself.
 
-    Fetches ``k * fetch_factor`` chunks, and more (``fetch_factor`` times as many each round)
-    while fewer than ``k`` distinct parents came back and the index has more matches.
-
-    Args:
-        engine: the engine to search.
-        query: one query (returns ``list[Hit]``) or a list (returns one list per query).
-        k: parents per query.
-        filter: metadata filter, as for ``Engine.search``.
-        fetch_factor: how many chunks to fetch per wanted parent, and the growth per round.
-        explain: give each returned hit the explanation of its best chunk (only the ``k``
-            returned hits are explained, not every chunk fetched).
-        **search_kwargs: passed to ``Engine.search`` (``hybrid``, ``candidates``, ``weight``).
+    ``fetch_factor`` is ignored (the engine fetches what it needs).
     """
-    check_flag(explain, "explain")
-    queries = [query] if isinstance(query, str) else list(query)
-    fetch = k * fetch_factor
-    first = cast("list[list[Hit]]", engine.search(queries, k=fetch, filter=filter, **search_kwargs))
-    out: list[list[Hit]] = []
-    for text, hits in zip(queries, first):
-        size = fetch
-        parents = collapse_hits(hits, k)
-        while len(parents) < k and len(hits) >= size:  # fewer hits than asked: no more exist
-            size *= fetch_factor
-            hits = cast("list[Hit]", engine.search(text, k=size, filter=filter, **search_kwargs))
-            parents = collapse_hits(hits, k)
-        out.append(_explained(engine, text, parents) if explain else parents)
-    return out[0] if isinstance(query, str) else out
-
-
-def _explained(engine: Engine, query: str, hits: list[Hit]) -> list[Hit]:
-    """``hits`` (collapsed) with the explanation of the stored entry each one came from."""
-    from colmax.explain.stored import explain_hits
-
-    if not hits or engine.encoder is None:
-        return hits
-    stored = [
-        replace(h, id=h.metadata["chunk_id"]) if isinstance(h.metadata.get("parent_id"), str) else h
-        for h in hits
-    ]
-    qvecs = engine.encoder.encode_queries([query])[0]
-    explained = explain_hits(engine.encoder, engine.backend, query, qvecs, stored)
-    return [replace(h, explanation=e.explanation) for h, e in zip(hits, explained)]
-
-
-def existing_chunk_ids(engine: Engine, parent_id: str, start: int = 0) -> list[str]:
-    """Ids ``<parent_id>#<n>`` in the index for ``n = start, start+1, ...`` until one is missing.
-
-    Only documents whose metadata ``parent_id`` is ``parent_id`` count, so a document that
-    merely has such an id is never taken for a chunk.
-    """
-    found = []
-    n = start
-    while chunk_id(parent_id, n) in engine:
-        found.append(chunk_id(parent_id, n))
-        n += 1
-    if not found:
-        return []
-    docs = engine.get(found)
-    return [d.id for d in docs if d.metadata.get("parent_id") == parent_id]
+    _deprecated("search_parents", "engine.search() groups chunks by parent (group_chunks=True)")
+    return engine.search(query, k, filter, explain=explain, group_chunks=True, **search_kwargs)
 
 
 def upsert_documents(
@@ -202,75 +232,22 @@ def upsert_documents(
     replace_stale: bool = True,
     **add_kwargs: Any,
 ) -> list[str]:
-    """Add or replace documents, split into chunks when a ``chunker`` is given.
-
-    When a document is replaced, pieces of its previous version that the new version does not
-    overwrite (extra chunks, or the whole unchunked document) are deleted afterwards, so the
-    index holds exactly the new version. The add is one atomic engine call; the clean-up is a
-    second one.
-
-    Args:
-        engine: the engine to write to.
-        ids, texts, metadatas: the documents (parallel lists).
-        chunker: split each document into chunks (``None``: store documents whole).
-        replace_stale: look for and delete stale pieces (``False`` skips the look-up, for a
-            fresh index).
-        **add_kwargs: passed to ``Engine.add`` (``batch_size``, ``show_progress``).
+    """Deprecated: ``Engine(..., chunk_tokens=N)`` and ``engine.add(texts, ids, metadatas)``.
 
     Returns:
-        The ids written (chunk ids when chunking).
+        The ids of the stored entries (chunk ids when chunking), as before.
     """
+    _deprecated("upsert_documents", "open the engine with chunk_tokens=... and call engine.add()")
     metas = list(metadatas) if metadatas is not None else [None] * len(ids)
     if not (len(ids) == len(texts) == len(metas)):
         raise InvalidInputError(
             f"got {len(ids)} ids, {len(texts)} texts and {len(metas)} metadatas; pass one each"
         )
-    ids = check_ids(list(ids), len(texts))  # parent ids, before they become chunk ids
-    if chunker is None:
-        written = engine.add(list(texts), ids=list(ids), metadatas=metas, **add_kwargs)
-        stale = [c for i in ids for c in existing_chunk_ids(engine, i)] if replace_stale else []
-    else:
-        chunks = [c for i, t, m in zip(ids, texts, metas) for c in chunker.split(i, t, m)]
-        written = engine.add(
-            [c.text for c in chunks],
-            ids=[c.id for c in chunks],
-            metadatas=[c.metadata for c in chunks],
-            **add_kwargs,
-        )
-        stale = []
-        if replace_stale:
-            counts: dict[str, int] = {i: 0 for i in ids}
-            for c in chunks:
-                counts[c.metadata["parent_id"]] += 1
-            for parent, n in counts.items():
-                stale += existing_chunk_ids(engine, parent, start=n)
-                if parent in engine and n > 0:
-                    stale.append(parent)  # the document was stored whole before
-    if stale:
-        engine.delete(stale)
-    return written
+    written = engine._add_texts(chunker, list(texts), list(ids), metas, **add_kwargs)
+    return written.entry_ids
 
 
 def delete_documents(engine: Engine, ids: Sequence[str]) -> int:
-    """Delete documents by id; a chunked document's id deletes all its chunks.
-
-    Returns:
-        How many stored entries (documents and chunks) were deleted.
-
-    Raises:
-        UnknownIdError: an id is neither a document nor a chunked parent (nothing is deleted).
-    """
-    targets: list[str] = []
-    missing: list[str] = []
-    for id_ in dict.fromkeys(ids):
-        pieces = existing_chunk_ids(engine, id_)
-        if id_ in engine:
-            pieces.append(id_)
-        if not pieces:
-            missing.append(id_)
-        targets += pieces
-    if missing:
-        raise UnknownIdError(
-            f"{len(missing)} id(s) not in the index, e.g. {missing[:5]!r}; nothing was deleted"
-        )
-    return engine.delete(list(dict.fromkeys(targets)))
+    """Deprecated: ``engine.delete(ids)`` deletes a chunked document's chunks itself."""
+    _deprecated("delete_documents", "engine.delete(ids) deletes chunked documents whole")
+    return engine.delete(list(ids))

@@ -29,7 +29,7 @@ from typing import Any
 
 from colmax.errors import InvalidInputError
 
-__all__ = ["CHUNK_KEYS", "Chunk", "Chunker", "chunk_id"]
+__all__ = ["CHUNK_KEYS", "Chunk", "Chunker", "chunk_id", "is_chunk"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,24 @@ def chunk_id(parent_id: str, index: int) -> str:
         'report.md#2'
     """
     return f"{parent_id}#{index}"
+
+
+def is_chunk(id_: str, metadata: Mapping[str, Any]) -> bool:
+    """Whether a stored entry is a chunk made by :class:`Chunker`: its id is
+    ``chunk_id(metadata["parent_id"], metadata["chunk_index"])``. (A ``parent_id`` field alone
+    does not make a chunk: users may store one of their own.)
+
+    Examples:
+        >>> is_chunk("a#1", {"parent_id": "a", "chunk_index": 1}), is_chunk("b", {"parent_id": "a"})
+        (True, False)
+    """
+    parent, index = metadata.get("parent_id"), metadata.get("chunk_index")
+    return (
+        isinstance(parent, str)
+        and isinstance(index, int)
+        and not isinstance(index, bool)
+        and id_ == chunk_id(parent, index)
+    )
 
 
 @dataclass(frozen=True)

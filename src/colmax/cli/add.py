@@ -41,21 +41,24 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Upsert INPUT into DIR batch by batch."""
-    from colmax.chunking import chunker_for
     from colmax.engine import Engine
 
     records = read_input(args)
-    with Engine.load(args.dir, device=args.device, compile=args.compile) as engine:
-        chunker = chunker_for(engine, args.chunk_tokens, args.chunk_overlap)
+    with Engine.load(
+        args.dir,
+        device=args.device,
+        compile=args.compile,
+        chunk_tokens=args.chunk_tokens,  # None: as the index records
+        chunk_overlap=args.chunk_overlap,
+    ) as engine:
+        chunked = engine.chunker is not None
         stats = write_records(
             engine,
             records,
-            chunker=chunker,
             batch_size=args.batch_size,
-            replace_stale=True,
             progress=not args.quiet,
             pool_factor=args.pool_factor,
         )
     if not args.quiet:
-        print_err(summary(stats, "added", args.dir, chunker is not None))
+        print_err(summary(stats, "added", args.dir, chunked))
     return 0

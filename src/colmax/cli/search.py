@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 import textwrap
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from colmax.cli._common import (
     add_device_option,
@@ -80,13 +80,12 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Search and print."""
-    from colmax.chunking import search_parents
     from colmax.engine import Engine
     from colmax.validation import check_k
 
     k = check_k(args.k)
     filter_ = parse_filter(args.filter)
-    options: dict[str, Any] = {"explain": args.explain}
+    options: dict[str, Any] = {"explain": args.explain, "group_chunks": not args.chunks}
     tuning = {
         name: value
         for name, value in (("candidates", args.candidates), ("weight", args.weight))
@@ -96,13 +95,8 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInputError("--candidates and --weight go with --hybrid MODE")
     if args.hybrid is not None:
         options.update(hybrid=args.hybrid, **tuning)
-    results: list[list[Hit]]
     with Engine.load(args.dir, device=args.device) as engine:
-        if args.chunks:
-            found = engine.search(list(args.queries), k=k, filter=filter_, **options)
-            results = cast("list[list[Hit]]", found)  # a list of queries: one list each
-        else:
-            results = search_parents(engine, list(args.queries), k=k, filter=filter_, **options)
+        results = engine.search(list(args.queries), k=k, filter=filter_, **options)
     for i, (query, hits) in enumerate(zip(args.queries, results)):
         if args.json:
             print(

@@ -65,7 +65,8 @@ def register(subparsers: Any) -> None:
         "--chunk-tokens",
         type=int,
         metavar="N",
-        help="split documents added over HTTP into chunks of N tokens (as 'colmax index')",
+        help="split documents added over HTTP into chunks of N tokens (default: as the index "
+        "records, from 'colmax index --chunk-tokens')",
     )
     parser.add_argument("--chunk-overlap", type=int, default=0, metavar="M", help="default 0")
     parser.add_argument(
@@ -109,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
             f"colmax serve: warning: {args.host} is reachable from other machines and there "
             f"is no API key: anyone who can connect can search (set ${API_KEY_ENV})"
         )
-    with Engine.load(args.dir, device=args.device) as engine:
+    chunking = {"chunk_tokens": args.chunk_tokens, "chunk_overlap": args.chunk_overlap}
+    with Engine.load(args.dir, device=args.device, **chunking) as engine:
         app = create_app(engine, settings)
         writes = "on" if settings.writes_enabled else "off (no API key)"
         print_err(

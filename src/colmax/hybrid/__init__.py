@@ -14,6 +14,7 @@ from colmax.hybrid.bm25 import BM25Index, BM25Settings
 from colmax.hybrid.fusion import (
     MODES,
     FusedHit,
+    check_hybrid,
     hybrid_search,
     minmax_fusion,
     reciprocal_rank_fusion,
@@ -24,6 +25,7 @@ __all__ = [
     "BM25Index",
     "BM25Settings",
     "FusedHit",
+    "check_hybrid",
     "hybrid_search",
     "minmax_fusion",
     "reciprocal_rank_fusion",

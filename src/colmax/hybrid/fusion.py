@@ -26,6 +26,7 @@ __all__ = [
     "MODES",
     "FusedHit",
     "Scored",
+    "check_hybrid",
     "hybrid_search",
     "minmax_fusion",
     "reciprocal_rank_fusion",
@@ -190,3 +191,28 @@ def _hits(fused: Scored, *, late: Scored, bm25: Scored) -> list[FusedHit]:
         br, bs = bm25_at.get(id_, (None, None))
         out.append(FusedHit(id_, float(score), rank, ls, lr, bs, br))
     return out
+
+
+def check_hybrid(mode: Any, candidates: Any, weight: Any, *, text_query: bool) -> None:
+    """Validate the hybrid options before any encoding work.
+
+    Raises:
+        InvalidInputError: unknown mode, bad ``candidates`` or ``weight``, a query given as
+            vectors (BM25 needs text), or bm25s missing (names the ``hybrid`` extra).
+    """
+    if mode not in MODES:
+        raise InvalidInputError(f"hybrid must be None or one of {list(MODES)}, got {mode!r}")
+    check_k(candidates, "candidates")
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight <= 1:
+        raise InvalidInputError(f"weight must be a number in [0, 1], got {weight!r}")
+    if not text_query:
+        raise InvalidInputError(
+            "hybrid search needs a text query (BM25 scores words); query_embeddings cannot be "
+            "used with hybrid=..."
+        )
+    try:
+        import bm25s  # noqa: F401
+    except ImportError as exc:
+        raise InvalidInputError(
+            f'hybrid={mode!r} needs the hybrid extra: pip install "colmax[hybrid]" ({exc})'
+        ) from exc

@@ -123,7 +123,10 @@ class AddResponse(BaseModel):
     ids: list[str] = Field(description="the document ids written, in request order")
     entries: int = Field(description="stored entries written (chunks when chunking)")
     documents: int = Field(description="entries in the index after the write")
-    generation: int = Field(description="the index generation this write committed")
+    generation: int | None = Field(
+        description="the index generation this write committed (null: the index keeps none, "
+        "as a Qdrant index)"
+    )
 
 
 class DeleteResponse(BaseModel):
@@ -131,7 +134,7 @@ class DeleteResponse(BaseModel):
 
     deleted: int = Field(description="stored entries deleted (a chunked document's chunks)")
     documents: int = Field(description="entries in the index after the delete")
-    generation: int
+    generation: int | None
 
 
 class DocumentOut(BaseModel):
@@ -153,11 +156,11 @@ class InfoResponse(BaseModel):
     """What the index holds and how the server is configured."""
 
     documents: int
-    tokens: int
+    tokens: int | None = Field(description="token vectors (null: not counted, Qdrant)")
     dim: int
     index: str
     model: str | None
-    generation: int
+    generation: int | None = Field(description="write counter (null: not kept, Qdrant)")
     settings: dict[str, Any]
 
 

@@ -296,9 +296,10 @@ class ClientDriver(Driver):
         return int(result.count)
 
     def scroll(
-        self, fields: Sequence[str], *, vectors: bool = False
+        self, fields: Sequence[str], *, vectors: bool = False, cond: Cond | None = None
     ) -> Iterator[tuple[str, Found]]:
         include = self._models.PayloadSelectorInclude(include=list(fields))
+        flt = to_qdrant(cond, self._models)
         offset = None
         while True:
             page = partial(
@@ -308,6 +309,7 @@ class ClientDriver(Driver):
                 offset=offset,
                 with_payload=include,
                 with_vectors=[TOKENS] if vectors else False,
+                scroll_filter=flt,
             )
             records, offset = self._retry(page, "scroll")
             for rec in records:

@@ -84,9 +84,10 @@ class Driver(ABC):
 
     @abstractmethod
     def scroll(
-        self, fields: Sequence[str], *, vectors: bool = False
+        self, fields: Sequence[str], *, vectors: bool = False, cond: Cond | None = None
     ) -> Iterator[tuple[str, Found]]:
-        """Every point as (point id, payload fields and, if asked, token vectors), unordered."""
+        """Every point (``cond``: that matches it) as (point id, payload fields and, if
+        asked, token vectors), unordered."""
 
     @abstractmethod
     def create_field_indexes(self, keywords: Sequence[str], floats: Sequence[str]) -> None:

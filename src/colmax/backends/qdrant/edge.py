@@ -172,7 +172,7 @@ class EdgeDriver(Driver):
         return int(self._shard.count(self._qe.CountRequest(exact=True)))
 
     def scroll(
-        self, fields: Sequence[str], *, vectors: bool = False
+        self, fields: Sequence[str], *, vectors: bool = False, cond: Cond | None = None
     ) -> Iterator[tuple[str, Found]]:
         qe = self._qe
         offset = None
@@ -183,6 +183,7 @@ class EdgeDriver(Driver):
                     limit=_SCROLL_PAGE,
                     with_payload=qe.PayloadSelector.Include(list(fields)),
                     with_vector=[TOKENS] if vectors else False,
+                    filter=to_qdrant(cond, qe),
                 )
             )
             for rec in records:

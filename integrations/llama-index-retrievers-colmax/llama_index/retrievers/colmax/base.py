@@ -22,7 +22,7 @@ from llama_index.retrievers.colmax.nodes import hit_to_node, nodes_to_records
 
 from colmax import Engine
 from colmax.errors import IndexFormatError
-from colmax.hybrid.side import check_hybrid
+from colmax.hybrid import check_hybrid
 
 __all__ = ["ColmaxRetriever"]
 
@@ -32,7 +32,6 @@ ENGINE_DIR = "engine"
 CONFIG_FILE = "retriever.json"
 _FORMAT = "llama-index-retrievers-colmax"
 _FORMAT_VERSION = 1
-_GET_BATCH = 1000
 
 
 class ColmaxRetriever(BaseRetriever):
@@ -57,6 +56,8 @@ class ColmaxRetriever(BaseRetriever):
             score and ``node.metadata["colmax_scores"]`` holds each side's own.
         hybrid_candidates, hybrid_weight: hits taken from each side before fusing, and the
             weight of the late-interaction side (see ``colmax.Engine.search``).
+        group_chunks: one node per chunked document (its best chunk), as every colmax door
+            returns them (see ``colmax.Engine.search``).
         callback_manager, object_map, objects, verbose: as for any LlamaIndex retriever.
 
     Raises:
@@ -81,6 +82,7 @@ class ColmaxRetriever(BaseRetriever):
         hybrid: str | None = None,
         hybrid_candidates: int = 100,
         hybrid_weight: float = 0.5,
+        group_chunks: bool = True,
         callback_manager: CallbackManager | None = None,
         object_map: dict | None = None,
         objects: list[IndexNode] | None = None,
@@ -100,6 +102,9 @@ class ColmaxRetriever(BaseRetriever):
         self.hybrid = hybrid
         self.hybrid_candidates = hybrid_candidates
         self.hybrid_weight = hybrid_weight
+        if not isinstance(group_chunks, bool):
+            raise TypeError(f"group_chunks must be True or False, got {group_chunks!r}")
+        self.group_chunks = group_chunks
         super().__init__(
             callback_manager=callback_manager,
             object_map=object_map,
@@ -254,14 +259,9 @@ class ColmaxRetriever(BaseRetriever):
 
     def delete_ref_doc(self, ref_doc_id: str) -> int:
         """Delete every node whose source document is ``ref_doc_id``; returns how many."""
-        ids = self._engine.ids()
-        doomed = [
-            doc.id
-            for start in range(0, len(ids), _GET_BATCH)
-            for doc in self._engine.get(ids[start : start + _GET_BATCH])
-            if doc.metadata.get("ref_doc_id") == ref_doc_id
-        ]
-        return self._engine.delete(doomed) if doomed else 0
+        if not isinstance(ref_doc_id, str) or not ref_doc_id:
+            raise ValueError(f"ref_doc_id must be a non-empty string, got {ref_doc_id!r}")
+        return self._engine.delete(filter={"ref_doc_id": ref_doc_id})
 
     # ------------------------------------------------------------------ persistence
     def persist(self, persist_dir: str | Path) -> Path:
@@ -281,6 +281,7 @@ class ColmaxRetriever(BaseRetriever):
             "hybrid": self.hybrid,
             "hybrid_candidates": self.hybrid_candidates,
             "hybrid_weight": self.hybrid_weight,
+            "group_chunks": self.group_chunks,
             "filters": self._filters.model_dump(mode="json") if self._filters else None,
         }
         staging = folder / f".{CONFIG_FILE}.tmp"
@@ -322,6 +323,7 @@ class ColmaxRetriever(BaseRetriever):
             hybrid=config.get("hybrid"),
             hybrid_candidates=int(config.get("hybrid_candidates", 100)),
             hybrid_weight=float(config.get("hybrid_weight", 0.5)),
+            group_chunks=bool(config.get("group_chunks", True)),
             callback_manager=callback_manager,
         )
 
@@ -335,8 +337,9 @@ class ColmaxRetriever(BaseRetriever):
             hybrid=self.hybrid,  # the engine ignores the next two without it
             candidates=self.hybrid_candidates,
             weight=self.hybrid_weight,
+            group_chunks=self.group_chunks,
         )
-        return [NodeWithScore(node=hit_to_node(hit), score=hit.score) for hit in hits]  # type: ignore[union-attr]
+        return [NodeWithScore(node=hit_to_node(hit), score=hit.score) for hit in hits]
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         # Encoding and MaxSim are CPU/GPU-bound: run them in a worker thread so the event loop

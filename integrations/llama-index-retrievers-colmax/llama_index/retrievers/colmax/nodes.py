@@ -18,6 +18,7 @@ from llama_index.core.schema import BaseNode, MetadataMode, TextNode
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 
 from colmax import Hit
+from colmax.types import EXPLANATION_KEY, SCORES_KEY
 
 __all__ = [
     "EXPLANATION_KEY",
@@ -30,10 +31,6 @@ __all__ = [
 
 #: The metadata key holding the serialised node (LlamaIndex's own name for it).
 NODE_CONTENT_KEY = "_node_content"
-#: Metadata key of a hit's explanation (``Explanation.to_dict()``), when asked for.
-EXPLANATION_KEY = "colmax_explanation"
-#: Metadata key of a hybrid hit's per-side scores (``{"late": ..., "bm25": ...}``).
-SCORES_KEY = "colmax_scores"
 
 
 def nodes_to_records(
@@ -69,11 +66,7 @@ def with_hit_extras(node: BaseNode, hit: Hit) -> BaseNode:
     """``node``, or a copy with ``metadata["colmax_explanation"]`` / ``["colmax_scores"]``
     from ``hit``. The keys are excluded from the LLM and embedding views of the node, so
     the explanation never ends up in a prompt or in encoded text."""
-    extras: dict[str, Any] = {}
-    if hit.explanation is not None:
-        extras[EXPLANATION_KEY] = hit.explanation.to_dict()
-    if hit.scores is not None:
-        extras[SCORES_KEY] = dict(hit.scores)
+    extras = hit.extras()
     if not extras:
         return node
 
