@@ -24,21 +24,48 @@ pytest.importorskip("llama_index.retrievers.colmax", reason="the LlamaIndex door
 pytest.importorskip("fastapi", reason='pip install "colmax[server]"')
 pytest.importorskip("bm25s", reason='pip install "colmax[hybrid]"')
 
-from fastapi.testclient import TestClient  # noqa: E402
-from langchain_colmax import ColmaxRetriever as LangChainRetriever  # noqa: E402
-from llama_index.core.vector_stores.types import (  # noqa: E402
+from fastapi.testclient import TestClient
+from langchain_colmax import ColmaxRetriever as LangChainRetriever
+from llama_index.core.vector_stores.types import (
     FilterOperator,
     MetadataFilter,
     MetadataFilters,
 )
-from llama_index.retrievers.colmax import ColmaxRetriever as LlamaRetriever  # noqa: E402
+from llama_index.retrievers.colmax import ColmaxRetriever as LlamaRetriever
 
-from colmax.server import create_app  # noqa: E402
+from colmax.server import create_app
 
-WORDS = (
-    "the cat sat on mat dog ran to house paris is capital of france big red car search engine "
-    "query document late interaction model token hello world small blue"
-).split()
+WORDS = [
+    "the",
+    "cat",
+    "sat",
+    "on",
+    "mat",
+    "dog",
+    "ran",
+    "to",
+    "house",
+    "paris",
+    "is",
+    "capital",
+    "of",
+    "france",
+    "big",
+    "red",
+    "car",
+    "search",
+    "engine",
+    "query",
+    "document",
+    "late",
+    "interaction",
+    "model",
+    "token",
+    "hello",
+    "world",
+    "small",
+    "blue",
+]
 QUERY = "late interaction search of the capital"
 K = 5
 Result = list[tuple[str, float]]

@@ -17,9 +17,9 @@ from colmax import Engine
 pytest.importorskip("fastapi", reason='pip install "colmax[server]"')
 pytest.importorskip("qdrant_edge", reason='pip install "colmax[qdrant]"')
 
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from colmax.server import ServerSettings, create_app  # noqa: E402
+from colmax.server import ServerSettings, create_app
 
 KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
