@@ -41,6 +41,15 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="without an API key, accept POST/DELETE /documents anyway",
     )
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        metavar="NAME",
+        dest="allowed_hosts",
+        help="a Host header name to answer (repeatable; '*' for any). Default: any with an "
+        "API key; without one, only localhost, 127.0.0.1, ::1 and the --host address, so a web "
+        "page rebinding its DNS name to this machine cannot use the server",
+    )
     limits = parser.add_argument_group("limits (larger requests get 413 or 422)")
     limits.add_argument(
         "--max-body-bytes", type=int, default=d.max_body_bytes, help="default %(default)s"
@@ -93,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
 
     api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV)
     settings = ServerSettings(
+        allowed_hosts=_allowed_hosts(args.allowed_hosts, args.host, api_key),
         api_key=api_key,
         allow_unauthenticated_writes=args.allow_unauthenticated_writes,
         max_body_bytes=args.max_body_bytes,
@@ -107,7 +117,9 @@ def run(args: argparse.Namespace) -> int:
     if api_key is None and not _is_loopback(args.host):
         print_err(
             f"colmax serve: warning: {args.host} is reachable from other machines and there "
-            f"is no API key: anyone who can connect can search (set ${API_KEY_ENV})"
+            f"is no API key: anyone who can connect can search (set ${API_KEY_ENV}); only "
+            f"requests for the host names {list(settings.trusted_hosts())} are answered "
+            "(--allowed-host adds one)"
         )
     with Engine.load(args.dir, device=args.device) as engine:
         app = create_app(engine, settings)
@@ -125,6 +137,23 @@ def run(args: argparse.Namespace) -> int:
             timeout_graceful_shutdown=30,
         )
     return 0
+
+
+def _allowed_hosts(
+    given: list[str] | None, bind: str, api_key: str | None
+) -> tuple[str, ...] | None:
+    """``--allowed-host`` values, or ``None`` (the settings' default) when there are none.
+
+    Without a key and bound to one specific non-loopback address, that address is allowed too
+    (clients then use it as the Host); a wildcard bind (``0.0.0.0``) adds nothing.
+    """
+    from colmax.server.settings import LOOPBACK_HOSTS
+
+    if given:
+        return tuple(given)
+    if api_key is not None or _is_loopback(bind) or bind in ("0.0.0.0", "::", ""):
+        return None
+    return (*LOOPBACK_HOSTS, f"[{bind}]" if ":" in bind else bind)
 
 
 def _is_loopback(host: str) -> bool:
