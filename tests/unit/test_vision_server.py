@@ -10,9 +10,9 @@ from colmax import Engine
 
 pytest.importorskip("pypdfium2", reason='pip install "colmax[vision]"')
 pytest.importorskip("fastapi", reason='pip install "colmax[server]"')
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from colmax.server import create_app  # noqa: E402
+from colmax.server import create_app
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
