@@ -43,7 +43,7 @@ class ColBERTEncoder:
 
     Attributes:
         settings: the :class:`EncoderSettings` in force.
-        format: checkpoint format, ``"colbert"``, ``"pylate"`` or ``"hf"``.
+        format: checkpoint format, one of :data:`~colmax.encoders.settings.FORMATS`.
         device: where the model runs.
         dtype: the model's floating-point type (outputs are always float32 on the CPU).
     """
