@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from colmax.cli import main
-from colmax.cli.serve import _is_loopback
+from colmax.cli._server_options import is_loopback
 
 pytest.importorskip("fastapi")
 
@@ -56,4 +56,4 @@ def test_serving_a_folder_that_is_not_an_index(
     ],
 )
 def test_loopback_detection(host: str, loopback: bool) -> None:
-    assert _is_loopback(host) is loopback
+    assert is_loopback(host) is loopback
