@@ -328,6 +328,7 @@ def _explained(engine: Engine, query: str, hits: list[Hit]) -> list[Hit]:
     ]
     qvecs = engine.encoder.encode_queries([query])[0]
     explained = explain_hits(engine.encoder, engine.backend, query, qvecs, stored)
+    explained = engine._explain_pages(query, qvecs, explained)  # page hits: heatmap data
     return [replace(h, explanation=e.explanation) for h, e in zip(hits, explained)]
 
 

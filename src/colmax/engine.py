@@ -372,6 +372,18 @@ class Engine:
 
         return self._pages.image(page_image_name(self._backend, id_))
 
+    def page_image_path(self, id_: str) -> Path | None:
+        """Where the stored page image of document ``id_`` lies on disk (inside the index
+        folder; ``None`` for an in-memory engine). Read-only: the file belongs to the index.
+
+        Raises:
+            UnknownIdError: no such document.
+            InvalidInputError: the document has no page image.
+        """
+        from colmax.vision.engine_pages import page_image_name
+
+        return self._pages.path(page_image_name(self._backend, id_))
+
     def page_image_bytes(self, id_: str) -> tuple[bytes, str]:
         """The stored page image file of document ``id_`` and its media type
         (``("...", "image/png")``), for serving it as it is.

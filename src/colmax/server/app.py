@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
@@ -81,6 +81,16 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
     app.get("/documents/{doc_id}", response_model=DocumentOut, responses={**_ERRORS, **_NOT_FOUND})(
         handlers.get_document
     )
+    app.get(
+        "/page-image",
+        response_class=Response,
+        responses={**_ERRORS, **_NOT_FOUND, 200: {"content": {"image/png": {}, "image/jpeg": {}}}},
+    )(handlers.page_image)
+    app.get(
+        "/page-heatmap",
+        response_class=Response,
+        responses={**_ERRORS, **_NOT_FOUND, 200: {"content": {"image/png": {}}}},
+    )(handlers.page_heatmap)
     _add_error_handlers(app)
     _document_security(app, settings)
     # The last middleware added runs first: authentication, then the body limit.
