@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from colmax.cli import main
-from colmax.cli.serve import _is_loopback
+from colmax.cli._server_options import is_loopback
 
 pytest.importorskip("fastapi")
 
@@ -56,7 +56,7 @@ def test_serving_a_folder_that_is_not_an_index(
     ],
 )
 def test_loopback_detection(host: str, loopback: bool) -> None:
-    assert _is_loopback(host) is loopback
+    assert is_loopback(host) is loopback
 
 
 @pytest.mark.parametrize(
@@ -73,6 +73,6 @@ def test_loopback_detection(host: str, loopback: bool) -> None:
 def test_allowed_hosts_from_the_command_line(
     given: list[str] | None, bind: str, key: str | None, expected: tuple[str, ...] | None
 ) -> None:
-    from colmax.cli.serve import _allowed_hosts
+    from colmax.cli._server_options import allowed_hosts_for
 
-    assert _allowed_hosts(given, bind, key) == expected
+    assert allowed_hosts_for(given, bind, key) == expected
