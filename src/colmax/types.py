@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EXPLANATION_KEY",
+    "PAGE_IMAGE_KEY",
     "SCORES_KEY",
     "Document",
     "Hit",
@@ -23,6 +24,8 @@ __all__ = [
 EXPLANATION_KEY = "colmax_explanation"
 #: Metadata key under which the doors put a hybrid hit's per-side scores.
 SCORES_KEY = "colmax_scores"
+#: Metadata key naming a page hit's stored image (see :attr:`Hit.is_page`).
+PAGE_IMAGE_KEY = "image"
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,14 @@ class Hit:
     explanation: Explanation | None = None
     scores: dict[str, float] | None = None
     position: int | None = None
+
+    @property
+    def is_page(self) -> bool:
+        """Whether the hit is a page image (``Engine.add_files`` / ``add(images=...)``): then
+        ``Engine.page_image_path`` / ``page_image_bytes`` give its image."""
+        from colmax.vision.store import is_page_name
+
+        return is_page_name(self.metadata.get(PAGE_IMAGE_KEY))
 
     def extras(self) -> dict[str, Any]:
         """The explanation (as a dict) and hybrid per-side scores under :data:`EXPLANATION_KEY`

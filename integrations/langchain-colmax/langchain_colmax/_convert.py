@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -11,7 +12,14 @@ from langchain_core.documents import Document
 from colmax import Engine, Hit
 from colmax.types import EXPLANATION_KEY, SCORES_KEY
 
-__all__ = ["EXPLANATION_KEY", "SCORES_KEY", "as_engine", "fill_ids", "to_document"]
+__all__ = [
+    "EXPLANATION_KEY",
+    "SCORES_KEY",
+    "as_engine",
+    "fill_ids",
+    "to_document",
+    "with_page_image",
+]
 
 
 def to_document(hit: Hit, *, with_score: bool = False) -> Document:
@@ -26,6 +34,30 @@ def to_document(hit: Hit, *, with_score: bool = False) -> Document:
     if extras:
         metadata = {**metadata, **extras}
     return Document(page_content=hit.text, metadata=metadata, id=hit.id)
+
+
+def with_page_image(
+    engine: Engine, hit: Hit, document: Document, *, include_image: bool
+) -> Document:
+    """``document``, with its page image when its hit is a page (``Engine.add_files``).
+
+    Adds ``metadata["image_path"]`` (the stored file, for an index folder) and, with
+    ``include_image``, ``metadata["image_base64"]`` and ``metadata["image_mime_type"]`` for a
+    multimodal LLM. Text documents are returned as they are.
+    """
+    if not hit.is_page or document.id is None:
+        return document
+    extra: dict[str, Any] = {}
+    path = engine.page_image_path(document.id)
+    if path is not None:
+        extra["image_path"] = str(path)
+    if include_image:
+        data, mime = engine.page_image_bytes(document.id)
+        extra["image_base64"] = base64.b64encode(data).decode("ascii")
+        extra["image_mime_type"] = mime
+    return Document(
+        page_content=document.page_content, metadata={**document.metadata, **extra}, id=document.id
+    )
 
 
 def fill_ids(ids: Iterable[str | None] | None, n: int) -> list[str] | None:

@@ -34,6 +34,7 @@ from colmax.indexes.base import SegmentedIndex
 from colmax.indexes.flat import FlatIndex
 from colmax.indexes.plaid import PlaidIndex, PlaidSettings
 from colmax.store.fsutil import publish_folder, staging_path
+from colmax.store.io_errors import storage_errors
 from colmax.store.manifest import Manifest
 from colmax.store.storage import Commit, Storage, check_free, is_index_folder
 from colmax.types import Document, Hit
@@ -221,10 +222,12 @@ class LocalBackend(Backend):
             removed = np.fromiter(replaced.values(), dtype=np.int64, count=len(replaced))
             change = Commit(rows, removed.tolist(), segment, next_key=next_key + len(ids))
             self._commit(change, lambda idx: idx.with_segment(segment, removed))
+            # The upsert is committed: what follows is upkeep, and must not make it raise (a
+            # client retrying an add without ids would store the documents twice).
             if self._index.needs_training():
-                self._rebuild_locked()
+                self._upkeep(self._rebuild_locked, "training the plaid codec")
             else:
-                self._maybe_merge()
+                self._upkeep(self._maybe_merge, "merging segments")
 
     def rebuild(self) -> BackendInfo:
         """Train the plaid codec again on the live vectors and re-code every document.
@@ -271,7 +274,7 @@ class LocalBackend(Backend):
                 return 0
             removed = np.asarray(keys, dtype=np.int64)
             self._commit(Commit(removed_keys=keys), lambda idx: idx.without(removed))
-            self._maybe_merge()
+            self._upkeep(self._maybe_merge, "merging segments")
         return len(keys)
 
     # ------------------------------------------------------------------ reads
@@ -353,12 +356,13 @@ class LocalBackend(Backend):
             check_free(target)
             staging = staging_path(target)
             try:
-                other = LocalBackend(Storage.create(staging, manifest))
-                try:
-                    other._replace_all(snapshot, rows, index.codec)
-                finally:
-                    other.close()
-                publish_folder(staging, target)
+                with storage_errors("saving the index", target):
+                    other = LocalBackend(Storage.create(staging, manifest))
+                    try:
+                        other._replace_all(snapshot, rows, index.codec)
+                    finally:
+                        other.close()
+                    publish_folder(staging, target)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
         logger.info("saved %d documents (generation %d) to %s", len(keys), generation, target)
@@ -391,6 +395,14 @@ class LocalBackend(Backend):
         if report is not None:  # where a user looks for "should I rebuild?"
             self._storage.manifest.index_settings["drift"] = report
         self._storage.write_manifest({"documents": len(self._index), "tokens": live}, generation)
+
+    def _upkeep(self, step: Callable[[], None], what: str) -> None:
+        """Run ``step`` after a committed write; a failure is logged, never raised (the next
+        write tries again)."""
+        try:
+            step()
+        except Exception as exc:
+            logger.warning("%s after a committed write failed (%s); retried later", what, exc)
 
     def _maybe_merge(self) -> None:
         """Rewrite segments that are mostly dead, and fold small ones once there are many."""

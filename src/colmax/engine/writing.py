@@ -237,6 +237,29 @@ class Writing:
 
         return self._pages.image(page_image_name(self._backend, id_))
 
+    def page_image_path(self, id_: str) -> Path | None:
+        """Where the stored page image of document ``id_`` lies on disk (inside the index
+        folder; ``None`` for an in-memory engine). Read-only: the file belongs to the index.
+
+        Raises:
+            UnknownIdError: no such document.
+            InvalidInputError: the document has no page image.
+        """
+        from colmax.vision.engine_pages import page_image_name
+
+        return self._pages.path(page_image_name(self._backend, id_))  # type: ignore[no-any-return]
+
+    def page_image_mime_type(self, id_: str) -> str:
+        """The media type of document ``id_``'s stored page image (``"image/png"``...).
+
+        Raises:
+            UnknownIdError: no such document.
+            InvalidInputError: the document has no page image.
+        """
+        from colmax.vision.engine_pages import page_image_name
+
+        return self._pages.mime_type(page_image_name(self._backend, id_))  # type: ignore[no-any-return]
+
     def page_image_bytes(self, id_: str) -> tuple[bytes, str]:
         """The stored page image file of document ``id_`` and its media type
         (``("...", "image/png")``), for serving it as it is.

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from colmax.encoders.tokens import tokenizer_lock
 from colmax.errors import InvalidInputError
 from colmax.validation import as_list, check_texts
 
@@ -98,7 +99,7 @@ class VisionEncoder:
         )
         self._image_token_id = _image_token_id(processor)
         with torch.inference_mode():
-            probe = self._forward(self.processor.process_queries(text=["a"]))
+            probe = self._forward(self._process(text=["a"]))
         self._dim = int(probe.shape[-1])
 
     # ------------------------------------------------------------------ facts
@@ -167,7 +168,7 @@ class VisionEncoder:
         with tqdm(total=len(items), desc="Encoding queries", disable=not show) as bar:
             for start in range(0, len(items), size):
                 chunk = items[start : start + size]
-                batch = self.processor.process_queries(text=chunk)
+                batch = self._process(text=chunk)
                 out.extend(v for v, _ in self._run(batch, with_grid=False))
                 bar.update(len(chunk))
         return out
@@ -229,7 +230,7 @@ class VisionEncoder:
         with tqdm(total=len(items), desc="Encoding pages", disable=not show, unit="page") as bar:
             for start in range(0, len(items), size):
                 chunk = [load_image(x) for x in items[start : start + size]]
-                batch = self.processor.process_images(images=chunk)
+                batch = self._process(images=chunk)
                 out.extend(EncodedPage(v, g) for v, g in self._run(batch, with_grid=True))
                 bar.update(len(chunk))
         return out
@@ -237,12 +238,21 @@ class VisionEncoder:
     def query_tokens(self, text: str) -> list[str]:
         """The token behind each vector of ``encode_queries([text])[0]``, as the tokenizer
         writes it (prefix and augmentation tokens included)."""
-        batch = self.processor.process_queries(text=[text])
+        batch = self._process(text=[text])
         keep = batch["attention_mask"][0].bool()
         ids = batch["input_ids"][0][keep].tolist()
         return [str(t) for t in self.tokenizer.convert_ids_to_tokens(ids)]
 
     # ------------------------------------------------------------------ internals
+    def _process(self, *, text: list[str] | None = None, images: list[Any] | None = None) -> Any:
+        """The processor's batch for queries (``text``) or pages (``images``), under the
+        tokenizer's lock: its padding and truncation are state shared with every other caller
+        (see :mod:`colmax.encoders.tokens`)."""
+        with tokenizer_lock(self.processor.tokenizer):
+            if images is not None:
+                return self.processor.process_images(images=images)
+            return self.processor.process_queries(text=text)
+
     @torch.inference_mode()
     def _run(self, batch: Any, *, with_grid: bool) -> list[tuple[torch.Tensor, np.ndarray | None]]:
         vectors = self._forward(batch).float().cpu()

@@ -329,11 +329,23 @@ class QdrantBackend(Backend):
                     ]
                 )
                 bar.update(stop - start)
+            driver.flush()
             written = set(ids)
             stale = [point_id(i) for i in dict.fromkeys(remove) if i not in written]
             if stale:
-                driver.delete(stale)
-            driver.flush()
+                # The documents are written: a failure here must not make the call raise (a
+                # client retrying an add without ids would store them twice). The stale
+                # pieces stay until the document is written again.
+                try:
+                    driver.delete(stale)
+                    driver.flush()
+                except Exception as exc:
+                    logger.warning(
+                        "documents written, but %d stale entr(ies) of their previous versions "
+                        "could not be deleted (%s)",
+                        len(stale),
+                        exc,
+                    )
 
     def delete(self, ids: Sequence[str], *, missing: Missing = "raise") -> int:
         with self._write_lock:

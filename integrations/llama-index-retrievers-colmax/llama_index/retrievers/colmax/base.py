@@ -58,6 +58,8 @@ class ColmaxRetriever(BaseRetriever):
             weight of the late-interaction side (see ``colmax.Engine.search``).
         group_chunks: one node per chunked document (its best chunk), as every colmax door
             returns them (see ``colmax.Engine.search``).
+        include_images: page hits (``Engine.add_files``: PDF pages, images) come back as
+            ``ImageNode`` with ``image_path`` set; this adds the base64 ``image`` too.
         callback_manager, object_map, objects, verbose: as for any LlamaIndex retriever.
 
     Raises:
@@ -83,6 +85,7 @@ class ColmaxRetriever(BaseRetriever):
         hybrid_candidates: int = 100,
         hybrid_weight: float = 0.5,
         group_chunks: bool = True,
+        include_images: bool = False,
         callback_manager: CallbackManager | None = None,
         object_map: dict | None = None,
         objects: list[IndexNode] | None = None,
@@ -105,6 +108,7 @@ class ColmaxRetriever(BaseRetriever):
         if not isinstance(group_chunks, bool):
             raise TypeError(f"group_chunks must be True or False, got {group_chunks!r}")
         self.group_chunks = group_chunks
+        self.include_images = bool(include_images)
         super().__init__(
             callback_manager=callback_manager,
             object_map=object_map,
@@ -339,7 +343,13 @@ class ColmaxRetriever(BaseRetriever):
             weight=self.hybrid_weight,
             group_chunks=self.group_chunks,
         )
-        return [NodeWithScore(node=hit_to_node(hit), score=hit.score) for hit in hits]
+        return [
+            NodeWithScore(
+                node=hit_to_node(hit, self._engine, include_image=self.include_images),
+                score=hit.score,
+            )
+            for hit in hits
+        ]
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         # Encoding and MaxSim are CPU/GPU-bound: run them in a worker thread so the event loop
