@@ -37,7 +37,7 @@ from colmax.indexes.plaid import (
     is_coded_name,
 )
 from colmax.store.filters import compile_filter
-from colmax.store.fsutil import publish_folder, staging_path
+from colmax.store.fsutil import publish_folder, remove_stale_staging, staging_path
 from colmax.store.io_errors import storage_errors
 from colmax.store.manifest import Manifest
 from colmax.store.segments import Segment
@@ -359,6 +359,7 @@ class LocalBackend(Backend):
                 },
                 colmax_version=__version__,
             )
+            remove_stale_staging(target)  # an earlier save to it that was killed
             check_free(target)
             staging = staging_path(target)
             try:

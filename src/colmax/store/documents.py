@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import sqlite3
 import threading
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from colmax.errors import IndexFormatError, IndexLockedError, InvalidInputError, StorageError
+from colmax.store.fsutil import file_mode
 
 __all__ = ["DB_NAME", "CommitUncertainError", "DocumentStore", "SegmentRow"]
 
@@ -93,6 +95,9 @@ class DocumentStore:
         """A new empty store at ``path`` (``None``: in memory)."""
         conn = _connect(path)
         if path is not None:
+            # SQLite creates 0644 whatever the umask allows; its WAL and shared-memory files
+            # copy the database's mode. One policy for the folder: see fsutil.file_mode.
+            os.chmod(path, file_mode())
             conn.execute("PRAGMA journal_mode=WAL")
         with conn:
             conn.executescript(_SCHEMA)

@@ -30,7 +30,7 @@ from typing import Any
 
 from colmax.errors import IndexFormatError
 from colmax.store.documents import DB_NAME, CommitUncertainError, DocumentStore, SegmentRow
-from colmax.store.fsutil import fsync_dir, publish_folder, staging_path
+from colmax.store.fsutil import fsync_dir, publish_folder, remove_stale_staging, staging_path
 from colmax.store.io_errors import storage_errors
 from colmax.store.lock import FolderLock
 from colmax.store.manifest import MANIFEST_NAME, Manifest
@@ -114,6 +114,7 @@ class Storage:
         check_free(folder)
         with storage_errors("creating the index folder", folder):
             folder.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_staging(folder)  # an earlier create of it that was killed
             tmp = staging_path(folder)
             try:
                 tmp.mkdir()
@@ -136,6 +137,8 @@ class Storage:
         docs = DocumentStore.open(folder / DB_NAME)
         storage = cls(docs, manifest, folder, lock_timeout)
         storage.collect_garbage()
+        with contextlib.suppress(OSError):  # garbage only: never a reason to fail an open
+            remove_stale_staging(folder)  # a save over this folder that was killed
         return storage
 
     def close(self) -> None:
