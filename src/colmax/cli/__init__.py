@@ -23,7 +23,7 @@ from colmax.errors import ColmaxError
 
 __all__ = ["build_parser", "main"]
 
-_COMMANDS = ("index", "add", "delete", "search", "info", "serve", "demo")
+_COMMANDS = ("index", "add", "delete", "search", "info", "serve", "demo", "doctor")
 _OPTIONAL_COMMANDS = ("eval",)  # written separately; registered when the module exists
 
 _EPILOG = """\
