@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, cast, overload
 
-from colmax.errors import InvalidInputError, UnknownIdError
+from colmax.errors import ColmaxError, InvalidInputError, UnknownIdError
 from colmax.types import Hit
 from colmax.validation import check_flag, check_ids
 
@@ -148,9 +148,13 @@ class Chunker:
         if self.tokenizer is None:
             offsets = [m.span() for m in _WORD.finditer(text)]
             return offsets, [True] * len(offsets)
-        encoding = self.tokenizer(
-            text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
-        )
+        # The tokenizer loaded it already: importing colmax.encoders costs nothing more here.
+        from colmax.encoders.tokens import tokenizer_lock
+
+        with tokenizer_lock(self.tokenizer):  # shared with the encoder: see encoders.tokens
+            encoding = self.tokenizer(
+                text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
+            )
         pairs = [(int(a), int(b)) for a, b in encoding["offset_mapping"]]
         words = encoding.word_ids()
         keep = [i for i, (a, b) in enumerate(pairs) if b > a]  # zero-width tokens carry no text
@@ -324,6 +328,7 @@ def _explained(engine: Engine, query: str, hits: list[Hit]) -> list[Hit]:
     ]
     qvecs = engine.encoder.encode_queries([query])[0]
     explained = explain_hits(engine.encoder, engine.backend, query, qvecs, stored)
+    explained = engine._explain_pages(query, qvecs, explained)  # page hits: heatmap data
     return [replace(h, explanation=e.explanation) for h, e in zip(hits, explained)]
 
 
@@ -399,7 +404,19 @@ def upsert_documents(
                 if parent in engine and n > 0:
                     stale.append(parent)  # the document was stored whole before
     if stale:
-        engine.delete(stale)
+        # The add is committed: a failure of this second write must not make the call raise
+        # (a client retrying without ids would store everything twice). The stale pieces stay
+        # until the document is written again; say so.
+        try:
+            engine.delete(stale)
+        except (ColmaxError, OSError) as exc:
+            logger.warning(
+                "documents written, but %d stale chunk(s) of their previous versions could "
+                "not be deleted (%s): %s",
+                len(stale),
+                exc,
+                stale[:10],
+            )
     return written
 
 

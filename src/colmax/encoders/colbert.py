@@ -43,7 +43,7 @@ class ColBERTEncoder:
 
     Attributes:
         settings: the :class:`EncoderSettings` in force.
-        format: checkpoint format, ``"colbert"``, ``"pylate"`` or ``"hf"``.
+        format: checkpoint format, one of :data:`~colmax.encoders.settings.FORMATS`.
         device: where the model runs.
         dtype: the model's floating-point type (outputs are always float32 on the CPU).
     """
@@ -87,7 +87,11 @@ class ColBERTEncoder:
 
     @property
     def tokenizer(self) -> Any:
-        """The Hugging Face tokenizer (prefix tokens added)."""
+        """The Hugging Face tokenizer (prefix tokens added).
+
+        Calling it sets shared truncation state: from several threads, hold
+        :func:`colmax.encoders.tokens.tokenizer_lock` of it around each call, as colmax does.
+        """
         return self.plan.tokenizer
 
     @property

@@ -15,9 +15,11 @@ from typing import Any, TypeVar, cast
 
 import anyio
 import anyio.to_thread
+from fastapi import Response
 
 from colmax.chunking import chunker_for, delete_documents, search_parents, upsert_documents
 from colmax.engine import Engine
+from colmax.errors import InvalidInputError
 from colmax.server.schemas import (
     AddResponse,
     DeleteResponse,
@@ -124,6 +126,28 @@ class Handlers:
         """One stored document (or chunk, ``<id>#<n>``) by id."""
         doc = (await self._read(self.engine.get, [doc_id]))[0]
         return DocumentOut(id=doc.id, text=doc.text, metadata=doc.metadata)
+
+    async def page_image(self, id: str) -> Response:
+        """The stored page image of a document indexed as a page (PDF page or image file)."""
+        data, mime = await self._read(self.engine.page_image_bytes, id)
+        return Response(content=data, media_type=mime)
+
+    async def page_heatmap(self, id: str, query: str, token: int | None = None) -> Response:
+        """A PNG of the page with the patches that matched ``query`` highlighted (the whole
+        query, or query vector ``token``)."""
+        return Response(
+            content=await self._read(self._heatmap, id, query, token), media_type="image/png"
+        )
+
+    def _heatmap(self, id_: str, query: str, token: int | None) -> bytes:
+        import io
+
+        explanation = self.engine.explain(query, id_)
+        if explanation.page is None:
+            raise InvalidInputError(f"document {id_!r} has no page image and patch grid")
+        buffer = io.BytesIO()
+        explanation.page.render(token=token).save(buffer, format="PNG")
+        return buffer.getvalue()
 
     def _add(self, body: Any) -> AddResponse:
         ids = [d.id if d.id is not None else str(uuid.uuid4()) for d in body.documents]

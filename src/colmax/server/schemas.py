@@ -75,6 +75,17 @@ class PassageOut(BaseModel):
     query_positions: list[int]
 
 
+class PageOut(BaseModel):
+    """For a page image hit: where each query vector's match lies on the page."""
+
+    image: str = Field(description="the page image's name in the index's page store")
+    grid: list[int] = Field(description="[rows, cols] of the patch grid over the page")
+    matched_patches: list[list[list[int]]] = Field(
+        description="per query vector, the [row, col] patches of the vector it matched "
+        "(empty: a prompt token); draw them with GET /page-heatmap"
+    )
+
+
 class ExplanationOut(BaseModel):
     """Why a document got its MaxSim score: see ``colmax.explain.Explanation``."""
 
@@ -83,6 +94,7 @@ class ExplanationOut(BaseModel):
     score: float = Field(description="MaxSim of the explained vectors (sum of the similarities)")
     matches: list[MatchOut]
     passages: list[PassageOut]
+    page: PageOut | None = Field(None, description="page image hits only")
 
 
 class HitOut(BaseModel):

@@ -11,6 +11,7 @@ vectors of a deleted document can never be mistaken for a later document's.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sqlite3
@@ -22,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from colmax.errors import IndexFormatError, IndexLockedError, InvalidInputError
+from colmax.errors import IndexFormatError, IndexLockedError, InvalidInputError, StorageError
 
-__all__ = ["DB_NAME", "DocumentStore", "SegmentRow"]
+__all__ = ["DB_NAME", "CommitUncertainError", "DocumentStore", "SegmentRow"]
 
 DB_NAME = "documents.sqlite"
 _SCHEMA_VERSION = 1
@@ -38,6 +39,23 @@ _COLUMNS = {
     "segments": ("name", "seq", "n_docs", "n_tokens"),
     "meta": ("name", "value"),
 }
+
+#: SQLite result codes of a COMMIT that failed after its commit record may have reached the
+#: log: a failed fsync (SQLITE_IOERR_FSYNC, SQLITE_IOERR_DIR_FSYNC). Recovery at the next open
+#: may find the transaction complete, so its files must not be deleted.
+_FSYNC_ERRORS = frozenset({1034, 1290})
+
+
+class CommitUncertainError(StorageError):
+    """A COMMIT failed and may nonetheless have committed (see :data:`_FSYNC_ERRORS`)."""
+
+
+def _may_have_committed(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if not isinstance(code, int):
+        return True  # unknown: assume the worst
+    return code in _FSYNC_ERRORS
+
 
 _SCHEMA = """
 CREATE TABLE documents (
@@ -118,15 +136,35 @@ class DocumentStore:
     # ------------------------------------------------------------------ transactions
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on any exception)."""
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on any exception).
+
+        Raises:
+            CommitUncertainError: ``COMMIT`` failed in a way that may still have made the
+                transaction durable (an fsync error after the commit record was written).
+                Any other failure means nothing was committed.
+        """
         with self.lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._rollback()
                 raise
-            self._conn.execute("COMMIT")
+            try:
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                if _may_have_committed(exc):
+                    raise CommitUncertainError(
+                        f"{self.path}: the commit's outcome is unknown ({exc})"
+                    ) from exc
+                raise
+
+    def _rollback(self) -> None:
+        # After some failures (a full disk at COMMIT) SQLite has already rolled back.
+        if self._conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
 
     @contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:

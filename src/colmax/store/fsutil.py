@@ -67,9 +67,20 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 def atomic_write_npy(path: Path, array: np.ndarray) -> None:
     """Write one array as ``.npy`` atomically and durably (``allow_pickle=False``)."""
-    _atomic_write(
-        path, lambda handle: np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
-    )
+
+    def write(handle: Any) -> None:
+        # Through a plain ``write`` method, not the file itself: numpy's fast path for real
+        # files (``ndarray.tofile``) reports a full disk as an OSError without errno.
+        np.lib.format.write_array(_Writer(handle), np.ascontiguousarray(array), allow_pickle=False)
+
+    _atomic_write(path, write)
+
+
+class _Writer:
+    """A file with nothing but ``write`` (see :func:`atomic_write_npy`)."""
+
+    def __init__(self, handle: Any) -> None:
+        self.write = handle.write
 
 
 def check_no_links(folder: Path) -> None:
