@@ -23,7 +23,7 @@ from colmax.errors import ColmaxError, StorageError
 
 __all__ = ["build_parser", "main"]
 
-_COMMANDS = ("index", "add", "delete", "search", "info", "serve", "mcp", "demo")
+_COMMANDS = ("index", "add", "delete", "search", "info", "serve", "mcp", "demo", "doctor")
 _OPTIONAL_COMMANDS = ("eval",)  # written separately; registered when the module exists
 
 _EPILOG = """\
