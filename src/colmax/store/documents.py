@@ -27,15 +27,15 @@ import numpy as np
 from colmax.errors import IndexFormatError, IndexLockedError, InvalidInputError, StorageError
 from colmax.store.fsutil import file_mode
 
-__all__ = ["DB_NAME", "CommitUncertainError", "DocumentStore", "SegmentRow"]
+__all__ = ["DB_NAME", "SEGMENT_NAME", "CommitUncertainError", "DocumentStore", "SegmentRow"]
 
 DB_NAME = "documents.sqlite"
 _SCHEMA_VERSION = 1
 _CHUNK = 500  # SQLite host parameters per statement, well under every build's limit
 SegmentRow = tuple[str, int, int]  # (name, n_docs, n_tokens)
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-#: A segment name is one plain file-name component (``seg-00000012-3fa2c1d0``).
-_SEGMENT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+#: A segment (or codec) name is one plain file-name component (``seg-00000012-3fa2c1d0``).
+SEGMENT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _COLUMNS = {
     "documents": ("key", "id", "text", "metadata"),
     "segments": ("name", "seq", "n_docs", "n_tokens"),
@@ -336,7 +336,7 @@ class DocumentStore:
                 isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**62
                 for n in (n_docs, n_tokens)
             )
-            if not isinstance(name, str) or not _SEGMENT_NAME.fullmatch(name) or not counts_ok:
+            if not isinstance(name, str) or not SEGMENT_NAME.fullmatch(name) or not counts_ok:
                 raise IndexFormatError(
                     f"{self.path}: damaged segment list: {name!r} ({n_docs!r} documents, "
                     f"{n_tokens!r} tokens)."
@@ -361,6 +361,9 @@ def _connect(path: Path | None, *, read_only: bool = False) -> sqlite3.Connectio
     uri = f"{path.resolve().as_uri()}?mode={'ro' if read_only else 'rwc'}"
     conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None, timeout=30)
     conn.execute("PRAGMA synchronous=FULL")
+    # A database comes with the folder: functions that are not innocuous never run from its
+    # schema (triggers, views, indexes); _check_schema refuses such objects anyway.
+    conn.execute("PRAGMA trusted_schema=OFF")
     return conn
 
 
@@ -376,9 +379,23 @@ def _check_header(path: Path) -> None:
 
 
 def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
-    """The three tables with their columns, the format marker, a schema version we read."""
+    """The three tables with their columns, the format marker, a schema version we read, and
+    nothing else: a trigger, view or index planted in a database that came with a folder would
+    run inside colmax's own transactions."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
-    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    entries = conn.execute("SELECT type, name FROM sqlite_master").fetchall()
+    unexpected = sorted(
+        f"{kind} {name!r}"
+        for kind, name in entries
+        if not (kind == "table" and name in _COLUMNS)
+        and not (kind == "index" and str(name).startswith("sqlite_autoindex_"))
+    )
+    if unexpected:
+        raise IndexFormatError(
+            f"{path}: unexpected objects in the database schema ({', '.join(unexpected[:5])}); "
+            "colmax creates none, so the file was altered. Refusing to open it."
+        )
+    tables = {r[1] for r in entries if r[0] == "table"}
     columns_ok = all(
         name in tables
         and {r[1] for r in conn.execute(f"PRAGMA table_info({name})")} >= set(columns)
