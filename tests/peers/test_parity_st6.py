@@ -3,9 +3,10 @@
 sentence-transformers 6 runs on transformers 5 like colmax, so it lives in colmax's own
 environment (the ``test`` extra), not in ``.venv-peers`` (PyLate 1.6 pins sentence-transformers
 5.3). Each checkpoint is made here with sentence-transformers' ``MultiVectorEncoder`` and
-``.save(folder)``; sentence-transformers then loads the *saved* folder and its
-``encode_query`` / ``encode_document`` are the reference for colmax's
-``Engine.from_pretrained(folder)``: same token count per text, vectors within 1e-4.
+``.save(folder)`` (``scripts/make_st6_checkpoints.py`` builds the MiniLM ones);
+sentence-transformers then loads the *saved* folder and its ``encode_query`` /
+``encode_document`` are the reference for colmax's ``Engine.from_pretrained(folder)``: same
+token count per text, vectors within 1e-4.
 
 - ``minilm``: ``MultiVectorEncoder(<all-MiniLM-L6-v2>)``, the conversion sentence-transformers
   does by itself (Pooling dropped, a seeded random 384 -> 128 token projection, no prompt, no
@@ -26,10 +27,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import string
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -41,18 +42,18 @@ ATOL = 1e-4
 CHECKPOINTS = ("minilm", "minilm_colbert", "minilm_attend", "tiny_markers", "tiny_fixture")
 
 
-def _texts() -> tuple[list[str], list[str]]:
-    """The awkward queries and documents of the PyLate parity check."""
-    spec = importlib.util.spec_from_file_location(
-        "make_checkpoints", ROOT / "scripts" / "make_checkpoints.py"
-    )
+def _script(name: str) -> Any:
+    """A module of ``scripts/`` (they are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return list(module.QUERIES), list(module.DOCUMENTS)
+    return module
 
 
-QUERIES, DOCUMENTS = _texts()
+# The awkward queries and documents of the PyLate parity check.
+_TEXTS = _script("make_checkpoints")
+QUERIES, DOCUMENTS = list(_TEXTS.QUERIES), list(_TEXTS.DOCUMENTS)
 
 
 @pytest.fixture(scope="module")
@@ -71,27 +72,6 @@ def st() -> object:
     return sentence_transformers
 
 
-def _colbert_modules(st: object, minilm: Path, *, attend: bool) -> list[object]:
-    from sentence_transformers.base.modules import Dense, Normalize, Transformer
-    from sentence_transformers.multi_vector_encoder.modules import MultiVectorMask
-    from torch import nn
-
-    transformer = Transformer(
-        str(minilm),
-        document_length=180,
-        query_expansion={"strategy": "fixed", "attend": attend, "length": 32},
-    )
-    dense = Dense(
-        384,
-        128,
-        bias=False,
-        activation_function=nn.Identity(),
-        module_input_name="token_embeddings",
-    )
-    mask = MultiVectorMask(skiplist_words=list(string.punctuation))
-    return [transformer, dense, mask, Normalize(module_input_name="token_embeddings")]
-
-
 @pytest.fixture(scope="module")
 def make_checkpoint(
     st: object, minilm_path: Path, tmp_path_factory: pytest.TempPathFactory
@@ -103,22 +83,18 @@ def make_checkpoint(
     sys.path.insert(0, str(ROOT / "tests"))
     from tiny_models import make_tiny_pylate_model, make_tiny_st_model
 
+    builder = _script("make_st6_checkpoints")
     root = tmp_path_factory.mktemp("st6")
 
     def make(name: str) -> Path:
         if name == "tiny_fixture":
             return make_tiny_st_model(root / name)
-        torch.manual_seed(0)  # the random projection
-        if name == "minilm":
-            model = MultiVectorEncoder(str(minilm_path), device="cpu")
-        elif name in ("minilm_colbert", "minilm_attend"):
-            modules = _colbert_modules(st, minilm_path, attend=name == "minilm_attend")
-            model = MultiVectorEncoder(modules=modules, device="cpu")
-        else:
-            model = MultiVectorEncoder(str(make_tiny_pylate_model(root / "tiny_src")), device="cpu")
-        folder = root / name
-        model.save(str(folder))
-        return folder
+        if name == "tiny_markers":
+            torch.manual_seed(0)
+            source = make_tiny_pylate_model(root / "tiny_src")
+            MultiVectorEncoder(str(source), device="cpu").save(str(root / name))
+            return root / name
+        return Path(builder.build(name, root / name, minilm_path))
 
     return make
 
