@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "ColmaxError",
     "DimensionMismatchError",
+    "DiskFullError",
     "DuplicateIdError",
     "EmptyTextError",
     "EncoderMismatchError",
@@ -20,6 +21,7 @@ __all__ = [
     "InvalidInputError",
     "ModelLoadError",
     "NoEncoderError",
+    "StorageError",
     "UnknownIdError",
 ]
 
@@ -69,6 +71,21 @@ class EncoderMismatchError(ColmaxError, ValueError):
 
 class IndexLockedError(ColmaxError, TimeoutError):
     """Another writer holds the index folder's lock and did not release it in time."""
+
+
+class StorageError(ColmaxError, OSError):
+    """Writing to an index folder failed (an I/O error of the disk or file system).
+
+    Raised before the write's commit point: the index is exactly as it was, and the files the
+    write had started are already removed. ``errno`` and ``filename`` are those of the
+    underlying error when there was one.
+    """
+
+
+class DiskFullError(StorageError):
+    """No space left for a write: the disk is full, a quota or a file-size limit was reached
+    (``ENOSPC``, ``EDQUOT``, ``EFBIG``, or SQLite's "database or disk is full"). Nothing was
+    changed; free space and retry."""
 
 
 class ModelLoadError(ColmaxError, OSError):

@@ -74,7 +74,7 @@ def test_server(index: Path, expected) -> None:
     from colmax.server import create_app
 
     with Engine.load(index) as engine:
-        client = TestClient(create_app(engine))
+        client = TestClient(create_app(engine), base_url="http://localhost")  # a loopback Host
         reply = client.post("/search", json={"query": QUERY, "k": 3}).json()["results"][0]
         assert [(h["id"], h["metadata"]["page"], h["text"]) for h in reply] == expected
         image = client.get("/page-image", params={"id": expected[0][0]})

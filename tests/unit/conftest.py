@@ -36,4 +36,3 @@ def tiny_colbert_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_pylate_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny BERT as a PyLate checkpoint (32 -> 16 Dense; format "pylate")."""
     return make_tiny_pylate_model(tmp_path_factory.mktemp("tiny_pylate"))
-

@@ -20,7 +20,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def test_page_endpoints(colpali_encoder, text_pdf: Path, tmp_path: Path) -> None:
     engine = Engine(colpali_encoder, path=tmp_path / "idx")
     ids = engine.add_files([text_pdf], dpi=30)
-    client = TestClient(create_app(engine))
+    client = TestClient(create_app(engine), base_url="http://localhost")  # a loopback Host
     found = client.post("/search", json={"query": "sales table", "k": 3, "explain": True}).json()
     hit = found["results"][0][0]
     assert hit["metadata"]["page"] in (1, 2, 3)
@@ -41,7 +41,7 @@ def test_page_endpoints(colpali_encoder, text_pdf: Path, tmp_path: Path) -> None
 def test_text_documents_have_no_page(tiny_colbert_model: Path) -> None:
     engine = Engine.from_pretrained(tiny_colbert_model)
     engine.add(["a text"], ids=["t"])
-    client = TestClient(create_app(engine))
+    client = TestClient(create_app(engine), base_url="http://localhost")  # a loopback Host
     reply = client.get("/page-image", params={"id": "t"})
     assert reply.status_code == 422 and "no page image" in reply.json()["detail"]
     hit = client.post("/search", json={"query": "text", "explain": True}).json()["results"][0][0]

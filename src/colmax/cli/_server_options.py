@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from colmax.server.settings import ServerSettings
 
-__all__ = ["API_KEY_ENV", "add_auth_options", "add_limit_options", "is_loopback", "settings_from"]
+__all__ = [
+    "API_KEY_ENV",
+    "add_auth_options",
+    "add_limit_options",
+    "allowed_hosts_for",
+    "is_loopback",
+    "settings_from",
+]
 
 #: Environment variable read for the API key when ``--api-key`` is not given.
 API_KEY_ENV = "COLMAX_API_KEY"
@@ -24,6 +31,15 @@ def add_auth_options(parser: argparse.ArgumentParser, writes: str) -> None:
         "--allow-unauthenticated-writes",
         action="store_true",
         help=f"without an API key, accept {writes} anyway",
+    )
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        metavar="NAME",
+        dest="allowed_hosts",
+        help="a Host header name to answer (repeatable; '*' for any). Default: any with an "
+        "API key; without one, only localhost, 127.0.0.1, ::1 and the --host address, so a web "
+        "page rebinding its DNS name to this machine cannot use the server",
     )
 
 
@@ -71,6 +87,9 @@ def settings_from(args: argparse.Namespace) -> ServerSettings:
     api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV)
     return ServerSettings(
         api_key=api_key,
+        allowed_hosts=allowed_hosts_for(
+            getattr(args, "allowed_hosts", None), getattr(args, "host", "127.0.0.1"), api_key
+        ),
         allow_unauthenticated_writes=args.allow_unauthenticated_writes,
         max_body_bytes=args.max_body_bytes,
         max_k=args.max_k,
@@ -81,6 +100,27 @@ def settings_from(args: argparse.Namespace) -> ServerSettings:
         chunk_overlap=getattr(args, "chunk_overlap", 0),
         search_threads=args.search_threads,
     )
+
+
+def allowed_hosts_for(
+    given: list[str] | None, bind: str, api_key: str | None
+) -> tuple[str, ...] | None:
+    """``--allowed-host`` values, or ``None`` (the settings' default) when there are none.
+
+    Without a key and bound to one specific non-loopback address, that address is allowed too
+    (clients then use it as the Host); a wildcard bind (``0.0.0.0``) adds nothing.
+
+    Examples:
+        >>> allowed_hosts_for(None, "10.0.0.5", None)[-1]
+        '10.0.0.5'
+    """
+    from colmax.server.settings import LOOPBACK_HOSTS
+
+    if given:
+        return tuple(given)
+    if api_key is not None or is_loopback(bind) or bind in ("0.0.0.0", "::", ""):
+        return None
+    return (*LOOPBACK_HOSTS, f"[{bind}]" if ":" in bind else bind)
 
 
 def is_loopback(host: str) -> bool:

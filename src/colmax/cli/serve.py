@@ -64,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
     if api_key is None and not is_loopback(args.host):
         print_err(
             f"colmax serve: warning: {args.host} is reachable from other machines and there "
-            f"is no API key: anyone who can connect can search (set ${API_KEY_ENV})"
+            f"is no API key: anyone who can connect can search (set ${API_KEY_ENV}); only "
+            f"requests for the host names {list(settings.trusted_hosts())} are answered "
+            "(--allowed-host adds one)"
         )
     with Engine.load(args.dir, device=args.device) as engine:
         app = create_app(engine, settings)

@@ -3,16 +3,28 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from colmax import __version__
 from colmax.engine import Engine
-from colmax.errors import ColmaxError, IndexLockedError, UnknownIdError
+from colmax.errors import (
+    ColmaxError,
+    DiskFullError,
+    EncoderMismatchError,
+    IndexFormatError,
+    IndexLockedError,
+    ModelLoadError,
+    StorageError,
+    UnknownIdError,
+)
 from colmax.server.handlers import Handlers
 from colmax.server.middleware import AuthMiddleware, BodyLimitMiddleware
 from colmax.server.schemas import (
@@ -29,14 +41,20 @@ from colmax.server.settings import ServerSettings
 
 __all__ = ["create_app"]
 
+logger = logging.getLogger(__name__)
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "missing or wrong API key (when the server has one)"},
+    400: {"description": "without an API key: the Host header is not a loopback name"},
     413: {"description": "request body over the server's limit"},
     422: {"description": "invalid request: the body says which field and why"},
+    500: {"description": "the index folder is damaged or unreadable (details in the log)"},
+    503: {"description": "the index is busy (another process writes) or failed to write"},
 }
 _WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
     **_ERRORS,
     403: {"description": "writes are disabled (no API key and no --allow-unauthenticated-writes)"},
+    507: {"description": "the index's disk is full: nothing was written"},
 }
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"description": "an id is not in the index (nothing was changed)"}
@@ -91,7 +109,7 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
         response_class=Response,
         responses={**_ERRORS, **_NOT_FOUND, 200: {"content": {"image/png": {}}}},
     )(handlers.page_heatmap)
-    _add_error_handlers(app)
+    _add_error_handlers(app, _private_paths(engine))
     _document_security(app, settings)
     # The last middleware added runs first: authentication, then the body limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)  # type: ignore[arg-type]
@@ -100,6 +118,8 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
         api_key=settings.api_key,
         allow_unauthenticated_writes=settings.allow_unauthenticated_writes,
     )
+    # Outermost: a request for another host name is refused before anything else runs.
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.trusted_hosts()))  # type: ignore[arg-type]
     return app
 
 
@@ -121,18 +141,47 @@ def _with_body(
     return endpoint
 
 
-def _status(exc: ColmaxError) -> int:
-    if isinstance(exc, UnknownIdError):
-        return 404
-    if isinstance(exc, IndexLockedError):
-        return 503  # another process is writing to the folder; retrying later will work
-    return 422
+#: Server-side conditions: status and the message a client gets (the details, paths included,
+#: go to the log only). Checked in order: the first class that matches wins.
+_SERVER_FAULTS: tuple[tuple[type[ColmaxError], int, str], ...] = (
+    (
+        DiskFullError,
+        507,
+        "the index's disk is full: nothing was written; retry once space is freed",
+    ),
+    (IndexLockedError, 503, "another process is writing to the index; retry shortly"),
+    (StorageError, 503, "the index could not be written (I/O error): nothing was changed"),
+    (IndexFormatError, 500, "the index folder is damaged or unreadable; see the server log"),
+    (EncoderMismatchError, 500, "the index and its model do not match; see the server log"),
+    (ModelLoadError, 500, "the model could not be loaded; see the server log"),
+)
 
 
-def _add_error_handlers(app: FastAPI) -> None:
+def _private_paths(engine: Engine) -> list[str]:
+    """Folder names a client must not learn: the index's and the model's (longest first)."""
+    found: set[str] = set()
+    for value in (engine.path, getattr(engine.encoder, "name", None)):
+        if value is None or not Path(str(value)).is_absolute():
+            continue
+        path = Path(str(value))
+        found |= {str(path), str(path.resolve()), str(path.parent), str(path.resolve().parent)}
+    return sorted((p for p in found if p not in ("/", "")), key=len, reverse=True)
+
+
+def _add_error_handlers(app: FastAPI, private: list[str]) -> None:
+    def scrub(message: str) -> str:
+        for path in private:
+            message = message.replace(path, "<server path>")
+        return message
+
     @app.exception_handler(ColmaxError)
     async def colmax_error(request: Request, exc: ColmaxError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=_status(exc))
+        for cls, status, public in _SERVER_FAULTS:
+            if isinstance(exc, cls):
+                logger.error("%s %s: %s", request.method, request.url.path, exc, exc_info=exc)
+                return JSONResponse({"detail": public}, status_code=status)
+        status = 404 if isinstance(exc, UnknownIdError) else 422
+        return JSONResponse({"detail": scrub(str(exc))}, status_code=status)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

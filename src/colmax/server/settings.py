@@ -7,7 +7,10 @@ from typing import Any
 
 from colmax.errors import InvalidInputError
 
-__all__ = ["ServerSettings"]
+__all__ = ["LOOPBACK_HOSTS", "ServerSettings"]
+
+#: The host names a keyless server answers by default.
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,10 @@ class ServerSettings:
         chunk_tokens: split added documents into chunks of this many tokens (``None``: no).
         chunk_overlap: tokens shared by neighbouring chunks.
         search_threads: reads (search, rerank, info) running at the same time; more wait.
+        allowed_hosts: host names (the ``Host`` header, port left out) the server answers;
+            others get 400. ``None``: any host with an API key; without one only
+            :data:`LOOPBACK_HOSTS`, so a web page that rebinds its DNS name to 127.0.0.1
+            cannot reach a keyless server (DNS rebinding). ``("*",)`` allows every host.
 
     Examples:
         >>> ServerSettings(api_key="s3cret", max_k=100).writes_enabled
@@ -44,6 +51,7 @@ class ServerSettings:
     chunk_tokens: int | None = None
     chunk_overlap: int = 0
     search_threads: int = 8
+    allowed_hosts: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.api_key is not None and not self.api_key.strip():
@@ -61,6 +69,19 @@ class ServerSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+        hosts = self.allowed_hosts
+        if hosts is not None and (
+            isinstance(hosts, str) or not hosts or not all(isinstance(h, str) and h for h in hosts)
+        ):
+            raise InvalidInputError(
+                f"allowed_hosts must be a non-empty list of host names, got {hosts!r}"
+            )
+
+    def trusted_hosts(self) -> tuple[str, ...]:
+        """The ``Host`` names to answer (see ``allowed_hosts``)."""
+        if self.allowed_hosts is not None:
+            return tuple(self.allowed_hosts)
+        return ("*",) if self.api_key is not None else LOOPBACK_HOSTS
 
     @property
     def writes_enabled(self) -> bool:

@@ -11,7 +11,9 @@ vectors of a deleted document can never be mistaken for a later document's.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import sqlite3
 import threading
@@ -22,22 +24,40 @@ from typing import Any
 
 import numpy as np
 
-from colmax.errors import IndexFormatError, IndexLockedError, InvalidInputError
+from colmax.errors import IndexFormatError, IndexLockedError, InvalidInputError, StorageError
+from colmax.store.fsutil import file_mode
 
-__all__ = ["DB_NAME", "DocumentStore", "SegmentRow"]
+__all__ = ["DB_NAME", "SEGMENT_NAME", "CommitUncertainError", "DocumentStore", "SegmentRow"]
 
 DB_NAME = "documents.sqlite"
 _SCHEMA_VERSION = 1
 _CHUNK = 500  # SQLite host parameters per statement, well under every build's limit
 SegmentRow = tuple[str, int, int]  # (name, n_docs, n_tokens)
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-#: A segment name is one plain file-name component (``seg-00000012-3fa2c1d0``).
-_SEGMENT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+#: A segment (or codec) name is one plain file-name component (``seg-00000012-3fa2c1d0``).
+SEGMENT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _COLUMNS = {
     "documents": ("key", "id", "text", "metadata"),
     "segments": ("name", "seq", "n_docs", "n_tokens"),
     "meta": ("name", "value"),
 }
+
+#: SQLite result codes of a COMMIT that failed after its commit record may have reached the
+#: log: a failed fsync (SQLITE_IOERR_FSYNC, SQLITE_IOERR_DIR_FSYNC). Recovery at the next open
+#: may find the transaction complete, so its files must not be deleted.
+_FSYNC_ERRORS = frozenset({1034, 1290})
+
+
+class CommitUncertainError(StorageError):
+    """A COMMIT failed and may nonetheless have committed (see :data:`_FSYNC_ERRORS`)."""
+
+
+def _may_have_committed(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if not isinstance(code, int):
+        return True  # unknown: assume the worst
+    return code in _FSYNC_ERRORS
+
 
 _SCHEMA = """
 CREATE TABLE documents (
@@ -75,6 +95,9 @@ class DocumentStore:
         """A new empty store at ``path`` (``None``: in memory)."""
         conn = _connect(path)
         if path is not None:
+            # SQLite creates 0644 whatever the umask allows; its WAL and shared-memory files
+            # copy the database's mode. One policy for the folder: see fsutil.file_mode.
+            os.chmod(path, file_mode())
             conn.execute("PRAGMA journal_mode=WAL")
         with conn:
             conn.executescript(_SCHEMA)
@@ -118,15 +141,35 @@ class DocumentStore:
     # ------------------------------------------------------------------ transactions
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on any exception)."""
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on any exception).
+
+        Raises:
+            CommitUncertainError: ``COMMIT`` failed in a way that may still have made the
+                transaction durable (an fsync error after the commit record was written).
+                Any other failure means nothing was committed.
+        """
         with self.lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._rollback()
                 raise
-            self._conn.execute("COMMIT")
+            try:
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                if _may_have_committed(exc):
+                    raise CommitUncertainError(
+                        f"{self.path}: the commit's outcome is unknown ({exc})"
+                    ) from exc
+                raise
+
+    def _rollback(self) -> None:
+        # After some failures (a full disk at COMMIT) SQLite has already rolled back.
+        if self._conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
 
     @contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:
@@ -293,7 +336,7 @@ class DocumentStore:
                 isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**62
                 for n in (n_docs, n_tokens)
             )
-            if not isinstance(name, str) or not _SEGMENT_NAME.fullmatch(name) or not counts_ok:
+            if not isinstance(name, str) or not SEGMENT_NAME.fullmatch(name) or not counts_ok:
                 raise IndexFormatError(
                     f"{self.path}: damaged segment list: {name!r} ({n_docs!r} documents, "
                     f"{n_tokens!r} tokens)."
@@ -318,6 +361,9 @@ def _connect(path: Path | None, *, read_only: bool = False) -> sqlite3.Connectio
     uri = f"{path.resolve().as_uri()}?mode={'ro' if read_only else 'rwc'}"
     conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None, timeout=30)
     conn.execute("PRAGMA synchronous=FULL")
+    # A database comes with the folder: functions that are not innocuous never run from its
+    # schema (triggers, views, indexes); _check_schema refuses such objects anyway.
+    conn.execute("PRAGMA trusted_schema=OFF")
     return conn
 
 
@@ -333,9 +379,23 @@ def _check_header(path: Path) -> None:
 
 
 def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
-    """The three tables with their columns, the format marker, a schema version we read."""
+    """The three tables with their columns, the format marker, a schema version we read, and
+    nothing else: a trigger, view or index planted in a database that came with a folder would
+    run inside colmax's own transactions."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
-    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    entries = conn.execute("SELECT type, name FROM sqlite_master").fetchall()
+    unexpected = sorted(
+        f"{kind} {name!r}"
+        for kind, name in entries
+        if not (kind == "table" and name in _COLUMNS)
+        and not (kind == "index" and str(name).startswith("sqlite_autoindex_"))
+    )
+    if unexpected:
+        raise IndexFormatError(
+            f"{path}: unexpected objects in the database schema ({', '.join(unexpected[:5])}); "
+            "colmax creates none, so the file was altered. Refusing to open it."
+        )
+    tables = {r[1] for r in entries if r[0] == "table"}
     columns_ok = all(
         name in tables
         and {r[1] for r in conn.execute(f"PRAGMA table_info({name})")} >= set(columns)
