@@ -61,6 +61,7 @@ def load_vision_encoder(
         raise ModelLoadError(
             f"could not load {checkpoint.model_class} from {folder!r}: {exc}"
         ) from exc
+    _tie_unloaded_heads(model)
     model.to(device=device, dtype=dtype)
     encoder = VisionEncoder(
         name=name,
@@ -112,6 +113,25 @@ def _load_engine(folder: str, model_class: str) -> tuple[Any, Any]:
     _refuse_missing(folder, loading.get("missing_keys", ()))
     processor = getattr(engine_models, processor_class).from_pretrained(folder)
     return model.float().eval(), processor
+
+
+def _tie_unloaded_heads(model: Any) -> None:
+    """Tie a language-model head left on the meta device to the input embeddings.
+
+    colpali-engine checkpoints do not store ``lm_head``: PaliGemma (Gemma) ties it to the token
+    embeddings, but colpali-engine's ``ColPali.tie_weights`` ties inside the language model
+    only, so transformers leaves the head as a meta tensor that ``.to(device)`` cannot move
+    (PaliGemma's forward still computes logits with it, unused by retrieval). Sharing the
+    embedding matrix is what the tied checkpoint means, and costs no memory.
+    """
+    embeddings = model.get_input_embeddings().weight
+    for name, module in model.named_modules():
+        for pname, param in list(module.named_parameters(recurse=False)):
+            if not param.is_meta:
+                continue
+            if "lm_head" not in f"{name}.{pname}" or param.shape != embeddings.shape:
+                raise ModelLoadError(f"weight {name}.{pname} was not loaded")
+            setattr(module, pname, embeddings)
 
 
 def _refuse_missing(folder: str, missing: Any) -> None:
