@@ -33,7 +33,7 @@ from colmax.filters import MATCH_ALL, FilterLike, parse_filter, to_sql
 from colmax.indexes.base import SegmentedIndex
 from colmax.indexes.flat import FlatIndex
 from colmax.indexes.plaid import PlaidIndex, PlaidSettings
-from colmax.store.fsutil import publish_folder, staging_path
+from colmax.store.fsutil import publish_folder, remove_stale_staging, staging_path
 from colmax.store.io_errors import storage_errors
 from colmax.store.manifest import Manifest
 from colmax.store.storage import Commit, Storage, check_free, is_index_folder
@@ -308,7 +308,10 @@ class LocalBackend(Backend):
         self._refresh_if_stale()
         with self._state_lock:
             index = self._index
-            allowed = self._storage.docs.select_keys(where, params) if tree != MATCH_ALL else None
+        # Outside the lock: a slow filter must not hold up other searches or writers. The
+        # keys may be a generation newer than the snapshot (a concurrent write): keys the
+        # snapshot lacks are ignored, and rows deleted meanwhile are dropped by _hits.
+        allowed = self._storage.docs.select_keys(where, params) if tree != MATCH_ALL else None
         results = index.search(list(queries), k, allowed)
         rows = self._storage.docs.fetch({int(key) for r in results for key in r.keys})
         return [_hits(r.keys, r.scores, rows) for r in results]
@@ -353,6 +356,7 @@ class LocalBackend(Backend):
                 colmax_version=__version__,
                 chunking=mine.chunking,
             )
+            remove_stale_staging(target)  # an earlier save to it that was killed
             check_free(target)
             staging = staging_path(target)
             try:

@@ -21,8 +21,10 @@ this).
 
 Limits: field names of 1 to 512 characters without ``"``, ``\\`` or control characters (SQLite
 JSON paths cannot address them portably); strings without NUL (SQLite's JSON functions stop at
-it); about 10,000 conditions (:data:`MAX_PARAMETERS` bound values; a ``$in`` list of any
-length binds at most nine); nesting up to 32 levels.
+it); at most :data:`colmax.limits.MAX_FILTER_CONDITIONS` conditions (one per operator on a
+field; a ``$in`` list of any length is one), so that one filter cannot occupy SQLite for long
+(each condition is tested on every document; a query is also stopped after
+:data:`colmax.limits.FILTER_TIMEOUT_S`); nesting up to 32 levels.
 
 How it is organised: :func:`parse_filter` validates a dict once and returns its syntax tree
 (:mod:`colmax.filters.tree`); :func:`to_sql` compiles a tree for SQLite (the flat and plaid
@@ -52,6 +54,7 @@ from colmax.filters.tree import (
     Condition,
     Node,
     Not,
+    count_conditions,
     parse,
 )
 
@@ -67,6 +70,7 @@ __all__ = [
     "Node",
     "Not",
     "compile_filter",
+    "count_conditions",
     "parse_filter",
     "to_sql",
 ]

@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from colmax import limits
 from colmax.errors import FilterError
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "Condition",
     "Node",
     "Not",
+    "count_conditions",
     "parse",
 ]
 
@@ -98,6 +100,7 @@ def parse(flt: Mapping[str, Any] | Node | None) -> Node:
         return MATCH_ALL
     if isinstance(flt, (Condition, AllOf, AnyOf, Not)):
         return flt
+    count_conditions(flt)
     node = _node(flt, 0)
     bound = _parameters(node)
     if bound > MAX_PARAMETERS:
@@ -106,6 +109,42 @@ def parse(flt: Mapping[str, Any] | Node | None) -> Node:
             "10,000 conditions); use {'field': {'$in': [...]}} for long lists of values"
         )
     return node
+
+
+def count_conditions(flt: Any) -> int:
+    """The conditions of a filter (one per operator on a field; ``$in`` of any length is one).
+
+    Counted without recursion and before anything else is checked, so a huge filter is refused
+    at once whatever else is wrong with it.
+
+    Raises:
+        FilterError: more than :data:`colmax.limits.MAX_FILTER_CONDITIONS`.
+
+    Examples:
+        >>> count_conditions({"$or": [{"a": 1}, {"b": {"$gt": 1, "$lt": 5}}]})
+        3
+    """
+    limit = limits.MAX_FILTER_CONDITIONS
+    total, stack = 0, [flt]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (list, tuple)):
+            stack.extend(node)
+            continue
+        if not isinstance(node, Mapping):
+            continue
+        for field, cond in node.items():
+            if field in _COMBINATORS:
+                stack.append(cond)
+            else:
+                total += len(cond) if isinstance(cond, Mapping) and cond else 1
+        if total > limit:
+            raise FilterError(
+                f"filter too large: more than {limit} conditions (colmax.limits."
+                "MAX_FILTER_CONDITIONS); use {'field': {'$in': [...]}} for a list of values, "
+                "which counts as one"
+            )
+    return total
 
 
 def _node(flt: Any, depth: int) -> Node:
