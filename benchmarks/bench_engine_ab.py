@@ -1,8 +1,11 @@
 """A/B of two colmax source trees on the engine's hot paths: add and search, flat and plaid.
 
-Each measurement runs in a fresh process with ``PYTHONPATH=<tree>/src``, trees interleaved
-(A B A B ...), on the same synthetic vectors (no model: the engine's own overhead and the index
-are what is measured, not encoding). Reports the median of each metric per tree and B/A.
+Each measurement runs in a fresh process with ``PYTHONPATH=<tree>/src``, on the same synthetic
+vectors (no model: the engine's own overhead and the index are what is measured, not
+encoding). By default the trees are interleaved (A B A B ...); with ``--concurrent`` each round
+runs A and B at the same time, one thread each, so both see the same machine load (on a host
+shared with other jobs, load that drifts between sequential runs swamps a few per cent).
+Reports the median of each metric per tree, B/A, and the median of the per-round ratios.
 
 Usage (under the shared benchmark lock, at normal priority)::
 
@@ -95,21 +98,40 @@ def worker(kind: str, n_docs: int) -> dict[str, float]:
     }
 
 
-def _run(tree: Path, kind: str, n_docs: int, threads: int) -> dict[str, float]:
+def _start(tree: Path, kind: str, n_docs: int, threads: int) -> subprocess.Popen[str]:
     env = {
         **os.environ,
         "PYTHONPATH": str(tree / "src"),
         "OMP_NUM_THREADS": str(threads),
         "MKL_NUM_THREADS": str(threads),
     }
-    out = subprocess.run(
-        [sys.executable, __file__, "--worker", kind, "--docs", str(n_docs)],
+    return subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--worker",
+            kind,
+            "--docs",
+            str(n_docs),
+            "--threads",
+            str(threads),
+        ],
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        check=True,
     )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _result(proc: subprocess.Popen[str]) -> dict[str, float]:
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker failed: {err[-2000:]}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _run(tree: Path, kind: str, n_docs: int, threads: int) -> dict[str, float]:
+    return _result(_start(tree, kind, n_docs, threads))
 
 
 def main() -> None:
@@ -120,16 +142,29 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=3000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--kinds", default="flat,plaid")
+    parser.add_argument("--concurrent", action="store_true", help="run A and B at once")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
+        import torch
+
+        torch.set_num_threads(args.threads)
         print(json.dumps(worker(args.worker, args.docs)))
         return
     results: dict[str, dict[str, list[dict[str, float]]]] = {}
     for kind in args.kinds.split(","):
         results[kind] = {"a": [], "b": []}
         for r in range(args.rounds):
+            if args.concurrent:
+                procs = {
+                    s: _start(t, kind, args.docs, args.threads)
+                    for s, t in (("a", args.a), ("b", args.b))
+                }
+                for side, proc in procs.items():
+                    results[kind][side].append(_result(proc))
+                    print(kind, side, results[kind][side][-1], file=sys.stderr, flush=True)
+                continue
             order = ("a", "b") if r % 2 == 0 else ("b", "a")  # interleaved, alternating first
             for side in order:
                 tree = args.a if side == "a" else args.b
@@ -140,9 +175,15 @@ def main() -> None:
         for metric in sides["a"][0]:
             a = statistics.median(x[metric] for x in sides["a"])
             b = statistics.median(x[metric] for x in sides["b"])
-            summary[f"{kind}.{metric}"] = {"a": a, "b": b, "b_over_a": b / a}
+            # Each round ran A and B back to back: the median of the per-round ratios is less
+            # sensitive to a load that drifts over the whole run than the ratio of medians.
+            paired = statistics.median(
+                y[metric] / x[metric] for x, y in zip(sides["a"], sides["b"])
+            )
+            summary[f"{kind}.{metric}"] = {"a": a, "b": b, "b_over_a": b / a, "paired": paired}
             print(
-                f"{kind:6} {metric:16} A {a * 1000:9.2f} ms  B {b * 1000:9.2f} ms  B/A {b / a:.3f}"
+                f"{kind:6} {metric:16} A {a * 1000:9.2f} ms  B {b * 1000:9.2f} ms  "
+                f"B/A {b / a:.3f}  paired B/A {paired:.3f}"
             )
     if args.out:
         args.out.write_text(json.dumps({"runs": results, "summary": summary}, indent=2))
