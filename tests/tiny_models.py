@@ -61,9 +61,14 @@ TINY_VOCAB: list[str] = [
 ]
 
 
-def _config() -> BertConfig:
+def _vocab(extra_words: tuple[str, ...]) -> list[str]:
+    """TINY_VOCAB plus ``extra_words`` (appended, so the shared ids do not move)."""
+    return TINY_VOCAB + [w for w in dict.fromkeys(extra_words) if w not in TINY_VOCAB]
+
+
+def _config(extra_words: tuple[str, ...] = ()) -> BertConfig:
     return BertConfig(
-        vocab_size=len(TINY_VOCAB),
+        vocab_size=len(_vocab(extra_words)),
         hidden_size=HIDDEN_SIZE,
         num_hidden_layers=2,
         num_attention_heads=2,
@@ -72,9 +77,9 @@ def _config() -> BertConfig:
     )
 
 
-def _backbone(seed: int) -> BertModel:
+def _backbone(seed: int, extra_words: tuple[str, ...] = ()) -> BertModel:
     torch.manual_seed(seed)
-    return BertModel(_config()).eval()
+    return BertModel(_config(extra_words)).eval()
 
 
 def tiny_projection(seed: int = 0) -> torch.Tensor:
@@ -83,10 +88,12 @@ def tiny_projection(seed: int = 0) -> torch.Tensor:
     return torch.randn(PROJECTION_DIM, HIDDEN_SIZE, generator=generator) / HIDDEN_SIZE**0.5
 
 
-def _write_tokenizer(folder: Path, added: tuple[str, ...] = ()) -> Any:
+def _write_tokenizer(
+    folder: Path, added: tuple[str, ...] = (), extra_words: tuple[str, ...] = ()
+) -> Any:
     """vocab.txt + tokenizer_config.json, then the tokenizer's own save (tokenizer.json)."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.txt").write_text("\n".join(TINY_VOCAB), encoding="utf-8")
+    (folder / "vocab.txt").write_text("\n".join(_vocab(extra_words)), encoding="utf-8")
     (folder / "tokenizer_config.json").write_text(
         json.dumps(
             {
@@ -140,6 +147,7 @@ def make_tiny_colbert_model(
     metadata: dict[str, Any] | None = None,
     write_metadata: bool = True,
     weights: str = "safetensors",
+    extra_words: tuple[str, ...] = (),
 ) -> Path:
     """The tiny backbone in colbert-ai's layout.
 
@@ -149,13 +157,15 @@ def make_tiny_colbert_model(
         metadata: entries merged into ``artifact.metadata``.
         write_metadata: False leaves ``artifact.metadata`` out (config.json alone marks it).
         weights: ``"safetensors"`` or ``"bin"`` (``torch.save`` of the state dict).
+        extra_words: words appended to the vocabulary (a different backbone from the shared
+            one: its embedding table is larger), for tests whose texts need them.
 
     Returns:
         The folder.
     """
     folder = Path(folder)
-    _write_tokenizer(folder)
-    model = _backbone(seed)
+    _write_tokenizer(folder, extra_words=extra_words)
+    model = _backbone(seed, extra_words)
     state = {f"bert.{k}": v.detach().clone().contiguous() for k, v in model.state_dict().items()}
     state["linear.weight"] = tiny_projection(seed)
     if weights == "safetensors":

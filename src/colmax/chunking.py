@@ -148,9 +148,13 @@ class Chunker:
         if self.tokenizer is None:
             offsets = [m.span() for m in _WORD.finditer(text)]
             return offsets, [True] * len(offsets)
-        encoding = self.tokenizer(
-            text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
-        )
+        # The tokenizer loaded it already: importing colmax.encoders costs nothing more here.
+        from colmax.encoders.tokens import tokenizer_lock
+
+        with tokenizer_lock(self.tokenizer):  # shared with the encoder: see encoders.tokens
+            encoding = self.tokenizer(
+                text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
+            )
         pairs = [(int(a), int(b)) for a, b in encoding["offset_mapping"]]
         words = encoding.word_ids()
         keep = [i for i, (a, b) in enumerate(pairs) if b > a]  # zero-width tokens carry no text

@@ -36,10 +36,12 @@ from colmax.validation import (
     check_flag,
     check_ids,
     check_k,
+    check_metadatas,
     check_pool_factor,
     check_texts,
     to_vectors,
 )
+from colmax.vision.store import PageStore
 
 __all__ = ["Engine"]
 
@@ -127,6 +129,7 @@ class Engine:
         self._backend = backend
         self._dim = backend.dim
         self._hybrid = HybridSide(backend)
+        self._pages = PageStore(backend.path)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -246,6 +249,7 @@ class Engine:
         metadatas: Sequence[Mapping[str, Any] | None] | None = None,
         *,
         embeddings: Sequence[Any] | None = None,
+        images: Sequence[Any] | None = None,
         skip_empty: bool = False,
         batch_size: int | None = None,
         show_progress: bool | None = None,
@@ -260,6 +264,10 @@ class Engine:
             metadatas: one JSON-compatible dict per document (filterable in :meth:`search`).
             embeddings: precomputed ``(n_tokens, dim)`` arrays or tensors, one per document,
                 used instead of encoding (L2-normalised on the way in).
+            images: page images (PIL images or image file paths) for a vision retriever
+                (ColPali, ColQwen); ``documents`` are then their optional texts (stored and
+                returned with hits). Each page image and its patch grid are stored in the
+                index (see :meth:`add_files`, :meth:`page_image`).
             skip_empty: drop empty/whitespace texts (logged) instead of raising.
             batch_size, show_progress: passed to the encoder.
             pool_factor: token pooling (:mod:`colmax.pooling`, needs ``colmax[pooling]``):
@@ -277,6 +285,17 @@ class Engine:
                 a ``pool_factor`` that is not a positive integer, or scipy missing for one
                 above 1).
         """
+        if images is not None:
+            if embeddings is not None:
+                raise InvalidInputError("pass images=... or embeddings=..., not both")
+            from colmax.vision.ingest import add_pages, image_pages, vision_encoder
+
+            encoder = vision_encoder(self._encoder)
+            pages = image_pages(images, documents)
+            return add_pages(
+                encoder, self._backend, self._pages, pages, ids=ids, metadatas=metadatas,
+                pool_factor=pool_factor, batch_size=batch_size, show_progress=show_progress,
+            )  # fmt: skip
         pool_factor = check_pool_factor(pool_factor)
         batch = check_add(documents, ids, metadatas, embeddings, self._dim, skip_empty=skip_empty)
         texts, ids_, metas, vectors = batch.texts, batch.ids, batch.metadatas, batch.vectors
@@ -289,6 +308,83 @@ class Engine:
         self._backend.upsert(ids_, texts, [m or {} for m in metas], vectors)
         return ids_
 
+    def add_files(
+        self,
+        paths: str | Path | Sequence[str | Path],
+        *,
+        dpi: int = 150,
+        metadata: Mapping[str, Any] | None = None,
+        pool_factor: int = 1,
+        batch_size: int | None = None,
+        show_progress: bool | None = None,
+        commit_every: int = 64,
+    ) -> list[str]:
+        """Index PDFs and image files (and the folders given, recursively) page by page.
+
+        Needs a vision retriever (``Engine.from_pretrained("vidore/colqwen2-v1.0-hf", ...)``)
+        and ``colmax[vision]``. Each PDF page is rendered at ``dpi`` and its text layer becomes
+        the document text (what an LLM reads); image files are pages as they are (empty text).
+        Document ids are ``"<path>#page=<n>"`` for PDF pages and the path for images, so
+        indexing the same files again replaces their pages. Metadata: ``"source"`` (the path),
+        ``"page"`` (1-based, PDFs), ``"image"`` and ``"patch_grid"`` (page-store names: see
+        :meth:`page_image`), plus ``metadata``.
+
+        Args:
+            paths: files and folders.
+            dpi: PDF rendering resolution.
+            metadata: extra metadata for every page.
+            pool_factor: token pooling of page vectors (3 keeps about a third; see
+                :meth:`add`); heatmaps still work, on pooled patches.
+            batch_size: pages per forward pass.
+            show_progress: progress bar (``None``: above 16 pages).
+            commit_every: pages per commit: a long run keeps what it has done if it stops.
+
+        Returns:
+            The ids written, in file and page order.
+
+        Raises:
+            NoEncoderError: the engine's model does not embed images.
+            InvalidInputError: a missing path, a file that is neither PDF nor image, an
+                unreadable PDF, a bad ``dpi``. Paths are all checked before the first page is
+                rendered; a PDF that fails to render midway keeps the pages committed before.
+        """
+        from colmax.vision.ingest import add_pages, vision_encoder
+        from colmax.vision.pages import read_pages
+
+        encoder = vision_encoder(self._encoder)
+        pages = read_pages(paths, dpi=dpi)
+        extra = check_metadatas([metadata], 1)[0] if metadata is not None else None
+        if extra:
+            pages = (replace(p, metadata={**extra, **p.metadata}) for p in pages)
+        return add_pages(
+            encoder, self._backend, self._pages, pages, pool_factor=pool_factor,
+            batch_size=batch_size, show_progress=show_progress, commit_every=commit_every,
+        )  # fmt: skip
+
+    def page_image(self, id_: str) -> Any:
+        """The stored page image of document ``id_`` (an RGB PIL image).
+
+        Raises:
+            UnknownIdError: no such document.
+            InvalidInputError: the document has no page image.
+        """
+        from colmax.vision.engine_pages import page_image_name
+
+        return self._pages.image(page_image_name(self._backend, id_))
+
+    def page_image_bytes(self, id_: str) -> tuple[bytes, str]:
+        """The stored page image file of document ``id_`` and its media type
+        (``("...", "image/png")``), for serving it as it is.
+
+        Raises:
+            UnknownIdError: no such document.
+            InvalidInputError: the document has no page image.
+        """
+        from colmax.vision.engine_pages import page_image_name
+
+        name = page_image_name(self._backend, id_)
+        return self._pages.read(name), self._pages.mime_type(name)
+
     def delete(self, ids: Sequence[str]) -> int:
         """Delete documents by id; returns how many were deleted.
 
@@ -299,7 +395,12 @@ class Engine:
         if not ids_:
             return 0
         check_ids(ids_, len(ids_))  # types first (an unhashable id), then duplicates
-        return self._backend.delete(ids_)
+        deleted = self._backend.delete(ids_)
+        if self._pages.folder is not None:  # page images no document needs any more
+            from colmax.vision.engine_pages import collect_garbage
+
+            collect_garbage(self._backend, self._pages)
+        return deleted
 
     def save(self, path: str | Path) -> Path:
         """Write the index to ``path`` (a new folder, or an existing index of the same model).
@@ -313,7 +414,11 @@ class Engine:
         if is_index_folder(target):
             manifest = Manifest.read(target)
             _check_compatible(manifest, self._encoder, None if self._encoder else self._dim, target)
-        return self._backend.save(target)
+        saved = self._backend.save(target)
+        from colmax.vision.engine_pages import copy_pages
+
+        copy_pages(self._backend, self._pages, saved)
+        return saved
 
     def close(self) -> None:
         """Release files and connections (the engine is unusable afterwards)."""
@@ -391,10 +496,16 @@ class Engine:
             ]
         if explain:
             hits = [
-                explain_hits(self._encoder, self._backend, t, q, h)
+                self._explain_pages(t, q, explain_hits(self._encoder, self._backend, t, q, h))
                 for t, q, h in zip(texts, qvecs, hits)
             ]
         return hits[0] if single else hits
+
+    def _explain_pages(self, query: str | None, qvecs: torch.Tensor, hits: list[Hit]) -> list[Hit]:
+        """Heatmap data for page hits (no-op for text documents)."""
+        from colmax.vision.engine_pages import explain_pages
+
+        return explain_pages(self._encoder, self._backend, self._pages, query, qvecs, hits)
 
     def rerank(
         self,
@@ -495,9 +606,11 @@ class Engine:
             query, None if query_embedding is None else [query_embedding], None
         )
         doc, vecs = self._backend.get_with_vectors([doc_id])[0]
-        return explain_document(
+        e = explain_document(
             self._encoder, texts[0], qvecs[0], doc, vecs, max_passages=max_passages
         )
+        hit = Hit(doc.id, e.score, doc.text, doc.metadata, 0, explanation=e)
+        return self._explain_pages(texts[0], qvecs[0], [hit])[0].explanation or e
 
     def _text_candidates(
         self, texts: list[str], ids: list[str] | None, batch_size: int | None

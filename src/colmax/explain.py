@@ -27,13 +27,17 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from colmax.errors import InvalidInputError, NoEncoderError
 from colmax.validation import check_texts, to_vectors
+
+if TYPE_CHECKING:
+    from colmax.vision.heatmap import PageExplanation
 
 __all__ = ["Explanation", "Passage", "Span", "Token", "TokenMatch", "explain", "explain_vectors"]
 
@@ -132,6 +136,9 @@ class Explanation:
         matches: one :class:`TokenMatch` per query vector, in query order.
         passages: best passages, best first (empty when no match has a span).
         id: the document id when known.
+        page: for a page image (vision retrievers), which query tokens matched which
+            patches (:class:`~colmax.vision.heatmap.PageExplanation`; drawn by
+            :meth:`to_image`), else ``None``.
     """
 
     query: str
@@ -140,6 +147,7 @@ class Explanation:
     matches: tuple[TokenMatch, ...]
     passages: tuple[Passage, ...] = field(default_factory=tuple)
     id: str | None = None
+    page: PageExplanation | None = None
 
     def with_id(self, id_: str) -> Explanation:
         """A copy carrying the document id."""
@@ -155,13 +163,43 @@ class Explanation:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: what LangChain / LlamaIndex metadata and the server carry."""
-        return {
+        out: dict[str, Any] = {
             "id": self.id,
             "query": self.query,
             "score": self.score,
             "matches": [m.to_dict() for m in self.matches],
             "passages": [p.to_dict() for p in self.passages],
         }
+        if self.page is not None:
+            out["page"] = self.page.to_dict()
+        return out
+
+    def to_image(self, path: str | Path, *, token: int | None = None, alpha: float = 0.5) -> Path:
+        """Write the page with a heatmap of the patches that matched the query (PNG).
+
+        The heatmap shows each patch's best similarity to any query token (``token=i``: to
+        query vector ``i`` only); the patches that won a query token's MaxSim term are
+        outlined and labelled with that token. Needs ``colmax[vision]``.
+
+        Args:
+            path: the PNG file to write.
+            token: a query vector position, or ``None`` for all.
+            alpha: heatmap opacity in ``[0, 1]``.
+
+        Returns:
+            The path written.
+
+        Raises:
+            InvalidInputError: this explanation is not of a page image (a text document, or
+                a page whose model gives no patch grid).
+        """
+        if self.page is None:
+            raise InvalidInputError(
+                "to_image() draws page images; this explanation is of a document without a "
+                "stored page image and patch grid (index pages with a vision retriever: "
+                "engine.add_files([...]) or engine.add(images=[...]))"
+            )
+        return self.page.save(path, token=token, alpha=alpha)
 
     def to_html(self) -> str:
         """The document as HTML, matches highlighted (stronger = larger share of the score),

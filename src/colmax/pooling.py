@@ -26,7 +26,7 @@ import numpy as np
 from colmax.errors import InvalidInputError
 from colmax.validation import to_vectors
 
-__all__ = ["pool_documents", "pool_vectors", "pooled_length"]
+__all__ = ["pool_documents", "pool_vectors", "pool_with_rows", "pooled_length"]
 
 
 def pooled_length(n_tokens: int, pool_factor: int, protected_tokens: int = 0) -> int:
@@ -71,16 +71,44 @@ def pool_vectors(vectors: Any, pool_factor: int, *, protected_tokens: int = 0) -
         >>> pooled.shape, np.round(np.linalg.norm(pooled, axis=1), 6).tolist()
         ((2, 2), [1.0, 1.0])
     """
+    return pool_with_rows(vectors, pool_factor, protected_tokens=protected_tokens)[0]
+
+
+def pool_with_rows(
+    vectors: Any, pool_factor: int, *, protected_tokens: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`pool_vectors`, and which pooled row each input row went into.
+
+    Image patches use it: a page's patch grid (:mod:`colmax.vision`) is rewritten to point
+    at the pooled vectors, so a heatmap needs no re-encoding after pooling.
+
+    Returns:
+        ``(pooled, rows)``: ``pooled`` as :func:`pool_vectors` returns it, and int64 ``rows``
+        of length ``n`` with ``pooled[rows[i]]`` the mean that input row ``i`` is part of.
+
+    Examples:
+        >>> import numpy as np
+        >>> v = np.array([[1.0, 0.0], [0.0, 1.0], [0.99, 0.1]])
+        >>> pool_with_rows(v, 2)[1].tolist()
+        [0, 1, 0]
+    """
     _check_factor(pool_factor, protected_tokens)
     unit = to_vectors([vectors], None, "vectors")[0]
     n = len(unit)
     target = pooled_length(n, pool_factor, protected_tokens)
     if target >= n:
-        return unit
+        return unit, np.arange(n, dtype=np.int64)
     kept = min(protected_tokens, n)
     head, rest = unit[:kept], unit[kept:]
     labels = _ward_labels(rest, target - kept)
-    return np.concatenate([head, _cluster_means(rest, labels)]).astype(np.float32)
+    # _cluster_means orders clusters by their first member: the same order gives each label
+    # its output row.
+    _, first = np.unique(labels, return_index=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first)] = np.arange(len(first))
+    rows = np.concatenate([np.arange(kept), kept + rank[labels]]).astype(np.int64)
+    pooled = np.concatenate([head, _cluster_means(rest, labels)]).astype(np.float32)
+    return pooled, rows
 
 
 def pool_documents(

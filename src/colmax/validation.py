@@ -212,7 +212,15 @@ def to_vectors(
     """Validate precomputed multi-vectors and return L2-normalised float32 arrays.
 
     Each item is a numpy array or torch tensor of shape ``(n_tokens, dim)`` with ``n_tokens >= 1``,
-    finite values and no all-zero row (a zero vector has no direction, so no cosine).
+    finite values and no row that is exactly zero (a zero vector has no direction, so no
+    cosine). Any other row is kept whatever its scale: it is divided by its largest absolute
+    value and normalised in float64, so subnormal rows (``1e-45``) and rows near the top of
+    their dtype's range come out with norm 1 instead of being refused or skewed (a float32
+    norm of ``1e-22`` values underflows).
+
+    Examples:
+        >>> [round(float(x), 4) for x in to_vectors([np.full((1, 2), 1e-45, np.float32)], 2)[0][0]]
+        [0.7071, 0.7071]
     """
     out = []
     for i, emb in enumerate(embeddings):
@@ -227,13 +235,26 @@ def to_vectors(
             )
         if not np.isfinite(arr).all():
             raise InvalidEmbeddingError(f"{what}[{i}] contains NaN or infinite values")
-        norms = np.linalg.norm(arr, axis=1, keepdims=True)
-        if (norms == 0).any() or not np.isfinite(norms).all():
-            raise InvalidEmbeddingError(
-                f"{what}[{i}] has an all-zero (or overflowing) token vector"
-            )
-        out.append((arr / norms).astype(np.float32))
+        out.append(_unit_rows(arr, f"{what}[{i}]"))
     return out
+
+
+def _unit_rows(arr: np.ndarray, what: str) -> np.ndarray:
+    """Rows of a finite float64 ``arr`` scaled to norm 1, as float32.
+
+    Scaling by the largest absolute value first brings every row into ``[1, sqrt(dim)]`` norm,
+    where squaring neither underflows nor overflows.
+    """
+    scale = np.abs(arr).max(axis=1, keepdims=True)
+    zero = np.flatnonzero(scale[:, 0] == 0)
+    if len(zero):
+        raise InvalidEmbeddingError(
+            f"{what} has an all-zero token vector (row {int(zero[0])}): a zero vector has no "
+            "direction; drop that row"
+        )
+    unit = arr / scale
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    return unit.astype(np.float32)
 
 
 def _as_array(emb: Any, what: str) -> np.ndarray:
@@ -241,7 +262,9 @@ def _as_array(emb: Any, what: str) -> np.ndarray:
         if emb.is_complex() or emb.dtype == torch.bool:
             raise InvalidEmbeddingError(f"{what} must hold real numbers, got dtype {emb.dtype}")
         try:
-            emb = emb.detach().to("cpu", torch.float32).numpy()
+            # float64 holds every value of every real torch dtype exactly (float32 would
+            # flush float64 subnormals to zero and overflow large ones).
+            emb = emb.detach().to("cpu", torch.float64).numpy()
         except (RuntimeError, NotImplementedError) as exc:  # e.g. a tensor on the meta device
             raise InvalidEmbeddingError(f"{what} cannot be read as numbers: {exc}") from exc
     if not isinstance(emb, np.ndarray):
@@ -250,7 +273,7 @@ def _as_array(emb: Any, what: str) -> np.ndarray:
         )
     if emb.dtype.kind not in "fiu":
         raise InvalidEmbeddingError(f"{what} must hold numbers, got dtype {emb.dtype}")
-    return emb.astype(np.float64 if emb.dtype == np.float64 else np.float32, copy=False)
+    return emb.astype(np.float64, copy=False)
 
 
 @dataclass

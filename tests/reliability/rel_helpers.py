@@ -62,8 +62,14 @@ def raw_vectors(seed: int, n_tokens: int, dim: int = DIM) -> np.ndarray:
 
 
 def stored(vectors: np.ndarray) -> np.ndarray:
-    """What the index keeps: L2-normalised, rounded to float16 (back in float64 for scoring)."""
-    v = np.asarray(vectors, dtype=np.float32)
+    """What the index keeps: L2-normalised, rounded to float16 (back in float64 for scoring).
+
+    Normalised in float64 after scaling each row by its largest absolute value, so rows of
+    any magnitude, subnormal included, keep their direction (a float32 norm of 1e-45 values
+    underflows to 0).
+    """
+    v = np.asarray(vectors, dtype=np.float64)
+    v = v / np.abs(v).max(axis=1, keepdims=True)
     v = (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
     return v.astype(np.float16).astype(np.float64)
 

@@ -87,7 +87,11 @@ class ColBERTEncoder:
 
     @property
     def tokenizer(self) -> Any:
-        """The Hugging Face tokenizer (prefix tokens added)."""
+        """The Hugging Face tokenizer (prefix tokens added).
+
+        Calling it sets shared truncation state: from several threads, hold
+        :func:`colmax.encoders.tokens.tokenizer_lock` of it around each call, as colmax does.
+        """
         return self.plan.tokenizer
 
     @property

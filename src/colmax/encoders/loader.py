@@ -87,6 +87,21 @@ def load_encoder(
         >>> [v.shape for v in enc.encode_queries(["what is late interaction?"])]  # doctest: +SKIP
         [torch.Size([32, 128])]
     """
+    vision = _vision_checkpoint(model_name_or_path, overrides.get("format"), revision)
+    if vision is not None:  # ColPali / ColQwen: text queries, page images
+        from colmax.vision.loader import checkpoint_name, load_vision_encoder
+
+        torch_device = _resolve_device(device)
+        torch_dtype, requested_dtype = _resolve_dtype(dtype, torch_device)
+        return load_vision_encoder(  # type: ignore[return-value]
+            vision,
+            name=checkpoint_name(model_name_or_path),
+            device=torch_device,
+            dtype=torch_dtype,
+            requested_dtype=requested_dtype,
+            revision=revision,
+            **{k: v for k, v in overrides.items() if v is not None},
+        )
     unknown = sorted(set(overrides) - set(setting_names()))
     if unknown:
         raise InvalidInputError(
@@ -126,6 +141,16 @@ def load_encoder(
     )
     logger.info("Loaded %r", encoder)
     return encoder
+
+
+def _vision_checkpoint(model_name_or_path: str | Path, fmt: Any, revision: str | None) -> Any:
+    """The vision checkpoint at ``model_name_or_path`` (:mod:`colmax.vision.detect`), or None."""
+    from colmax.vision.detect import VISION_FORMATS, read_vision_checkpoint
+
+    if fmt is not None and fmt not in VISION_FORMATS:
+        return None
+    folder = resolve_model_folder(str(model_name_or_path), revision=revision)
+    return read_vision_checkpoint(folder, fmt)
 
 
 def _resolve_device(device: str | torch.device | None) -> torch.device:

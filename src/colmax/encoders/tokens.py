@@ -14,10 +14,19 @@ For each text (PyLate 1.6 ``ColBERT.tokenize`` on sentence-transformers 5.3 ``Tr
 
 Vectors kept: every position of an expanded query; otherwise the attended positions, minus,
 for documents, the tokens whose id is in the skiplist. Padding is always on the right.
+
+Thread safety: a Hugging Face fast tokenizer stores truncation and padding as state of its one
+Rust tokenizer, set just before each call, so two threads tokenizing with different lengths can
+each run with the other's settings (a query cut at 180 tokens, a document at 32), or fail with
+"Already borrowed". Every call that tokenizes goes through :func:`tokenizer_lock` of that
+tokenizer. The lock covers the tokenizer only, never the model, and costs well under a
+microsecond when no other thread holds it.
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,9 +35,31 @@ import torch
 
 from colmax.encoders.settings import EncoderSettings
 
-__all__ = ["PreparedText", "TokenPlan"]
+__all__ = ["PreparedText", "TokenPlan", "tokenizer_lock"]
 
 Span = tuple[int, int]
+
+_LOCKS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def tokenizer_lock(tokenizer: Any) -> threading.Lock:
+    """The one lock every call of ``tokenizer`` must hold (the same object for every caller).
+
+    Hold it around anything that encodes text with a Hugging Face tokenizer (``tokenizer(...)``,
+    ``encode``, ``tokenize``): those calls first set the shared truncation and padding state.
+
+    Examples:
+        >>> class Tok: ...
+        >>> tok = Tok()
+        >>> tokenizer_lock(tok) is tokenizer_lock(tok)
+        True
+    """
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(tokenizer)
+        if lock is None:
+            lock = _LOCKS[tokenizer] = threading.Lock()
+        return lock
 
 
 @dataclass(frozen=True)
@@ -65,6 +96,7 @@ class TokenPlan:
         skiplist_ids: frozenset[int],
     ) -> None:
         self.tokenizer = tokenizer
+        self.lock = tokenizer_lock(tokenizer)
         self.settings = settings
         self.query_prefix_id = query_prefix_id
         self.document_prefix_id = document_prefix_id
@@ -100,16 +132,17 @@ class TokenPlan:
         length = s.query_length if is_query else s.document_length
         max_length = length - 1 if prefix_id is not None else length
         processed = [self._preprocess(t) for t in texts]
-        encoded = self.tokenizer(
-            [p for p, _ in processed],
-            add_special_tokens=True,
-            truncation=True,
-            max_length=max_length,
-            return_attention_mask=False,
-            return_token_type_ids=self.uses_token_types,
-            return_offsets_mapping=with_spans,
-            return_special_tokens_mask=with_spans,
-        )
+        with self.lock:  # the truncation length is shared tokenizer state (module docstring)
+            encoded = self.tokenizer(
+                [p for p, _ in processed],
+                add_special_tokens=True,
+                truncation=True,
+                max_length=max_length,
+                return_attention_mask=False,
+                return_token_type_ids=self.uses_token_types,
+                return_offsets_mapping=with_spans,
+                return_special_tokens_mask=with_spans,
+            )
         out = []
         for i, (_, lead) in enumerate(processed):
             ids = list(encoded["input_ids"][i])

@@ -9,13 +9,11 @@ not used: a colmax store encodes text itself with a late-interaction model.
 - ``TestColmaxVectorStoreStandardMiniLM`` runs the same vector-store suite with the real
   all-MiniLM-L6-v2 weights, with no accommodation: every test passes.
 
-Accommodation (tiny model only): four vector-store tests assert a *ranking*: that
-``similarity_search("bar", k=2)`` returns ``bar`` before ``foo``. The tiny model's 80-token
-vocabulary has neither word, so both texts tokenise to ``[CLS] [D] [UNK] [SEP]``, get
-identical token vectors and exactly equal MaxSim scores, and the tie keeps insertion order
-(``foo`` first). That is a property of the random test model, not of a multi-vector store (the
-MiniLM class below passes them), so they are marked ``xfail(strict=True)`` here, not skipped:
-they still run, and an unexpected pass would be reported as a failure.
+The suites' own texts are ``foo``, ``bar``, ``baz`` and ``new foo``, and four vector-store
+tests assert a *ranking* (``similarity_search("bar", k=2)`` returns ``bar`` before ``foo``).
+The tiny model used here therefore has those words in its vocabulary (``extra_words``): with
+the shared 80-token vocabulary both texts would be ``[CLS] [D] [UNK] [SEP]``, tie exactly, and
+keep insertion order. Every standard test runs unmodified, none is skipped or marked xfail.
 """
 
 from __future__ import annotations
@@ -32,7 +30,12 @@ from langchain_tests.integration_tests import (
 )
 
 from colmax import Engine
+from colmax.encoders import load_encoder
 from colmax.encoders.base import Encoder
+from tiny_models import make_tiny_colbert_model
+
+# The words the standard suites write and search, added to the tiny model's vocabulary.
+SUITE_WORDS = ("foo", "bar", "baz", "new")
 
 TEXTS = [
     "the cat sat on the mat",
@@ -43,17 +46,18 @@ TEXTS = [
     "hello world",
 ]
 
-_TIE = (
-    "tiny random model: 'foo' and 'bar' are both [UNK] in its vocabulary, so their "
-    "multi-vectors and MaxSim scores are identical and the tie keeps insertion order "
-    "(passes with real weights: see TestColmaxVectorStoreStandardMiniLM)"
-)
+
+@pytest.fixture(scope="module")
+def suite_encoder(tmp_path_factory: pytest.TempPathFactory) -> Encoder:
+    """The tiny random ColBERT model with the suites' words in its vocabulary."""
+    folder = make_tiny_colbert_model(tmp_path_factory.mktemp("suite_tiny"), extra_words=SUITE_WORDS)
+    return load_encoder(folder, device="cpu")
 
 
 class TestColmaxRetrieverStandard(RetrieversIntegrationTests):
     @pytest.fixture(autouse=True)
-    def _engine(self, tiny_encoder: Encoder) -> Generator[None, None, None]:
-        self._eng = Engine(tiny_encoder)
+    def _engine(self, suite_encoder: Encoder) -> Generator[None, None, None]:
+        self._eng = Engine(suite_encoder)
         self._eng.add(TEXTS, ids=[f"d{i}" for i in range(len(TEXTS))])
         yield
         self._eng.close()
@@ -73,26 +77,9 @@ class TestColmaxRetrieverStandard(RetrieversIntegrationTests):
 
 class TestColmaxVectorStoreStandard(VectorStoreIntegrationTests):
     @pytest.fixture
-    def vectorstore(self, engine: Engine) -> Generator[VectorStore, None, None]:  # type: ignore[override]
-        yield ColmaxVectorStore(engine)
-
-    @pytest.mark.xfail(strict=True, reason=_TIE)
-    def test_add_documents(self, vectorstore: VectorStore) -> None:
-        super().test_add_documents(vectorstore)
-
-    @pytest.mark.xfail(strict=True, reason=_TIE)
-    def test_add_documents_with_ids_is_idempotent(self, vectorstore: VectorStore) -> None:
-        super().test_add_documents_with_ids_is_idempotent(vectorstore)
-
-    @pytest.mark.xfail(strict=True, reason=_TIE)
-    async def test_add_documents_async(self, vectorstore: VectorStore) -> None:
-        await super().test_add_documents_async(vectorstore)
-
-    @pytest.mark.xfail(strict=True, reason=_TIE)
-    async def test_add_documents_with_ids_is_idempotent_async(
-        self, vectorstore: VectorStore
-    ) -> None:
-        await super().test_add_documents_with_ids_is_idempotent_async(vectorstore)
+    def vectorstore(self, suite_encoder: Encoder) -> Generator[VectorStore, None, None]:  # type: ignore[override]
+        with Engine(suite_encoder) as engine:
+            yield ColmaxVectorStore(engine)
 
 
 class TestColmaxVectorStoreStandardMiniLM(VectorStoreIntegrationTests):
