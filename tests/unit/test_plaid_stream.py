@@ -186,3 +186,28 @@ def test_add_stream_checks_its_input(corpus: tuple) -> None:
     with pytest.raises(InvalidEmbeddingError, match="NaN"):
         engine.add_stream(ListSource(bad))
     assert len(engine) == 0
+
+
+def test_drift_advises_a_retrain_and_colmax_info_shows_it(
+    corpus: tuple, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from colmax.cli import main
+
+    docs, _ = corpus
+    path = tmp_path / "idx"
+    engine = Engine(dim=DIM, index="plaid", path=path, index_options=OPTIONS)
+    engine.add_stream(ListSource(docs))
+    drift = engine.info()["plaid"]
+    assert not drift["rebuild_recommended"] and drift["advice"] == "no re-train needed"
+    rng = np.random.default_rng(5)  # documents unlike anything the centroids were trained on
+    other = [_norm(rng.standard_normal((20, DIM))) for _ in range(400)]
+    engine.add_stream(ListSource(other), ids=_ids(400, 1000))
+    drift = engine.info()["plaid"]
+    assert drift["residual_ratio"] > 1.25 and drift["rebuild_recommended"]
+    assert drift["advice"].startswith("re-train advised") and "optimize()" in drift["advice"]
+    engine.close()
+    capsys.readouterr()
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    advice = [line for line in out.splitlines() if line.startswith("plaid advice:")]
+    assert advice and "re-train advised" in advice[0] and "residual ratio" in out

@@ -393,12 +393,23 @@ class PlaidIndex(Index):
         return writer.finish()
 
     def drift(self) -> dict[str, Any]:
-        """How far the corpus has moved from the codec's training sample.
+        """How far the corpus has moved from the codec's training sample, and whether a
+        re-train (``optimize()``) is advised.
+
+        Two measurements, both taken while coding (no extra pass over the data):
+
+        - ``residual_ratio``: mean squared distance of the coded tokens to their centroids
+          over that of the training sample. Tokens that do not look like the sample sit
+          farther from every centroid (their residuals carry more energy, and 2-bit codes
+          lose more of it); above :data:`DRIFT_RATIO` a re-train is advised.
+        - ``growth``: live tokens over the corpus size at training. The number of centroids
+          follows ``sqrt(tokens)``; past :data:`GROWTH_RATIO` the inverted lists are twice as
+          long as a fresh build's would be.
 
         Returns:
             ``{"trained": bool}`` plus, once trained: ``codec`` (name), ``centroids``,
-            ``trained_tokens`` (corpus size at training), ``residual_ratio`` (mean squared
-            residual of the coded tokens / of the training sample), ``rebuild_recommended``.
+            ``nbits``, ``trained_tokens`` (corpus size at training), ``residual_ratio``,
+            ``growth``, ``rebuild_recommended`` and ``advice`` (one sentence).
         """
         if self.codec is None:
             return {"trained": False, "exact_until_tokens": self.settings.train_tokens}
@@ -412,6 +423,21 @@ class PlaidIndex(Index):
         )
         live = self.token_counts()[0]
         grown = live / max(1, stats.corpus_tokens)
+        reasons = []
+        if ratio > DRIFT_RATIO:
+            reasons.append(
+                f"tokens sit {ratio - 1:.0%} farther (squared) from their centroids than the "
+                f"training sample did (limit {DRIFT_RATIO - 1:.0%})"
+            )
+        if grown > GROWTH_RATIO:
+            reasons.append(
+                f"the corpus is {grown:.1f}x its size at training (limit {GROWTH_RATIO:g}x)"
+            )
+        advice = (
+            f"re-train advised: {'; '.join(reasons)}. Run optimize() (LocalBackend.rebuild())"
+            if reasons
+            else "no re-train needed"
+        )
         return {
             "trained": True,
             "codec": self.codec.name,
@@ -419,7 +445,9 @@ class PlaidIndex(Index):
             "nbits": self.codec.nbits,
             "trained_tokens": stats.corpus_tokens,
             "residual_ratio": round(ratio, 4),
-            "rebuild_recommended": bool(ratio > DRIFT_RATIO or grown > GROWTH_RATIO),
+            "growth": round(grown, 3),
+            "rebuild_recommended": bool(reasons),
+            "advice": advice,
         }
 
     # ------------------------------------------------------------------ reads
