@@ -6,13 +6,16 @@ server, :class:`~colmax.server.settings.ServerSettings`), one public :class:`~co
 call, and the HTTP server's own result models out (:mod:`colmax.server.schemas`: ids, scores,
 text, metadata), so both doors answer alike. Engine calls run in worker threads: reads up to
 ``settings.search_threads`` at a time, writes one at a time. A :class:`~colmax.errors.ColmaxError`
-becomes a tool error carrying its message (an unknown id, a malformed filter), which the client
-sees with ``isError``.
+becomes a tool error, which the client sees with ``isError``, worded as the HTTP server words it
+(:mod:`colmax.server.faults`): the client's own mistakes (an unknown id, a malformed filter)
+keep their message, server paths scrubbed; server-side conditions (a full disk, a damaged
+folder) get a fixed message and are logged in full.
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 import uuid
 from collections.abc import Callable
 from functools import partial
@@ -25,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from colmax.engine import Engine
 from colmax.errors import ColmaxError
+from colmax.server.faults import PathScrubber, server_fault
 from colmax.server.schemas import DocumentOut, HitOut
 from colmax.server.settings import ServerSettings
 from colmax.types import Hit
@@ -40,6 +44,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)]
 
@@ -108,12 +114,17 @@ class ColmaxTools:
         self.settings = settings
         self._reads = anyio.CapacityLimiter(settings.search_threads)
         self._writes = anyio.CapacityLimiter(1)
+        self._scrub = PathScrubber(engine)
 
     async def _call(self, limiter: anyio.CapacityLimiter, fn: Callable[..., T], **kwargs: Any) -> T:
         try:
             return await anyio.to_thread.run_sync(partial(fn, **kwargs), limiter=limiter)
         except ColmaxError as exc:
-            raise ToolError(str(exc)) from exc
+            fault = server_fault(exc)
+            if fault is not None:
+                logger.error("%s: %s", getattr(fn, "__name__", "tool"), exc, exc_info=exc)
+                raise ToolError(fault[1]) from exc
+            raise ToolError(self._scrub(str(exc))) from exc
 
     def functions(self, *, writes: bool) -> dict[str, Callable[..., Any]]:
         """The tool functions by name, their parameters typed with this server's limits.
