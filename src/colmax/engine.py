@@ -171,9 +171,13 @@ class Engine:
         lock_timeout: float = 60.0,
         api_key: str | None = None,
         compile: bool = False,
+        download: bool = False,
     ) -> Engine:
         """Open an index folder; the encoder recorded in its manifest is loaded again.
 
+        That model comes from a local folder or the Hugging Face cache; ``download=True``
+        fetches it from the Hub when it is in neither (the name is read from the folder, so
+        a folder from someone else would otherwise decide what is downloaded and run).
         ``compile`` runs that encoder through ``torch.compile`` (see
         :func:`colmax.encoders.load_encoder`). ``api_key`` is for a Qdrant server index (the manifest never stores it; the
         ``COLMAX_QDRANT_API_KEY`` environment variable works too).
@@ -190,7 +194,9 @@ class Engine:
             config = dict(manifest.encoder)
             config.pop("device", None)
             config.pop("dtype", None)
-            encoder = load_encoder(device=device, dtype=dtype, compile=compile, **config)
+            encoder = load_encoder(
+                device=device, dtype=dtype, compile=compile, download=download, **config
+            )
         options = {"api_key": api_key} if api_key is not None else None
         return cls(
             encoder,

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from colmax import __version__
+from colmax import __version__, deadline
 from colmax.backends.base import Backend
 from colmax.errors import IndexFormatError, InvalidInputError, UnknownIdError
 from colmax.indexes.flat import FlatIndex
@@ -318,6 +318,7 @@ class LocalBackend(Backend):
         # keys may be a generation newer than the snapshot (a concurrent write): keys the
         # snapshot lacks are ignored, and rows deleted meanwhile are dropped by _hits.
         allowed = self._storage.docs.select_keys(where, params) if filter else None
+        deadline.check()  # before the scoring, the costly part
         results = index.search(list(queries), k, allowed)
         rows = self._storage.docs.fetch({int(key) for r in results for key in r.keys})
         return [_hits(r.keys, r.scores, rows) for r in results]

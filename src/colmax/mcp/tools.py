@@ -123,7 +123,7 @@ class ColmaxTools:
             fault = server_fault(exc)
             if fault is not None:
                 logger.error("%s: %s", getattr(fn, "__name__", "tool"), exc, exc_info=exc)
-                raise ToolError(fault[1]) from exc
+                raise ToolError(fault[1] or self._scrub(str(exc))) from exc
             raise ToolError(self._scrub(str(exc))) from exc
 
     def functions(self, *, writes: bool) -> dict[str, Callable[..., Any]]:

@@ -118,18 +118,18 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
 
 
 def _with_body(
-    handler: Callable[[Any], Awaitable[Any]], model: type
-) -> Callable[[Any], Awaitable[Any]]:
+    handler: Callable[[Any, Request], Awaitable[Any]], model: type
+) -> Callable[[Any, Request], Awaitable[Any]]:
     """An endpoint taking a JSON body of ``model``, calling ``handler`` with it.
 
     The request models are built per app (their limits are settings), so the type is set on
     the endpoint here: a postponed, string annotation could not be resolved by FastAPI.
     """
 
-    async def endpoint(body: Any) -> Any:
-        return await handler(body)
+    async def endpoint(body: Any, request: Request) -> Any:
+        return await handler(body, request)
 
-    endpoint.__annotations__ = {"body": model, "return": Any}
+    endpoint.__annotations__ = {"body": model, "request": Request, "return": Any}
     endpoint.__name__ = handler.__name__
     endpoint.__doc__ = handler.__doc__
     return endpoint
@@ -141,7 +141,7 @@ def _add_error_handlers(app: FastAPI, scrub: PathScrubber) -> None:
         fault = server_fault(exc)
         if fault is not None:
             logger.error("%s %s: %s", request.method, request.url.path, exc, exc_info=exc)
-            return JSONResponse({"detail": fault[1]}, status_code=fault[0])
+            return JSONResponse({"detail": fault[1] or scrub(str(exc))}, status_code=fault[0])
         status = 404 if isinstance(exc, UnknownIdError) else 422
         return JSONResponse({"detail": scrub(str(exc))}, status_code=status)
 

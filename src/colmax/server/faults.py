@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from colmax.errors import (
     ColmaxError,
+    DeadlineExceededError,
     DiskFullError,
     EncoderMismatchError,
     IndexFormatError,
@@ -27,8 +28,10 @@ if TYPE_CHECKING:
 __all__ = ["SERVER_FAULTS", "PathScrubber", "server_fault"]
 
 #: Server-side conditions: status and the message a client gets (the details, paths included,
-#: go to the log only). Checked in order: the first class that matches wins.
+#: go to the log only; ``""``: the error's own message, scrubbed). Checked in order: the first
+#: class that matches wins.
 SERVER_FAULTS: tuple[tuple[type[ColmaxError], int, str], ...] = (
+    (DeadlineExceededError, 503, ""),  # its own message: the deadline, or the disconnect
     (
         DiskFullError,
         507,
@@ -43,7 +46,8 @@ SERVER_FAULTS: tuple[tuple[type[ColmaxError], int, str], ...] = (
 
 
 def server_fault(exc: ColmaxError) -> tuple[int, str] | None:
-    """``(status, public message)`` for a server-side condition, else ``None``.
+    """``(status, public message)`` for a server-side condition, else ``None`` (an empty
+    message: send the error's own, scrubbed).
 
     Examples:
         >>> server_fault(IndexLockedError("x"))[0]
