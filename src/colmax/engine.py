@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from colmax import __version__
+from colmax import __version__, limits
 from colmax.backends.base import Backend
 from colmax.backends.local import LOCAL_KINDS, LocalBackend
 from colmax.encoders.base import Encoder
@@ -553,9 +553,14 @@ class Engine:
 
         Returns:
             Hits sorted by score (ties keep the input order), ``rank`` 0-based.
+
+        Raises:
+            InvalidInputError: no candidates given, or more than
+                :data:`colmax.limits.MAX_RERANK_CANDIDATES` (1,000): rerank in batches.
         """
         if documents is None and ids is None:
             raise InvalidInputError("rerank() needs documents=... (texts), ids=..., or both")
+        _check_candidates(documents if documents is not None else ids)
         k = check_k(k) if k is not None else None
         check_flag(explain, "explain")
         _, texts, qvecs = self._queries(
@@ -694,6 +699,20 @@ class Engine:
             raise NoEncoderError("this engine has no encoder: pass query_embeddings=...")
         vectors = list(self._encoder.encode_queries(texts, batch_size=batch_size))
         return single, list(texts), vectors
+
+
+def _check_candidates(candidates: Any) -> None:
+    """At most :data:`colmax.limits.MAX_RERANK_CANDIDATES`: they are scored in one padded batch."""
+    limit = limits.MAX_RERANK_CANDIDATES
+    if (
+        isinstance(candidates, Sequence)
+        and not isinstance(candidates, str)
+        and len(candidates) > limit
+    ):
+        raise InvalidInputError(
+            f"rerank() takes at most {limit} candidates per call (colmax.limits."
+            f"MAX_RERANK_CANDIDATES), got {len(candidates)}: rerank in batches, or search first"
+        )
 
 
 def _check_compatible(
