@@ -61,3 +61,42 @@ def cranfield_index(
     engine = Engine.from_pretrained(minilm_path, device="cpu")
     engine.add(list(data.corpus.values()), ids=list(data.corpus), skip_empty=True)
     return engine.save(tmp_path_factory.mktemp("cranfield") / "index")
+
+
+# ---------------------------------------------------------------------- vision retrievers
+
+
+@pytest.fixture(scope="session")
+def tiny_colpali_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random ColPaliForRetrieval + ColPaliProcessor saved with save_pretrained
+    (64 patches of an 8 x 8 grid, dim 16; format "colpali-hf")."""
+    pytest.importorskip("PIL", reason='pip install "colmax[vision]"')
+    from colmax.vision.tiny import make_tiny_colpali
+
+    return make_tiny_colpali(tmp_path_factory.mktemp("tiny_colpali"))
+
+
+@pytest.fixture(scope="session")
+def tiny_colqwen2_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random ColQwen2ForRetrieval + ColQwen2Processor (aspect-preserving grids)."""
+    pytest.importorskip("PIL", reason='pip install "colmax[vision]"')
+    from colmax.vision.tiny import make_tiny_colqwen2
+
+    return make_tiny_colqwen2(tmp_path_factory.mktemp("tiny_colqwen2"))
+
+
+@pytest.fixture(scope="session")
+def colpali_encoder(tiny_colpali_model: Path) -> object:
+    """The tiny ColPali loaded once (do not change it)."""
+    from colmax.encoders import load_encoder
+
+    return load_encoder(tiny_colpali_model)
+
+
+@pytest.fixture(scope="session")
+def text_pdf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 3-page PDF whose pages carry ``colmax.vision.tiny.SAMPLE_PAGES`` as real text."""
+    pytest.importorskip("pypdfium2", reason='pip install "colmax[vision]"')
+    from colmax.vision.tiny import SAMPLE_PAGES, write_text_pdf
+
+    return write_text_pdf(tmp_path_factory.mktemp("pdf") / "report.pdf", list(SAMPLE_PAGES))

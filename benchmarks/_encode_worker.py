@@ -1,7 +1,8 @@
 """Encodes documents for ``bench_encode.py`` with one system, in its own process.
 
 ``python _encode_worker.py SYSTEM CHECKPOINT TEXTS_JSON``; SYSTEM is ``colmax``,
-``colmax-compiled`` (both need colmax's environment) or ``pylate`` (the peers' environment).
+``colmax-compiled``, ``sentence-transformers`` (sentence-transformers 6's
+``MultiVectorEncoder``; all three in colmax's environment) or ``pylate`` (the peers').
 After loading (and one warm-up pass over the sample, which is when ``torch.compile`` compiles)
 it answers one JSON line per request on stdin:
 
@@ -31,6 +32,14 @@ def _loader(system: str, checkpoint: str) -> tuple[Any, Any]:
         return (
             lambda texts: enc.encode_documents(texts, batch_size=32),
             lambda texts: enc.encode_queries(texts, batch_size=32),
+        )
+    if system == "sentence-transformers":
+        from sentence_transformers import MultiVectorEncoder
+
+        mve = MultiVectorEncoder(checkpoint, device="cpu")
+        return (
+            lambda texts: mve.encode_document(texts, batch_size=32, show_progress_bar=False),
+            lambda texts: mve.encode_query(texts, batch_size=32, show_progress_bar=False),
         )
     from pylate import models
 

@@ -13,7 +13,11 @@ system in turn, in a rotated order, to encode the sample with batch size 32, so 
 load hits all of them alike; the table gives the median documents/s and its ratio to PyLate.
 Single-query latency is the median over ``--queries`` queries encoded one at a time, also
 interleaved. The last column is the largest difference between the system's embeddings and
-PyLate's on 64 documents and 64 queries (token counts must match exactly, or it says so).
+the reference system's (``--reference``, PyLate by default) on 64 documents and 64 queries
+(token counts must match exactly, or it says so).
+
+``--systems colmax sentence-transformers --reference sentence-transformers --checkpoint
+<MultiVectorEncoder folder>`` compares colmax with sentence-transformers 6 on its own format.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ SYSTEMS = {
     "pylate": PEERS_PY,
     "colmax": Path(sys.executable),
     "colmax-compiled": Path(sys.executable),
+    # sentence-transformers 6 (MultiVectorEncoder) shares colmax's environment.
+    "sentence-transformers": Path(sys.executable),
 }
 
 
@@ -90,7 +96,7 @@ def run_dataset(name: str, args: argparse.Namespace, work: Path) -> dict[str, An
             query_s[system].append(workers[system].ask(query=i)["seconds"])
     for system, worker in workers.items():
         worker.ask(save=str(work / f"{name}-{system}.npz"), n=64)
-    reference = work / f"{name}-pylate.npz"
+    reference = work / f"{name}-{args.reference}.npz"
     rows = {}
     for system, worker in workers.items():
         median = statistics.median(seconds[system])
@@ -101,29 +107,30 @@ def run_dataset(name: str, args: argparse.Namespace, work: Path) -> dict[str, An
             "query_p50_ms": 1000 * statistics.median(query_s[system]),
             "load_s": worker.ready["load_s"],
             "warmup_s": worker.ready["warmup_s"],
-            "max_abs_diff_vs_pylate": _max_diff(work / f"{name}-{system}.npz", reference)
-            if "pylate" in workers
+            "max_abs_diff_vs_reference": _max_diff(work / f"{name}-{system}.npz", reference)
+            if args.reference in workers
             else "n/a",
         }
         worker.close(timeout=60)
-    base = rows.get("pylate", next(iter(rows.values())))["docs_per_s"]
+    base = rows.get(args.reference, next(iter(rows.values())))["docs_per_s"]
     for row in rows.values():
-        row["x_pylate"] = row["docs_per_s"] / base
-    return {"documents": len(texts), "tokens": tokens, "systems": rows}
+        row["x_reference"] = row["docs_per_s"] / base
+    return {"documents": len(texts), "tokens": tokens, "systems": rows, "reference": args.reference}
 
 
 def markdown(name: str, result: dict[str, Any]) -> str:
     lines = [
         f"**{name}** ({result['documents']} documents)",
         "",
-        "| system | docs/s | x PyLate | tokens/s | 1-query p50 ms | warm-up s | max abs diff vs PyLate |",
+        f"| system | docs/s | x {result['reference']} | tokens/s | 1-query p50 ms | warm-up s "
+        f"| max abs diff vs {result['reference']} |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for system, row in result["systems"].items():
         lines.append(
-            f"| {system} | {row['docs_per_s']:.1f} | {row['x_pylate']:.2f}x | "
+            f"| {system} | {row['docs_per_s']:.1f} | {row['x_reference']:.2f}x | "
             f"{row['tokens_per_s']:,.0f} | {row['query_p50_ms']:.1f} | {row['warmup_s']:.1f} | "
-            f"{row['max_abs_diff_vs_pylate']} |"
+            f"{row['max_abs_diff_vs_reference']} |"
         )
     return "\n".join(lines)
 
@@ -136,6 +143,9 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=512, help="documents per timed pass")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--queries", type=int, default=50, help="single-query latency samples")
+    parser.add_argument(
+        "--reference", default="pylate", choices=list(SYSTEMS), help="ratio and parity base"
+    )
     parser.add_argument("--out", type=Path, help="write the results as JSON")
     args = parser.parse_args()
     if not args.checkpoint.is_dir():

@@ -9,7 +9,10 @@ second each from a config (no download, no reference library needed).
 - :func:`make_tiny_pylate_model`: the same backbone saved as ``pylate.models.ColBERT.save`` does
   (``modules.json``, ``config_sentence_transformers.json``, ``sentence_bert_config.json``,
   markers ``"[Q] "``/``"[D] "`` added to the tokenizer with mean-initialised embedding rows, and
-  ``1_Dense/`` with an Identity activation, no bias, 32 -> 16).
+  ``1_Dense/`` with an Identity activation, no bias, 32 -> 16);
+- :func:`make_tiny_st_model`: the same backbone in sentence-transformers 6's
+  ``MultiVectorEncoder`` layout, file for file what ``MultiVectorEncoder(<tiny PyLate
+  folder>).save`` writes (``tests/peers/test_parity_st6.py`` checks the real library on it).
 
 Every builder takes the same ``seed`` so the three share one backbone and one projection.
 """
@@ -23,7 +26,7 @@ from typing import Any
 
 import torch
 from safetensors.torch import save_file
-from transformers import AutoTokenizer, BertConfig, BertModel
+from transformers import AddedToken, AutoTokenizer, BertConfig, BertModel
 
 __all__ = [
     "HIDDEN_SIZE",
@@ -32,6 +35,7 @@ __all__ = [
     "make_tiny_colbert_model",
     "make_tiny_hf_model",
     "make_tiny_pylate_model",
+    "make_tiny_st_model",
     "tiny_projection",
 ]
 
@@ -89,7 +93,10 @@ def tiny_projection(seed: int = 0) -> torch.Tensor:
 
 
 def _write_tokenizer(
-    folder: Path, added: tuple[str, ...] = (), extra_words: tuple[str, ...] = ()
+    folder: Path,
+    added: tuple[str, ...] = (),
+    extra_words: tuple[str, ...] = (),
+    special: tuple[str, ...] = (),
 ) -> Any:
     """vocab.txt + tokenizer_config.json, then the tokenizer's own save (tokenizer.json)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -107,6 +114,14 @@ def _write_tokenizer(
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     if added:
         tokenizer.add_tokens(list(added))
+    if special:  # as sentence-transformers 6 registers prompt markers: special, not normalised
+        tokenizer.add_special_tokens(
+            {
+                "additional_special_tokens": [
+                    AddedToken(t, normalized=False, special=True) for t in special
+                ]
+            }
+        )
     tokenizer.save_pretrained(str(folder))
     return tokenizer
 
@@ -258,4 +273,114 @@ def make_tiny_pylate_model(
         },
     )
     save_file(dense, str(folder / "1_Dense" / "model.safetensors"))
+    return folder
+
+
+_ST = "sentence_transformers"
+_EXPANSION_32 = {"strategy": "fixed", "attend": False, "token": None, "length": 32}
+
+
+def make_tiny_st_model(
+    folder: str | Path,
+    *,
+    seed: int = 0,
+    prompts: dict[str, str] | None = None,
+    transformer: dict[str, Any] | None = None,
+    query_expansion: dict[str, Any] | None = _EXPANSION_32,
+    skiplist_words: list[str] | None = None,
+    mask: dict[str, Any] | None = None,
+    normalize: bool = True,
+    extra_modules: list[dict[str, Any]] | None = None,
+) -> Path:
+    """The tiny backbone in sentence-transformers 6's ``MultiVectorEncoder`` layout.
+
+    Defaults: what ``MultiVectorEncoder(make_tiny_pylate_model(...)).save`` writes: prompts
+    ``"[Q] "`` / ``"[D] "`` (special tokens of the tokenizer), documents cut at 180, fixed
+    query expansion to 32, punctuation skiplist, Dense 32 -> 16 then Normalize.
+
+    Args:
+        folder: where to write (created).
+        seed: weights seed (same backbone and projection as the other layouts).
+        prompts: ``config_sentence_transformers.json`` prompts.
+        transformer: entries merged into ``sentence_bert_config.json``.
+        query_expansion: the Transformer's ``query_expansion`` (None: off).
+        skiplist_words: the MultiVectorMask's words (None: ``string.punctuation``).
+        mask: entries merged into the MultiVectorMask config.
+        normalize: end with a token-level Normalize module.
+        extra_modules: ``modules.json`` entries appended (no folders written for them).
+
+    Returns:
+        The folder.
+    """
+    folder = Path(folder)
+    tokenizer = _write_tokenizer(folder, special=("[Q] ", "[D] "))
+    model = _backbone(seed)
+    before = model.get_input_embeddings().weight.shape[0]
+    mean = model.get_input_embeddings().weight.detach()[:before].mean(dim=0)
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    with torch.no_grad():
+        model.get_input_embeddings().weight[before:] = mean
+    model.save_pretrained(str(folder))
+    modules = [
+        ("", f"{_ST}.base.modules.transformer.Transformer"),
+        ("1_Dense", f"{_ST}.base.modules.dense.Dense"),
+        (
+            "2_MultiVectorMask",
+            f"{_ST}.multi_vector_encoder.modules.multi_vector_mask.MultiVectorMask",
+        ),
+    ]
+    if normalize:
+        modules.append(("3_Normalize", f"{_ST}.base.modules.normalize.Normalize"))
+    entries = [{"idx": i, "name": str(i), "path": p, "type": t} for i, (p, t) in enumerate(modules)]
+    _write_json(folder / "modules.json", entries + list(extra_modules or []))
+    _write_json(
+        folder / "config_sentence_transformers.json",
+        {
+            "__version__": {"sentence_transformers": "6.3.0"},
+            "default_prompt_name": None,
+            "model_type": "MultiVectorEncoder",
+            "prompts": {"query": "[Q] ", "document": "[D] "} if prompts is None else prompts,
+            "similarity_fn_name": "maxsim",
+        },
+    )
+    config: dict[str, Any] = {
+        "transformer_task": "feature-extraction",
+        "modality_config": {
+            "text": {"method": "forward", "method_output_name": "last_hidden_state"}
+        },
+        "module_output_name": "token_embeddings",
+        "document_length": 180,
+    }
+    if query_expansion is not None:
+        config["query_expansion"] = dict(query_expansion)
+    _write_json(folder / "sentence_bert_config.json", {**config, **(transformer or {})})
+    _write_json(
+        folder / "1_Dense" / "config.json",
+        {
+            "in_features": HIDDEN_SIZE,
+            "out_features": PROJECTION_DIM,
+            "bias": False,
+            "activation_function": "torch.nn.modules.linear.Identity",
+            "module_input_name": "token_embeddings",
+            "module_output_name": "token_embeddings",
+        },
+    )
+    save_file(
+        {"linear.weight": tiny_projection(seed)}, str(folder / "1_Dense" / "model.safetensors")
+    )
+    words = list(string.punctuation) if skiplist_words is None else skiplist_words
+    _write_json(
+        folder / "2_MultiVectorMask" / "config.json",
+        {
+            "skiplist_words": words,
+            "skiplist_tasks": ["document"],
+            "keep_only_token_ids": None,
+            **(mask or {}),
+        },
+    )
+    if normalize:
+        _write_json(
+            folder / "3_Normalize" / "config.json",
+            {"module_input_name": "token_embeddings", "module_output_name": "token_embeddings"},
+        )
     return folder

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, cast, overload
 
-from colmax.errors import InvalidInputError, UnknownIdError
+from colmax.errors import ColmaxError, InvalidInputError, UnknownIdError
 from colmax.types import Hit
 from colmax.validation import check_flag, check_ids
 
@@ -328,6 +328,7 @@ def _explained(engine: Engine, query: str, hits: list[Hit]) -> list[Hit]:
     ]
     qvecs = engine.encoder.encode_queries([query])[0]
     explained = explain_hits(engine.encoder, engine.backend, query, qvecs, stored)
+    explained = engine._explain_pages(query, qvecs, explained)  # page hits: heatmap data
     return [replace(h, explanation=e.explanation) for h, e in zip(hits, explained)]
 
 
@@ -403,7 +404,19 @@ def upsert_documents(
                 if parent in engine and n > 0:
                     stale.append(parent)  # the document was stored whole before
     if stale:
-        engine.delete(stale)
+        # The add is committed: a failure of this second write must not make the call raise
+        # (a client retrying without ids would store everything twice). The stale pieces stay
+        # until the document is written again; say so.
+        try:
+            engine.delete(stale)
+        except (ColmaxError, OSError) as exc:
+            logger.warning(
+                "documents written, but %d stale chunk(s) of their previous versions could "
+                "not be deleted (%s): %s",
+                len(stale),
+                exc,
+                stale[:10],
+            )
     return written
 
 

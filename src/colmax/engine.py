@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from colmax import __version__
+from colmax import __version__, limits
 from colmax.backends.base import Backend
 from colmax.backends.local import LOCAL_KINDS, LocalBackend
 from colmax.encoders.base import Encoder
@@ -175,9 +175,13 @@ class Engine:
         lock_timeout: float = 60.0,
         api_key: str | None = None,
         compile: bool = False,
+        download: bool = False,
     ) -> Engine:
         """Open an index folder; the encoder recorded in its manifest is loaded again.
 
+        That model comes from a local folder or the Hugging Face cache; ``download=True``
+        fetches it from the Hub when it is in neither (the name is read from the folder, so
+        a folder from someone else would otherwise decide what is downloaded and run).
         ``compile`` runs that encoder through ``torch.compile`` (see
         :func:`colmax.encoders.load_encoder`). ``api_key`` is for a Qdrant server index (the manifest never stores it; the
         ``COLMAX_QDRANT_API_KEY`` environment variable works too).
@@ -194,7 +198,9 @@ class Engine:
             config = dict(manifest.encoder)
             config.pop("device", None)
             config.pop("dtype", None)
-            encoder = load_encoder(device=device, dtype=dtype, compile=compile, **config)
+            encoder = load_encoder(
+                device=device, dtype=dtype, compile=compile, download=download, **config
+            )
         options = {"api_key": api_key} if api_key is not None else None
         return cls(
             encoder,
@@ -375,6 +381,18 @@ class Engine:
         from colmax.vision.engine_pages import page_image_name
 
         return self._pages.image(page_image_name(self._backend, id_))
+
+    def page_image_path(self, id_: str) -> Path | None:
+        """Where the stored page image of document ``id_`` lies on disk (inside the index
+        folder; ``None`` for an in-memory engine). Read-only: the file belongs to the index.
+
+        Raises:
+            UnknownIdError: no such document.
+            InvalidInputError: the document has no page image.
+        """
+        from colmax.vision.engine_pages import page_image_name
+
+        return self._pages.path(page_image_name(self._backend, id_))
 
     def page_image_bytes(self, id_: str) -> tuple[bytes, str]:
         """The stored page image file of document ``id_`` and its media type
@@ -591,9 +609,14 @@ class Engine:
 
         Returns:
             Hits sorted by score (ties keep the input order), ``rank`` 0-based.
+
+        Raises:
+            InvalidInputError: no candidates given, or more than
+                :data:`colmax.limits.MAX_RERANK_CANDIDATES` (1,000): rerank in batches.
         """
         if documents is None and ids is None:
             raise InvalidInputError("rerank() needs documents=... (texts), ids=..., or both")
+        _check_candidates(documents if documents is not None else ids)
         k = check_k(k) if k is not None else None
         check_flag(explain, "explain")
         _, texts, qvecs = self._queries(
@@ -732,6 +755,20 @@ class Engine:
             raise NoEncoderError("this engine has no encoder: pass query_embeddings=...")
         vectors = list(self._encoder.encode_queries(texts, batch_size=batch_size))
         return single, list(texts), vectors
+
+
+def _check_candidates(candidates: Any) -> None:
+    """At most :data:`colmax.limits.MAX_RERANK_CANDIDATES`: they are scored in one padded batch."""
+    limit = limits.MAX_RERANK_CANDIDATES
+    if (
+        isinstance(candidates, Sequence)
+        and not isinstance(candidates, str)
+        and len(candidates) > limit
+    ):
+        raise InvalidInputError(
+            f"rerank() takes at most {limit} candidates per call (colmax.limits."
+            f"MAX_RERANK_CANDIDATES), got {len(candidates)}: rerank in batches, or search first"
+        )
 
 
 def _check_compatible(

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 __all__ = [
     "ColmaxError",
+    "DeadlineExceededError",
     "DimensionMismatchError",
+    "DiskFullError",
     "DuplicateIdError",
     "EmptyTextError",
     "EncoderMismatchError",
     "FilterError",
+    "FilterTimeoutError",
     "IndexFormatError",
     "IndexLockedError",
     "InvalidEmbeddingError",
     "InvalidInputError",
     "ModelLoadError",
     "NoEncoderError",
+    "StorageError",
     "UnknownIdError",
 ]
 
@@ -59,6 +63,16 @@ class FilterError(InvalidInputError):
     """A metadata filter is malformed or uses an unknown operator."""
 
 
+class FilterTimeoutError(FilterError):
+    """A metadata filter ran longer than :data:`colmax.limits.FILTER_TIMEOUT_S` and was stopped
+    (too many conditions for the size of the corpus): simplify it."""
+
+
+class DeadlineExceededError(ColmaxError, TimeoutError):
+    """A call ran past the deadline its caller set (the server's request timeout), or was
+    cancelled because the client went away; its work was stopped and nothing was changed."""
+
+
 class IndexFormatError(ColmaxError, ValueError):
     """A folder is not a colmax index, is damaged, or has an unsupported format version."""
 
@@ -69,6 +83,21 @@ class EncoderMismatchError(ColmaxError, ValueError):
 
 class IndexLockedError(ColmaxError, TimeoutError):
     """Another writer holds the index folder's lock and did not release it in time."""
+
+
+class StorageError(ColmaxError, OSError):
+    """Writing to an index folder failed (an I/O error of the disk or file system).
+
+    Raised before the write's commit point: the index is exactly as it was, and the files the
+    write had started are already removed. ``errno`` and ``filename`` are those of the
+    underlying error when there was one.
+    """
+
+
+class DiskFullError(StorageError):
+    """No space left for a write: the disk is full, a quota or a file-size limit was reached
+    (``ENOSPC``, ``EDQUOT``, ``EFBIG``, or SQLite's "database or disk is full"). Nothing was
+    changed; free space and retry."""
 
 
 class ModelLoadError(ColmaxError, OSError):

@@ -133,3 +133,40 @@ def test_chunking_and_token_spans_alongside_encoding(encoder: Any) -> None:
 
     problems = _hammer([documents] * 2 + [chunks] * 2 + [spans, queries])
     assert not problems, problems[:3]
+
+
+@pytest.mark.parametrize("family", ["colpali", "colqwen2"])
+def test_vision_queries_and_pages_from_many_threads(family: str, tmp_path: Path) -> None:
+    """The vision encoders share their processor's tokenizer between queries and pages, and
+    with a chunker: the same rule holds."""
+    pytest.importorskip("PIL", reason='pip install "colmax[vision]"')
+    import numpy as np
+    from PIL import Image
+
+    from colmax.vision import tiny
+
+    make = tiny.make_tiny_colpali if family == "colpali" else tiny.make_tiny_colqwen2
+    vision = load_encoder(str(make(tmp_path / family)))
+    long_query = " ".join(tiny.TINY_WORDS[i % 20] for i in range(300))
+    queries = ["revenue growth", long_query]
+    rng = np.random.default_rng(0)
+    pages = [Image.fromarray(rng.integers(0, 255, (64, 48, 3), dtype=np.uint8))]
+    want_q = [v.clone() for v in vision.encode_queries(queries)]
+    want_p = vision.encode_images(pages)
+    chunker = Chunker(max_tokens=50, tokenizer=vision.tokenizer)
+    want_chunks = chunker.spans(long_query)
+
+    def encode_queries() -> str | None:
+        got = vision.encode_queries(queries)
+        bad = [tuple(g.shape) for g, w in zip(got, want_q) if g.shape != w.shape]
+        return f"queries came back with shapes {bad}" if bad else None
+
+    def encode_pages() -> str | None:
+        got = vision.encode_images(pages)[0]
+        return None if got.shape == want_p[0].shape else f"a page gave {tuple(got.shape)}"
+
+    def chunks() -> str | None:
+        return None if chunker.spans(long_query) == want_chunks else "chunks changed"
+
+    problems = _hammer([encode_queries] * 3 + [encode_pages] * 2 + [chunks], seconds=3.0)
+    assert not problems, problems[:3]

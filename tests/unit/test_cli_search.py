@@ -188,7 +188,7 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
-    for command in ("index", "add", "delete", "search", "info", "serve", "demo"):
+    for command in ("index", "add", "delete", "search", "info", "serve", "mcp", "demo"):
         assert f"    {command} " in out
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from colmax.cli import main
-from colmax.cli.serve import _is_loopback
+from colmax.cli._server_options import is_loopback
 
 pytest.importorskip("fastapi")
 
@@ -56,4 +56,23 @@ def test_serving_a_folder_that_is_not_an_index(
     ],
 )
 def test_loopback_detection(host: str, loopback: bool) -> None:
-    assert _is_loopback(host) is loopback
+    assert is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize(
+    ("given", "bind", "key", "expected"),
+    [
+        (None, "127.0.0.1", None, None),  # the settings' default: loopback names only
+        (None, "0.0.0.0", None, None),  # a wildcard bind adds no name
+        (None, "10.0.0.5", None, ("localhost", "127.0.0.1", "::1", "[::1]", "10.0.0.5")),
+        (None, "fd00::5", None, ("localhost", "127.0.0.1", "::1", "[::1]", "[fd00::5]")),
+        (None, "10.0.0.5", "k", None),  # with a key: any host
+        (["search.internal"], "0.0.0.0", None, ("search.internal",)),
+    ],
+)
+def test_allowed_hosts_from_the_command_line(
+    given: list[str] | None, bind: str, key: str | None, expected: tuple[str, ...] | None
+) -> None:
+    from colmax.cli._server_options import allowed_hosts_for
+
+    assert allowed_hosts_for(given, bind, key) == expected

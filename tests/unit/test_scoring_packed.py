@@ -191,8 +191,10 @@ def test_inputs_memmap_and_torch_tensors(tmp_path) -> None:  # type: ignore[no-u
 def test_float16_copy_gives_the_same_scores(block_rows: int | None) -> None:
     tokens, offsets = _corpus(19, n_docs=80, max_len=25, dim=16)
     queries = _queries(20, [32, 4], dim=16)
-    wide = PackedDocuments.from_arrays(tokens, offsets)
-    half = PackedDocuments.from_arrays(tokens, offsets, copy_dtype="float16")
+    wide = PackedDocuments.from_arrays(tokens, offsets, compute_dtype="float32")
+    half = PackedDocuments.from_arrays(
+        tokens, offsets, compute_dtype="float32", copy_dtype="float16"
+    )
     assert half.copy_dtype == torch.float16 and half.compute_dtype == torch.float32
     assert half.nbytes < 0.6 * wide.nbytes
     for ids in (None, [3, 1, 77]):
@@ -234,7 +236,7 @@ def test_sizes_and_empty_cases() -> None:
         (np.ones((6, 2), np.float16), [0, 3, 3, 6], {}, InvalidInputError),
         (np.ones((6, 2), np.float16), [[0, 6]], {}, InvalidInputError),
         (np.ones((6, 2), np.float16), [0.0, 6.0], {}, InvalidInputError),
-        (np.ones((6, 2), np.float16), [0, 6], {"compute_dtype": "int8"}, InvalidInputError),
+        (np.ones((6, 2), np.float16), [0, 6], {"compute_dtype": "float8"}, InvalidInputError),
     ],
     ids=["1d", "int", "nan", "start", "end", "empty-doc", "2d-offsets", "float-offsets", "dtype"],
 )

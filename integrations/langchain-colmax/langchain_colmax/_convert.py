@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -19,6 +20,7 @@ __all__ = [
     "fill_ids",
     "hit_extras",
     "to_document",
+    "with_page_image",
 ]
 
 #: Metadata key of a hit's explanation (``Explanation.to_dict()``), when asked for.
@@ -49,6 +51,31 @@ def to_document(hit: Hit, *, with_score: bool = False) -> Document:
     if extras:
         metadata = {**metadata, **extras}
     return Document(page_content=hit.text, metadata=metadata, id=hit.id)
+
+
+def with_page_image(engine: Engine, document: Document, *, include_image: bool) -> Document:
+    """``document``, with its page image when its hit is a page (``Engine.add_files``).
+
+    Adds ``metadata["image_path"]`` (the stored file, for an index folder) and, with
+    ``include_image``, ``metadata["image_base64"]`` and ``metadata["image_mime_type"]`` for a
+    multimodal LLM. Text documents are returned as they are.
+    """
+    from colmax.vision.ingest import IMAGE_KEY
+    from colmax.vision.store import is_page_name
+
+    if not is_page_name(document.metadata.get(IMAGE_KEY)) or document.id is None:
+        return document
+    extra: dict[str, Any] = {}
+    path = engine.page_image_path(document.id)
+    if path is not None:
+        extra["image_path"] = str(path)
+    if include_image:
+        data, mime = engine.page_image_bytes(document.id)
+        extra["image_base64"] = base64.b64encode(data).decode("ascii")
+        extra["image_mime_type"] = mime
+    return Document(
+        page_content=document.page_content, metadata={**document.metadata, **extra}, id=document.id
+    )
 
 
 def fill_ids(ids: Iterable[str | None] | None, n: int) -> list[str] | None:

@@ -17,7 +17,7 @@ from langchain_core.structured_query import FilterDirective
 from pydantic import ConfigDict, Field
 
 from colmax import Engine, Hit
-from langchain_colmax._convert import fill_ids, to_document
+from langchain_colmax._convert import fill_ids, to_document, with_page_image
 from langchain_colmax.filters import to_colmax_filter
 
 __all__ = ["ColmaxRetriever"]
@@ -92,6 +92,10 @@ class ColmaxRetriever(BaseRetriever):
     """Hybrid only: hits taken from each side before fusing."""
     hybrid_weight: float = Field(default=0.5, ge=0, le=1)
     """Hybrid only: weight of the late-interaction side (BM25 gets the rest)."""
+    include_images: bool = False
+    """Page hits (PDF pages, images: ``Engine.add_files``): add the page image as
+    ``metadata["image_base64"]`` / ``["image_mime_type"]`` for multimodal LLMs. Page hits
+    always carry ``source``, ``page`` and ``image_path`` (the stored file)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -201,4 +205,9 @@ class ColmaxRetriever(BaseRetriever):
                 weight=self.hybrid_weight,
             ),
         )
-        return [to_document(hit, with_score=True) for hit in hits]
+        return [
+            with_page_image(
+                self.engine, to_document(hit, with_score=True), include_image=self.include_images
+            )
+            for hit in hits
+        ]

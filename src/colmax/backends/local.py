@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from colmax import __version__
+from colmax import __version__, deadline
 from colmax.backends.base import Backend
 from colmax.errors import IndexFormatError, InvalidInputError, UnknownIdError
 from colmax.indexes.flat import FlatIndex
@@ -39,7 +39,8 @@ from colmax.indexes.plaid import (
     is_coded_name,
 )
 from colmax.store.filters import compile_filter
-from colmax.store.fsutil import publish_folder, staging_path
+from colmax.store.fsutil import publish_folder, remove_stale_staging, staging_path
+from colmax.store.io_errors import storage_errors
 from colmax.store.manifest import Manifest
 from colmax.store.segments import Segment
 from colmax.store.storage import Commit, Storage, check_free, is_index_folder
@@ -234,10 +235,12 @@ class LocalBackend(Backend):
             removed = np.fromiter(replaced.values(), dtype=np.int64, count=len(replaced))
             change = Commit(rows, removed.tolist(), segment, next_key=next_key + len(ids))
             self._commit(change, lambda idx: idx.with_segment(segment, removed))
+            # The upsert is committed: what follows is upkeep, and must not make it raise (a
+            # client retrying an add without ids would store the documents twice).
             if isinstance(self._index, PlaidIndex) and self._index.needs_training():
-                self._rebuild_locked()
+                self._upkeep(self._rebuild_locked, "training the plaid codec")
             else:
-                self._maybe_merge()
+                self._upkeep(self._maybe_merge, "merging segments")
 
     def rebuild(self) -> dict[str, Any]:
         """Train the plaid codec again on the live vectors and re-code every document.
@@ -340,7 +343,7 @@ class LocalBackend(Backend):
             keys = self._keys_or_raise(ids)
             removed = np.asarray(keys, dtype=np.int64)
             self._commit(Commit(removed_keys=keys), lambda idx: idx.without(removed))
-            self._maybe_merge()
+            self._upkeep(self._maybe_merge, "merging segments")
         return len(keys)
 
     # ------------------------------------------------------------------ reads
@@ -368,7 +371,11 @@ class LocalBackend(Backend):
         self._refresh_if_stale()
         with self._state_lock:
             index = self._index
-            allowed = self._storage.docs.select_keys(where, params) if filter else None
+        # Outside the lock: a slow filter must not hold up other searches or writers. The
+        # keys may be a generation newer than the snapshot (a concurrent write): keys the
+        # snapshot lacks are ignored, and rows deleted meanwhile are dropped by _hits.
+        allowed = self._storage.docs.select_keys(where, params) if filter else None
+        deadline.check()  # before the scoring, the costly part
         results = index.search(list(queries), k, allowed)
         rows = self._storage.docs.fetch({int(key) for r in results for key in r.keys})
         return [_hits(r.keys, r.scores, rows) for r in results]
@@ -413,15 +420,17 @@ class LocalBackend(Backend):
                 },
                 colmax_version=__version__,
             )
+            remove_stale_staging(target)  # an earlier save to it that was killed
             check_free(target)
             staging = staging_path(target)
             try:
-                other = LocalBackend(Storage.create(staging, manifest))
-                try:
-                    other._replace_all(snapshot, rows, _codec_of(index))
-                finally:
-                    other.close()
-                publish_folder(staging, target)
+                with storage_errors("saving the index", target):
+                    other = LocalBackend(Storage.create(staging, manifest))
+                    try:
+                        other._replace_all(snapshot, rows, _codec_of(index))
+                    finally:
+                        other.close()
+                    publish_folder(staging, target)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
         logger.info("saved %d documents (generation %d) to %s", len(keys), generation, target)
@@ -451,6 +460,14 @@ class LocalBackend(Backend):
         if isinstance(self._index, PlaidIndex):  # where a user looks for "should I rebuild?"
             self._storage.manifest.index_settings["drift"] = self._index.drift()
         self._storage.write_manifest({"documents": len(self._index), "tokens": live}, generation)
+
+    def _upkeep(self, step: Callable[[], None], what: str) -> None:
+        """Run ``step`` after a committed write; a failure is logged, never raised (the next
+        write tries again)."""
+        try:
+            step()
+        except Exception as exc:
+            logger.warning("%s after a committed write failed (%s); retried later", what, exc)
 
     def _maybe_merge(self) -> None:
         """Rewrite segments that are mostly dead, and fold small ones once there are many."""

@@ -1,4 +1,4 @@
-"""The ``colmax`` command: index, add, delete, search, info, serve, demo (and eval).
+"""The ``colmax`` command: index, add, delete, search, info, serve, mcp, demo (and eval).
 
 Each command lives in its own module exposing ``register(subparsers)`` (adds its parser, with
 ``set_defaults(func=run)``) and ``run(args) -> int``. :func:`main` turns user errors into a
@@ -19,11 +19,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-from colmax.errors import ColmaxError
+from colmax.errors import ColmaxError, StorageError
 
 __all__ = ["build_parser", "main"]
 
-_COMMANDS = ("index", "add", "delete", "search", "info", "serve", "demo")
+_COMMANDS = ("index", "add", "delete", "search", "info", "serve", "mcp", "demo", "doctor")
 _OPTIONAL_COMMANDS = ("eval",)  # written separately; registered when the module exists
 
 _EPILOG = """\
@@ -34,6 +34,7 @@ examples:
   colmax add my-index more.csv --text-field body
   colmax delete my-index doc-17 doc-18
   COLMAX_API_KEY=secret colmax serve my-index --port 8000
+  colmax mcp my-index                      (MCP tools over stdio, for agents and chat clients)
 
 exit codes: 0 ok, 1 operating-system error, 2 bad input or usage, 130 interrupted.
 Run "colmax COMMAND --help" for the options of one command."""
@@ -80,6 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.func(args))
+    except StorageError as exc:  # a full disk, an I/O error: the system's fault, not the input's
+        _error(args.command, str(exc))
+        return 1
     except ColmaxError as exc:
         _error(args.command, str(exc))
         return 2

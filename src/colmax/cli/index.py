@@ -48,6 +48,13 @@ def register(subparsers: Any) -> None:
     add_pool_option(parser)
     add_device_option(parser)
     add_compile_option(parser)
+    parser.add_argument(
+        "--dpi",
+        type=int,
+        default=150,
+        help="PDF rendering resolution when INPUT holds PDFs or images and MODEL is a vision "
+        "retriever (ColPali, ColQwen): each page becomes a document (default 150)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -58,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out).absolute()
     _check_target(out)
+    if _is_pages_input(args.input):
+        return _index_pages(args, out)
     records = read_input(args)  # opens and checks the input before the model is loaded
     first = next(records, None)
     if first is None:
@@ -87,6 +96,50 @@ def run(args: argparse.Namespace) -> int:
         raise
     if not args.quiet:
         print_err(summary(stats, "indexed", out, chunker is not None))
+    return 0
+
+
+def _is_pages_input(value: str) -> bool:
+    """A PDF or image file, or a folder holding some (and no text files): pages to render."""
+    from colmax.vision.pages import IMAGE_SUFFIXES, PDF_SUFFIXES
+
+    pages = IMAGE_SUFFIXES + PDF_SUFFIXES
+    path = Path(value)
+    if path.is_file():
+        return path.suffix.lower() in pages
+    if not path.is_dir() or (path / "corpus.jsonl").is_file():
+        return False
+    suffixes = {p.suffix.lower() for p in path.rglob("*") if p.is_file()}
+    return bool(suffixes & set(pages)) and not suffixes & {".txt", ".md"}
+
+
+def _index_pages(args: argparse.Namespace, out: Path) -> int:
+    """Render and embed every page of INPUT (PDFs, images) with a vision retriever."""
+    from colmax.engine import Engine
+    from colmax.errors import NoEncoderError
+
+    staging = out.with_name(f".{out.name}.indexing-{os.getpid()}")
+    engine = Engine.from_pretrained(args.model, index=args.index, path=staging, device=args.device)
+    try:
+        if not hasattr(engine.encoder, "encode_pages"):
+            raise NoEncoderError(
+                f"{args.input} holds PDFs or images: index them with a vision retriever "
+                f"(ColPali, ColQwen), not {args.model}"
+            )
+        ids = engine.add_files(
+            [args.input], dpi=args.dpi, pool_factor=args.pool_factor,
+            show_progress=not args.quiet,
+        )  # fmt: skip
+        if not ids:
+            raise InvalidInputError(f"{args.input}: no PDF or image pages found")
+        engine.close()
+        _publish(staging, out)
+    except BaseException:
+        engine.close()
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if not args.quiet:
+        print_err(f"indexed {len(ids)} pages into {out}")
     return 0
 
 

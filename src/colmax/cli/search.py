@@ -6,10 +6,12 @@ import argparse
 import json
 import sys
 import textwrap
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from colmax.cli._common import (
     add_device_option,
+    add_download_option,
     format_hits,
     hit_json,
     parse_filter,
@@ -74,7 +76,14 @@ def register(subparsers: Any) -> None:
         help="with --hybrid: weight of the late-interaction side in [0, 1], BM25 gets the "
         "rest (default 0.5)",
     )
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        help="with --explain: write a heatmap PNG per page hit (vision indexes) into DIR, "
+        "named q<N>-<rank>.png (N: the query number), and print each path",
+    )
     add_device_option(parser)
+    add_download_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -96,14 +105,17 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInputError("--candidates and --weight go with --hybrid MODE")
     if args.hybrid is not None:
         options.update(hybrid=args.hybrid, **tuning)
+    if args.out is not None and not args.explain:
+        raise InvalidInputError("--out DIR goes with --explain (it writes heatmap images)")
     results: list[list[Hit]]
-    with Engine.load(args.dir, device=args.device) as engine:
+    with Engine.load(args.dir, device=args.device, download=args.download) as engine:
         if args.chunks:
             found = engine.search(list(args.queries), k=k, filter=filter_, **options)
             results = cast("list[list[Hit]]", found)  # a list of queries: one list each
         else:
             results = search_parents(engine, list(args.queries), k=k, filter=filter_, **options)
     for i, (query, hits) in enumerate(zip(args.queries, results)):
+        images = write_heatmaps(hits, Path(args.out), i + 1) if args.out is not None else {}
         if args.json:
             print(
                 json.dumps(
@@ -114,7 +126,23 @@ def run(args: argparse.Namespace) -> int:
             if len(args.queries) > 1:
                 print(f"{'' if i == 0 else chr(10)}Q: {query}")
             print(format_explained(hits) if args.explain else format_hits(hits))
+        for id_, path in images.items():
+            print(f"heatmap of {id_}: {path}", file=sys.stderr if args.json else sys.stdout)
     return 0
+
+
+def write_heatmaps(hits: list[Hit], folder: Path, query_number: int) -> dict[str, Path]:
+    """Write ``Explanation.to_image`` of each page hit to ``folder``; ``{id: path}``.
+
+    Files are named ``q<query>-<rank>.png`` (ids may hold any character, names must not).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for hit in hits:
+        if hit.explanation is not None and hit.explanation.page is not None:
+            path = folder / f"q{query_number}-{hit.rank + 1}.png"
+            written[hit.id] = hit.explanation.to_image(path)
+    return written
 
 
 #: Characters of each hit's text shown by ``--explain``, centred on the best passage.

@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
-import os
 from typing import Any
 
-from colmax.cli._common import add_device_option, print_err
+from colmax import limits
+from colmax.cli._common import add_device_option, add_download_option, print_err
+from colmax.cli._server_options import (
+    API_KEY_ENV,
+    add_auth_options,
+    add_limit_options,
+    is_loopback,
+    settings_from,
+)
 
 __all__ = ["API_KEY_ENV", "register", "run"]
-
-#: Environment variable read for the API key when ``--api-key`` is not given.
-API_KEY_ENV = "COLMAX_API_KEY"
 
 
 def register(subparsers: Any) -> None:
     """Add the ``serve`` parser."""
-    from colmax.server.settings import ServerSettings
-
-    d = ServerSettings()
     parser = subparsers.add_parser(
         "serve",
         help="serve an index over HTTP (search, rerank, add, delete)",
@@ -35,32 +35,8 @@ def register(subparsers: Any) -> None:
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
     )
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    parser.add_argument("--api-key", help=f"bearer key clients must send (default: ${API_KEY_ENV})")
-    parser.add_argument(
-        "--allow-unauthenticated-writes",
-        action="store_true",
-        help="without an API key, accept POST/DELETE /documents anyway",
-    )
-    limits = parser.add_argument_group("limits (larger requests get 413 or 422)")
-    limits.add_argument(
-        "--max-body-bytes", type=int, default=d.max_body_bytes, help="default %(default)s"
-    )
-    limits.add_argument("--max-k", type=int, default=d.max_k, help="default %(default)s")
-    limits.add_argument(
-        "--max-queries", type=int, default=d.max_queries, help="per /search (default %(default)s)"
-    )
-    limits.add_argument(
-        "--max-documents",
-        type=int,
-        default=d.max_documents,
-        help="per /documents or /rerank request (default %(default)s)",
-    )
-    limits.add_argument(
-        "--max-text-chars",
-        type=int,
-        default=d.max_text_chars,
-        help="per query or document text (default %(default)s)",
-    )
+    add_auth_options(parser, "POST/DELETE /documents")
+    add_limit_options(parser, "/documents or /rerank request")
     parser.add_argument(
         "--chunk-tokens",
         type=int,
@@ -69,13 +45,14 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--chunk-overlap", type=int, default=0, metavar="M", help="default 0")
     parser.add_argument(
-        "--search-threads",
+        "--max-connections",
         type=int,
-        default=d.search_threads,
-        help="searches computed at the same time (default %(default)s)",
+        default=limits.MAX_CONNECTIONS,
+        help="connections held open at once; more get 503 (default %(default)s)",
     )
     parser.add_argument("--no-access-log", action="store_true", help="do not log every request")
     add_device_option(parser)
+    add_download_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -89,27 +66,17 @@ def run(args: argparse.Namespace) -> int:
         print_err(f"colmax serve: error: {exc}; pip install 'colmax[server]'")
         return 2
     from colmax.engine import Engine
-    from colmax.server.settings import ServerSettings
 
-    api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV)
-    settings = ServerSettings(
-        api_key=api_key,
-        allow_unauthenticated_writes=args.allow_unauthenticated_writes,
-        max_body_bytes=args.max_body_bytes,
-        max_k=args.max_k,
-        max_queries=args.max_queries,
-        max_documents=args.max_documents,
-        max_text_chars=args.max_text_chars,
-        chunk_tokens=args.chunk_tokens,
-        chunk_overlap=args.chunk_overlap,
-        search_threads=args.search_threads,
-    )
-    if api_key is None and not _is_loopback(args.host):
+    settings = settings_from(args)
+    api_key = settings.api_key
+    if api_key is None and not is_loopback(args.host):
         print_err(
             f"colmax serve: warning: {args.host} is reachable from other machines and there "
-            f"is no API key: anyone who can connect can search (set ${API_KEY_ENV})"
+            f"is no API key: anyone who can connect can search (set ${API_KEY_ENV}); only "
+            f"requests for the host names {list(settings.trusted_hosts())} are answered "
+            "(--allowed-host adds one)"
         )
-    with Engine.load(args.dir, device=args.device) as engine:
+    with Engine.load(args.dir, device=args.device, download=args.download) as engine:
         app = create_app(engine, settings)
         writes = "on" if settings.writes_enabled else "off (no API key)"
         print_err(
@@ -123,14 +90,6 @@ def run(args: argparse.Namespace) -> int:
             log_level="debug" if args.verbose else "info",
             access_log=not args.no_access_log,
             timeout_graceful_shutdown=30,
+            limit_concurrency=settings.max_connections,
         )
     return 0
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -1,4 +1,5 @@
-"""Token encoders: ColBERT checkpoints (colbert-ai, PyLate) and plain Hugging Face models.
+"""Token encoders: ColBERT checkpoints (colbert-ai, PyLate, sentence-transformers 6) and plain
+Hugging Face models.
 
 Examples:
     >>> from colmax.encoders import load_encoder

@@ -1,7 +1,11 @@
 """Recognise a checkpoint's format from its files and read the settings it records.
 
-Three layouts are understood:
+Four layouts are understood:
 
+- ``"sentence-transformers"``: a folder saved by sentence-transformers 6's
+  ``MultiVectorEncoder`` (``config_sentence_transformers.json`` with
+  ``model_type: "MultiVectorEncoder"``, or a ``MultiVectorMask`` module); read by
+  :mod:`colmax.encoders.st_format`.
 - ``"pylate"``: a sentence-transformers folder (``modules.json``) whose modules are a
   ``Transformer`` followed by one or more ``Dense`` projections applied to every token, and
   whose ``config_sentence_transformers.json`` holds PyLate's ColBERT keys (``query_prefix``,
@@ -12,7 +16,9 @@ Three layouts are understood:
 - ``"hf"``: anything else with a ``config.json``, including sentence-transformers models whose
   modules pool the tokens into one vector (all-MiniLM-L6-v2): used zero-shot, token by token.
 
-Precedence follows PyLate's loader: listed ``Dense`` modules win over ``HF_ColBERT`` weights.
+Precedence: a ``MultiVectorEncoder`` folder is read as such (sentence-transformers 6 reads its
+own format first too); then PyLate's loader order: listed ``Dense`` modules win over
+``HF_ColBERT`` weights.
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+from colmax.encoders import st_format
 from colmax.encoders.settings import FORMATS
 from colmax.errors import ModelLoadError
 
@@ -57,10 +64,13 @@ class CheckpointInfo:
 
     Attributes:
         folder: the model folder.
-        format: ``"colbert"``, ``"pylate"`` or ``"hf"``.
+        format: one of :data:`~colmax.encoders.settings.FORMATS`.
         backbone: folder with the transformer's ``config.json``, weights and tokenizer.
-        dense_folders: PyLate projection module folders, in ``modules.json`` order.
+        dense_folders: PyLate / sentence-transformers projection module folders, in
+            ``modules.json`` order.
         read: settings recorded in the files (only the keys found).
+        expansion_token: the query expansion token a ``MultiVectorEncoder`` folder names
+            (``None``: the tokenizer's mask token).
     """
 
     folder: Path
@@ -68,6 +78,7 @@ class CheckpointInfo:
     backbone: Path
     dense_folders: tuple[Path, ...] = ()
     read: dict[str, Any] = field(default_factory=dict)
+    expansion_token: str | None = None
 
 
 def _read_json(path: Path) -> Any:
@@ -88,7 +99,27 @@ def _modules(folder: Path) -> list[dict[str, Any]] | None:
         isinstance(m, dict) and isinstance(m.get("type"), str) for m in modules
     ):
         raise ModelLoadError(f"{str(folder / 'modules.json')!r} is not a list of modules")
+    for module in modules:
+        _check_module_path(folder, module.get("path", ""))
     return modules
+
+
+def _check_module_path(folder: Path, path: Any) -> None:
+    """A module folder must be the model folder or inside it: an absolute path or ``..``
+    would load weights and settings from anywhere on the machine."""
+    where = repr(str(folder / "modules.json"))
+    if not isinstance(path, str):
+        raise ModelLoadError(f"{where}: a module path must be a string, got {path!r}")
+    root = folder.resolve()
+    target = (folder / path).resolve()
+    if (
+        PurePosixPath(path).is_absolute()
+        or Path(path).is_absolute()
+        or (target != root and root not in target.parents)
+    ):
+        raise ModelLoadError(
+            f"{where}: module path {path!r} is outside the model folder; refusing to load it"
+        )
 
 
 def _kind(module: dict[str, Any]) -> str:
@@ -122,7 +153,7 @@ def detect_format(folder: str | Path) -> str:
         folder: a local model folder.
 
     Returns:
-        ``"colbert"``, ``"pylate"`` or ``"hf"``.
+        One of :data:`~colmax.encoders.settings.FORMATS`.
 
     Raises:
         ModelLoadError: the folder does not exist or has no ``config.json``.
@@ -131,6 +162,8 @@ def detect_format(folder: str | Path) -> str:
     modules = _modules(folder)
     backbone = _check_backbone(folder, modules)
     st_config = _st_config(folder)
+    if st_format.is_multi_vector_encoder(st_config, modules or []):
+        return st_format.FORMAT
     colbert_config = st_config.get("model_type") == "ColBERT" or any(
         k in st_config for k in _PYLATE_KEYS
     )
@@ -178,7 +211,13 @@ def read_checkpoint(folder: str | Path, fmt: str | None = None) -> CheckpointInf
     backbone = _check_backbone(folder, modules)
     read = _read_sbert_config(backbone, fmt)
     dense: tuple[Path, ...] = ()
-    if fmt == "pylate":
+    expansion_token = None
+    if fmt == st_format.FORMAT:
+        found, dense, expansion_token = st_format.read_multi_vector_encoder(
+            folder, modules or [], backbone
+        )
+        read.update(found)
+    elif fmt == "pylate":
         read.update({k: v for k, v in _st_config(folder).items() if k in _PYLATE_KEYS})
         dense = _dense_folders(folder, modules or [])
         if not dense:
@@ -190,7 +229,12 @@ def read_checkpoint(folder: str | Path, fmt: str | None = None) -> CheckpointInf
     elif fmt == "colbert":
         read.update(_read_stanford_metadata(folder))
     return CheckpointInfo(
-        folder=folder, format=fmt, backbone=backbone, dense_folders=dense, read=read
+        folder=folder,
+        format=fmt,
+        backbone=backbone,
+        dense_folders=dense,
+        read=read,
+        expansion_token=expansion_token,
     )
 
 

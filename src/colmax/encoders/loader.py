@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from colmax.encoders import st_format
 from colmax.encoders.colbert import ColBERTEncoder
 from colmax.encoders.detect import CheckpointInfo, read_checkpoint
 from colmax.encoders.hub import resolve_model_folder
@@ -18,6 +19,7 @@ from colmax.encoders.projection import Projection, load_pylate_dense, load_stanf
 from colmax.encoders.settings import EncoderSettings, default_settings, setting_names
 from colmax.encoders.tokens import TokenPlan
 from colmax.errors import InvalidInputError, ModelLoadError
+from colmax.torch_load import check_torch_load_is_safe, has_safetensors
 from colmax.validation import check_flag
 
 if TYPE_CHECKING:
@@ -46,9 +48,10 @@ def load_encoder(
     dtype: str | torch.dtype | None = None,
     revision: str | None = None,
     compile: bool = False,
+    download: bool = True,
     **overrides: Any,
 ) -> ColBERTEncoder:
-    """Load a ColBERT (colbert-ai or PyLate) checkpoint, or any Hugging Face encoder, as a token encoder.
+    """Load a ColBERT checkpoint (colbert-ai, PyLate or sentence-transformers 6), or any Hugging Face encoder, as a token encoder.
 
     The format is detected from the files (see :mod:`colmax.encoders.detect`); every setting
     the files record can be overridden by keyword. ``load_encoder(**encoder.config())``
@@ -61,6 +64,8 @@ def load_encoder(
         dtype: ``"float32"``, ``"float16"``, ``"bfloat16"`` (or a ``torch.dtype``); ``None``:
             float16 on CUDA, float32 elsewhere. Outputs are float32 either way.
         revision: Hub branch, tag or commit.
+        download: fetch a Hub model missing from the local cache (``False``: the cache only,
+            no network request; for model names read from a file, as ``Engine.load`` does).
         compile: run the transformer through ``torch.compile`` (Inductor, weights frozen):
             1.2 to 1.3x the documents per second on a CPU, same vectors to within 1e-6, at the
             price of tens of seconds of compilation on first use (again for a batch of one).
@@ -87,7 +92,7 @@ def load_encoder(
         >>> [v.shape for v in enc.encode_queries(["what is late interaction?"])]  # doctest: +SKIP
         [torch.Size([32, 128])]
     """
-    vision = _vision_checkpoint(model_name_or_path, overrides.get("format"), revision)
+    vision = _vision_checkpoint(model_name_or_path, overrides.get("format"), revision, download)
     if vision is not None:  # ColPali / ColQwen: text queries, page images
         from colmax.vision.loader import checkpoint_name, load_vision_encoder
 
@@ -111,15 +116,19 @@ def load_encoder(
     torch_device = _resolve_device(device)
     torch_dtype, requested_dtype = _resolve_dtype(dtype, torch_device)
 
-    folder = resolve_model_folder(str(model_name_or_path), revision=revision)
+    folder = resolve_model_folder(str(model_name_or_path), revision=revision, download=download)
     info = read_checkpoint(folder, overrides.pop("format", None))
+    model, tokenizer = _load_backbone(info.backbone)
+    read = dict(info.read)
+    if info.format == st_format.FORMAT:
+        read = _model_lengths(read, model, tokenizer)
     try:
-        settings = default_settings(info.format, info.read)
+        settings = default_settings(info.format, read)
     except InvalidInputError as exc:
         raise ModelLoadError(f"{str(folder)!r} records an invalid setting: {exc}") from exc
     settings = settings.replace(**overrides)
-
-    model, tokenizer = _load_backbone(info.backbone)
+    if info.format == st_format.FORMAT:
+        settings = _st_settings(settings, info, tokenizer)
     settings = _cap_lengths(settings, model, tokenizer)
     projection = _load_projection(info)
     plan = _token_plan(tokenizer, model, settings)
@@ -143,13 +152,15 @@ def load_encoder(
     return encoder
 
 
-def _vision_checkpoint(model_name_or_path: str | Path, fmt: Any, revision: str | None) -> Any:
+def _vision_checkpoint(
+    model_name_or_path: str | Path, fmt: Any, revision: str | None, download: bool = True
+) -> Any:
     """The vision checkpoint at ``model_name_or_path`` (:mod:`colmax.vision.detect`), or None."""
     from colmax.vision.detect import VISION_FORMATS, read_vision_checkpoint
 
     if fmt is not None and fmt not in VISION_FORMATS:
         return None
-    folder = resolve_model_folder(str(model_name_or_path), revision=revision)
+    folder = resolve_model_folder(str(model_name_or_path), revision=revision, download=download)
     return read_vision_checkpoint(folder, fmt)
 
 
@@ -210,10 +221,22 @@ def _load_backbone(folder: Path) -> tuple[PreTrainedModel, Any]:
     """``AutoModel`` + ``AutoTokenizer`` from a folder, refusing randomly initialised weights."""
     from transformers import AutoModel, AutoTokenizer
 
+    if not has_safetensors(folder) and any(folder.glob("*.bin")):
+        check_torch_load_is_safe(folder / "pytorch_model.bin")
+
     try:
         with _quiet_transformers():
-            tokenizer = AutoTokenizer.from_pretrained(str(folder))
-            model, loading = AutoModel.from_pretrained(str(folder), output_loading_info=True)
+            # A model folder may come from anyone: never import Python files it holds, and
+            # read safetensors whenever there are some (a .bin beside them is a pickle).
+            tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
+            model, loading = AutoModel.from_pretrained(
+                str(folder),
+                output_loading_info=True,
+                trust_remote_code=False,
+                use_safetensors=has_safetensors(folder) or None,
+            )
+    except ModelLoadError:
+        raise
     except Exception as exc:  # transformers raises OSError, ValueError, KeyError, ...
         raise ModelLoadError(f"could not load a transformer from {str(folder)!r}: {exc}") from exc
     # The pooler is unused (we read last_hidden_state); anything else missing would be random.
@@ -226,14 +249,47 @@ def _load_backbone(folder: Path) -> tuple[PreTrainedModel, Any]:
     return model.float().eval(), tokenizer
 
 
+def _model_limit(model: PreTrainedModel, tokenizer: Any) -> int | None:
+    """The longest input the model takes: the tokenizer's ``model_max_length``, else the
+    model's position embeddings (sentence-transformers' ``Transformer.max_seq_length``)."""
+    limit = getattr(tokenizer, "model_max_length", None)
+    if not isinstance(limit, int) or limit > 100_000:  # transformers' "no limit" sentinel
+        limit = getattr(model.config, "max_position_embeddings", None)
+    return limit if isinstance(limit, int) else None
+
+
+def _model_lengths(read: dict[str, Any], model: PreTrainedModel, tokenizer: Any) -> dict[str, Any]:
+    """A ``MultiVectorEncoder`` without query/document lengths cuts at the model's limit."""
+    limit = _model_limit(model, tokenizer)
+    if limit is None:
+        return read
+    return {"query_length": limit, "document_length": limit, **read}
+
+
+def _st_settings(
+    settings: EncoderSettings, info: CheckpointInfo, tokenizer: Any
+) -> EncoderSettings:
+    """Prompts as marker tokens, and the checks sentence-transformers' own loading makes."""
+    source = repr(str(info.folder))
+    if info.expansion_token is not None and info.expansion_token != tokenizer.mask_token:
+        raise ModelLoadError(
+            f"{source}: query expansion with {info.expansion_token!r} is not supported "
+            f"(colmax expands with the tokenizer's mask token {tokenizer.mask_token!r})"
+        )
+    unknown = st_format.unknown_skiplist_words(settings.skiplist_words, tokenizer)
+    return settings.replace(
+        query_prefix=st_format.resolve_prompt(settings.query_prefix, tokenizer, source),
+        document_prefix=st_format.resolve_prompt(settings.document_prefix, tokenizer, source),
+        skiplist_words=tuple(w for w in settings.skiplist_words if w not in unknown),
+    )
+
+
 def _cap_lengths(
     settings: EncoderSettings, model: PreTrainedModel, tokenizer: Any
 ) -> EncoderSettings:
     """Cut query/document lengths to what the model can take (longer inputs would crash it)."""
-    limit = getattr(tokenizer, "model_max_length", None)
-    if not isinstance(limit, int) or limit > 100_000:  # transformers' "no limit" sentinel
-        limit = getattr(model.config, "max_position_embeddings", None)
-    if not isinstance(limit, int):
+    limit = _model_limit(model, tokenizer)
+    if limit is None:
         return settings
     changes = {}
     for name in ("query_length", "document_length"):
@@ -250,7 +306,7 @@ def _cap_lengths(
 
 
 def _load_projection(info: CheckpointInfo) -> Projection:
-    if info.format == "pylate":
+    if info.format in ("pylate", st_format.FORMAT):
         return Projection([load_pylate_dense(f) for f in info.dense_folders])
     if info.format == "colbert":
         return Projection([load_stanford_linear(info.folder)])

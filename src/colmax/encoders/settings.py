@@ -11,6 +11,11 @@ The defaults mirror what the reference libraries do when a checkpoint does not s
   (colbert-ai's own default is 220; its saved checkpoints always record the value).
 - ``"hf"``: a plain Hugging Face encoder used zero-shot: no markers, no expansion, no
   skiplist, queries cut at 32 tokens and documents at 256.
+- ``"sentence-transformers"``: a sentence-transformers 6 ``MultiVectorEncoder`` folder. Its
+  files record every setting; what they leave out is what sentence-transformers does then: no
+  prompt, no expansion, no skiplist, and lengths up to the tokenizer's ``model_max_length``
+  (filled in by the loader, which has the tokenizer; 32/256 here only for a bare settings
+  object).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from colmax.errors import InvalidInputError
 __all__ = ["FORMATS", "EncoderSettings", "default_settings"]
 
 #: The checkpoint formats :func:`colmax.encoders.load_encoder` understands.
-FORMATS = ("colbert", "pylate", "hf")
+FORMATS = ("colbert", "pylate", "hf", "sentence-transformers")
 
 _PUNCTUATION = tuple(string.punctuation)
 
@@ -36,8 +41,12 @@ class EncoderSettings:
     """Everything that decides which vectors a text becomes (besides the weights).
 
     Attributes:
-        format: checkpoint format, one of ``"colbert"``, ``"pylate"``, ``"hf"``.
-        query_prefix: marker token inserted after ``[CLS]`` in queries (``""``: none).
+        format: checkpoint format, one of ``"colbert"``, ``"pylate"``, ``"hf"``,
+            ``"sentence-transformers"``.
+        query_prefix: marker token inserted after ``[CLS]`` in queries (``""``: none). For
+            ``"sentence-transformers"``, the model's query prompt, which must tokenize to a
+            single token (then prepending it as text, as sentence-transformers does, is the
+            same as inserting it).
         document_prefix: marker token inserted after ``[CLS]`` in documents (``""``: none).
         query_length: queries are cut to this many tokens (marker included) and, with
             ``do_query_expansion``, padded to exactly this many with ``[MASK]``.
@@ -164,6 +173,15 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
         "attend_to_expansion_tokens": False,
         "skiplist_words": (),
     },
+    "sentence-transformers": {
+        "query_prefix": "",
+        "document_prefix": "",
+        "query_length": 32,
+        "document_length": 256,
+        "do_query_expansion": False,
+        "attend_to_expansion_tokens": False,
+        "skiplist_words": (),
+    },
 }
 
 
@@ -171,7 +189,7 @@ def default_settings(fmt: str, read: Mapping[str, Any] | None = None) -> Encoder
     """Settings for a format: its defaults, then the values ``read`` from the checkpoint files.
 
     Args:
-        fmt: ``"colbert"``, ``"pylate"`` or ``"hf"``.
+        fmt: one of :data:`FORMATS`.
         read: values found in the checkpoint (``None`` values are ignored).
 
     Returns:

@@ -20,9 +20,6 @@ from colmax.store.segments import Segment, merge
 
 __all__ = ["FlatIndex"]
 
-# Below this share of allowed documents in a segment, score only the allowed ones.
-_SUBSET_FRACTION = 0.25
-
 
 @dataclass(frozen=True)
 class _View:
@@ -159,6 +156,8 @@ class FlatIndex(Index):
     def search(
         self, queries: list[torch.Tensor], k: int, allowed: np.ndarray | None = None
     ) -> list[SearchResult]:
+        """Exact top ``k`` per query (see :meth:`PackedDocuments.top_k`: a low-precision first
+        pass where this CPU runs one natively, float32/float64 re-scoring, same results)."""
         cand_keys: list[list[np.ndarray]] = [[] for _ in queries]
         cand_scores: list[list[np.ndarray]] = [[] for _ in queries]
         for view in self._views:
@@ -168,26 +167,11 @@ class FlatIndex(Index):
             n_ok = int(mask.sum())
             if n_ok == 0:
                 continue
-            keys, scores = self._score_view(view, mask, n_ok, queries)
-            kk = min(k, scores.shape[1])
-            top = torch.topk(scores, kk, dim=1)
-            for qi in range(len(queries)):
-                idx = top.indices[qi].numpy()
-                cand_keys[qi].append(keys[idx])
-                cand_scores[qi].append(top.values[qi].numpy())
+            eligible = None if n_ok == len(mask) else np.flatnonzero(mask)
+            for qi, top in enumerate(view.packed.top_k(queries, k, eligible)):
+                cand_keys[qi].append(view.segment.keys[top.ids])
+                cand_scores[qi].append(top.scores)
         return [_merge(ks, ss, k) for ks, ss in zip(cand_keys, cand_scores)]
-
-    @staticmethod
-    def _score_view(
-        view: _View, mask: np.ndarray, n_ok: int, queries: list[torch.Tensor]
-    ) -> tuple[np.ndarray, torch.Tensor]:
-        if n_ok < _SUBSET_FRACTION * len(mask):
-            positions = np.flatnonzero(mask)
-            return view.segment.keys[positions], view.packed.score(queries, positions)
-        scores = view.packed.score(queries)
-        if n_ok < len(mask):
-            scores[:, torch.from_numpy(~mask)] = float("-inf")
-        return view.segment.keys, scores
 
 
 def _merge(keys: list[np.ndarray], scores: list[np.ndarray], k: int) -> SearchResult:

@@ -7,13 +7,16 @@ queries against all documents, or against a subset, in bounded memory.
 
 How it is fast (every choice measured; numbers in ``docs/benchmarks.md``):
 
-* **float32 compute.** On the AVX2 machine this was written on, torch's float32 GEMM runs at
-  ~62 GFLOP/s with 2 threads, while bfloat16 runs at ~2, float16 at 1 to 8 (by operand
-  layout) and int8 (``torch._int_mm``) at ~3 GFLOP/s; fbgemm's dynamic int8 linear (a deprecated API) matched
-  float32 without beating it. So all arithmetic is float32 and scores are exact up to float32
-  rounding. The prepared copy is float32 by default; ``copy_dtype="float16"`` halves its memory
-  and widens each block just before its GEMM: same scores, ~1.4x slower for one query, as fast
-  for batches of 16 (the widening is shared by all queries of a pass).
+* **precision follows the CPU.** :meth:`PackedDocuments.score` computes in float32 (the
+  float16 copy widens exactly, block by block). :meth:`PackedDocuments.top_k`, the search
+  path, first scores everything in bfloat16 where the CPU runs it natively (3-6x float32 on
+  AVX512-BF16/AMX; 10-50x *slower* on AVX2-only CPUs, hence the check in
+  :mod:`colmax.hardware`), then re-scores in float32 and float64 only the documents its
+  per-score error bound cannot exclude (:mod:`colmax.scoring.lowp`,
+  :mod:`colmax.scoring.cascade`): same ids, order and scores on every path. int8 (VNNI) is a
+  forced option. Where nothing is native the first pass is the float32 pass itself.
+  The exact copy is float32 by default; ``copy_dtype="float16"`` halves its memory and widens
+  each block just before its GEMM (the default beside a low-precision copy).
 * **one GEMM per block, document tokens as rows.** All query tokens of up to
   ``MAX_QUERY_TOKENS_PER_PASS`` tokens are stacked, so a batch of queries reads the corpus once.
 * **length-sorted layout, dense ``amax``.** Documents are sorted by length and padded with
@@ -37,21 +40,46 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
-from colmax.errors import DimensionMismatchError, InvalidEmbeddingError, InvalidInputError
+from colmax.errors import DimensionMismatchError, InvalidInputError
+from colmax.hardware import resolve_precision
 from colmax.scoring._checks import check_token_matrices
+from colmax.scoring._kernel import float32_sims, float64_sims, plan_maxima
 from colmax.scoring._layout import Layout, Plan, build_layout, layout_rows, plan_blocks
+from colmax.scoring._prepare import (
+    NORM_MARGIN,
+    check_offsets,
+    check_tokens,
+    fill_matrix,
+    max_row_norm,
+)
+from colmax.scoring.bounds import score_error_bound
+from colmax.scoring.cascade import Rescore, exact_top_k
+from colmax.scoring.lowp import (
+    LOW_PRECISIONS,
+    LowCopy,
+    build_low_copy,
+    first_pass,
+    query_stats,
+    score_bounds,
+)
+
+#: ``kernel(matrix, plan, n_docs, layout_positions) -> (n_docs, width)`` in plan order;
+#: ``layout_positions`` is ``None`` for the whole corpus (plan order = layout order).
+Kernel = Callable[[torch.Tensor, Plan, int, Any], torch.Tensor]
 
 __all__ = [
     "BLOCK_ELEMENTS",
     "MAX_QUERY_TOKENS_PER_PASS",
     "PackedDocuments",
+    "TopK",
 ]
 
 #: Similarities held per block (2**20 float32 = 4 MiB): best or tied of 2**18 .. 2**22 measured.
@@ -60,71 +88,7 @@ BLOCK_ELEMENTS = 1 << 20
 MAX_QUERY_TOKENS_PER_PASS = 1024
 _MIN_BLOCK_ROWS = 2048
 _MAX_WASTE = 1.0 / 32  # padding allowed when merging neighbouring lengths into one group
-_PREP_ROWS = 1 << 18  # rows converted per step while building the compute copy
 _SUBSET_ROWS = 1 << 16  # rows gathered per step when scoring a subset of documents
-
-
-def _check_offsets(offsets: Any, n_tokens: int) -> npt.NDArray[np.int64]:
-    offs = np.asarray(offsets.cpu() if isinstance(offsets, torch.Tensor) else offsets)
-    if offs.ndim != 1 or offs.size == 0 or not np.issubdtype(offs.dtype, np.integer):
-        raise InvalidInputError(
-            f"offsets must be a 1-D integer array of n_docs + 1 entries, got {offs.dtype} "
-            f"with shape {offs.shape}"
-        )
-    offs = offs.astype(np.int64)
-    if offs[0] != 0 or offs[-1] != n_tokens:
-        raise InvalidInputError(
-            f"offsets must start at 0 and end at n_tokens={n_tokens}, got {offs[0]} .. {offs[-1]}"
-        )
-    if offs.size > 1 and not bool((np.diff(offs) > 0).all()):
-        raise InvalidInputError(
-            "offsets must be strictly increasing: every document needs >= 1 token"
-        )
-    return offs
-
-
-def _check_tokens(tokens: Any) -> Any:
-    if isinstance(tokens, torch.Tensor):
-        ok = tokens.is_floating_point()
-    else:
-        tokens = tokens if isinstance(tokens, np.ndarray) else np.asarray(tokens)
-        ok = np.issubdtype(tokens.dtype, np.floating)
-    if not ok or tokens.ndim != 2 or tokens.shape[1] == 0:
-        raise InvalidEmbeddingError(
-            f"tokens must be a (n_tokens, dim) floating-point matrix, got {tokens.dtype} with "
-            f"shape {tuple(tokens.shape)}"
-        )
-    return tokens
-
-
-def _copy_rows(tokens: Any, rows: npt.NDArray[np.int64], out: torch.Tensor) -> None:
-    """``out[:] = tokens[rows]`` in ``out``'s dtype, checking that every value is finite."""
-    if isinstance(tokens, torch.Tensor):
-        out.copy_(tokens.index_select(0, torch.from_numpy(rows).to(tokens.device)))
-    else:  # numpy or a memory map: only the rows asked for are read
-        out.copy_(torch.from_numpy(np.ascontiguousarray(np.take(tokens, rows, axis=0))))
-    if not bool(torch.isfinite(out).all()):
-        raise InvalidEmbeddingError(
-            f"tokens hold NaN or infinite values (or values beyond the range of {out.dtype})"
-        )
-
-
-def _fill_matrix(
-    tokens: Any,
-    offs: npt.NDArray[np.int64],
-    lengths: npt.NDArray[np.int64],
-    layout: Layout,
-    dtype: torch.dtype,
-) -> torch.Tensor:
-    """Build the prepared copy in the layout's row order, a bounded slice at a time."""
-    matrix = torch.empty((layout.n_rows, int(tokens.shape[1])), dtype=dtype)
-    step = max(1, _PREP_ROWS // int(lengths.max(initial=1)))  # documents per slice
-    for a in range(0, layout.order.size, step):
-        docs = layout.order[a : a + step]
-        rows = layout_rows(offs[docs], lengths[docs], layout.padded_len[a : a + step])
-        r0 = int(layout.row_start[a])
-        _copy_rows(tokens, rows, matrix[r0 : r0 + rows.size])
-    return matrix
 
 
 def _query_passes(qs: list[torch.Tensor]) -> list[tuple[int, int]]:
@@ -140,7 +104,14 @@ def _query_passes(qs: list[torch.Tensor]) -> list[tuple[int, int]]:
     return passes
 
 
-def _score_plan(
+def _stack(qs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Stacked float32 query tokens ``(m, dim)``, each token's query, one-hot ``(m, n)``."""
+    stacked = torch.cat([q.detach().to("cpu", torch.float32) for q in qs])
+    owner = torch.repeat_interleave(torch.arange(len(qs)), torch.tensor([q.shape[0] for q in qs]))
+    return stacked, owner, torch.nn.functional.one_hot(owner, len(qs)).to(torch.float32)
+
+
+def _exact_plan(
     matrix: torch.Tensor,
     plan: Plan,
     n_docs: int,
@@ -148,37 +119,37 @@ def _score_plan(
     qt: torch.Tensor,
     ind: torch.Tensor,
 ) -> torch.Tensor:
-    """Scores ``(n_docs, n_queries)`` of the documents stored in ``matrix`` as ``plan`` says.
+    """Scores ``(n_docs, n_queries)`` of the documents stored in ``matrix``, in ``qt``'s dtype
+    (float32: the fast exact kernel; float64: the final decision between near ties).
 
     ``qt`` is ``(dim, m)``: the stacked query tokens, transposed. ``ind`` is ``(m, n_queries)``:
     1 where token ``i`` belongs to query ``j``, so ``best @ ind`` sums each query's tokens.
     """
-    m = qt.shape[1]
-    out = torch.empty((n_docs, ind.shape[1]), dtype=torch.float32)
-    sim_buf = torch.empty(block_rows * m, dtype=torch.float32)  # reused: no page faults per block
-    best_buf = torch.empty(plan.max_block_docs * m, dtype=torch.float32)
-    wide = None if matrix.dtype == torch.float32 else torch.empty((block_rows, matrix.shape[1]))
-
-    def rows_f32(a: int, b: int) -> torch.Tensor:  # float16 copies widen exactly, per block
-        return matrix[a:b] if wide is None else wide[: b - a].copy_(matrix[a:b])
-
-    for blk in plan.blocks:
-        rows = blk.row1 - blk.row0
-        sim = torch.mm(rows_f32(blk.row0, blk.row1), qt, out=sim_buf[: rows * m].view(rows, m))
-        best = best_buf[: (blk.doc1 - blk.doc0) * m].view(-1, m)
-        at = 0
-        for row_a, row_b, count, length in blk.segments:
-            torch.amax(sim[row_a:row_b].view(count, length, m), dim=1, out=best[at : at + count])
-            at += count
-        torch.mm(best, ind, out=out[blk.doc0 : blk.doc1])
-    for row, length, doc in plan.long_docs:
-        acc = torch.full((m,), float("-inf"))
-        for a in range(row, row + length, block_rows):
-            b = min(a + block_rows, row + length)
-            sim = torch.mm(rows_f32(a, b), qt, out=sim_buf[: (b - a) * m].view(b - a, m))
-            torch.maximum(acc, sim.amax(dim=0), out=acc)
-        out[doc] = acc @ ind
+    out = torch.empty((n_docs, ind.shape[1]), dtype=qt.dtype)
+    wide = qt.dtype == torch.float64
+    sims = float64_sims(matrix, qt) if wide else float32_sims(matrix, qt)
+    for d0, d1, best in plan_maxima(plan, block_rows, qt.shape[1], sims, qt.dtype):
+        torch.mm(best, ind, out=out[d0:d1])
     return out
+
+
+@dataclass(frozen=True)
+class TopK:
+    """The best documents of one query, best first.
+
+    Attributes:
+        ids: document numbers: the ``k`` best, plus any document tied with the ``k``-th
+            (so a caller breaking ties by its own key sees every tied document).
+        scores: their exact MaxSim scores rounded to float32 (see
+            :mod:`colmax.scoring.cascade`); within :func:`~colmax.scoring.score_error_bound`
+            of what :meth:`PackedDocuments.score` gives.
+        rescored: documents scored again after the first pass (a measure of how much the
+            first pass's bound left open).
+    """
+
+    ids: npt.NDArray[np.int64]
+    scores: npt.NDArray[np.float32]
+    rescored: int
 
 
 class PackedDocuments:
@@ -190,21 +161,31 @@ class PackedDocuments:
         n_docs: number of documents.
         n_tokens: number of real token vectors.
         dim: vector dimension.
-        compute_dtype: dtype of the arithmetic (``torch.float32``).
-        copy_dtype: dtype of the prepared copy held in memory (float32 or float16).
+        compute_dtype: ``torch.float32`` (no first pass), or the first-pass dtype of
+            :meth:`top_k` (``torch.bfloat16``, ``torch.int8``).
+        copy_dtype: dtype of the exact copy held in memory (float32 or float16).
     """
 
-    def __init__(self, matrix: torch.Tensor, layout: Layout, lengths: npt.NDArray[np.int64]):
+    def __init__(
+        self,
+        matrix: torch.Tensor,
+        layout: Layout,
+        lengths: npt.NDArray[np.int64],
+        low: LowCopy | None = None,
+    ):
         """Use :meth:`from_arrays`; this constructor takes an already prepared layout."""
         self._matrix = matrix
         self._layout = layout
         self._lengths = lengths
+        self._low = low
         self._plans: dict[int, Plan] = {}
         self.n_docs = int(lengths.size)
         self.n_tokens = int(lengths.sum())
         self.dim = int(matrix.shape[1])
-        self.compute_dtype = torch.float32
+        self.compute_dtype = torch.float32 if low is None else low.matrix.dtype
         self.copy_dtype = matrix.dtype
+        # Largest stored token norm (for the float32 kernel's bound), from the copy itself.
+        self._max_norm = max_row_norm(matrix)
 
     @classmethod
     def from_arrays(
@@ -213,22 +194,24 @@ class PackedDocuments:
         offsets: Any,
         *,
         compute_dtype: str = "auto",
-        copy_dtype: str = "float32",
+        copy_dtype: str | None = None,
     ) -> PackedDocuments:
-        """Prepare the compute copy of a packed corpus.
+        """Prepare the compute copies of a packed corpus.
 
         Args:
             tokens: ``(n_tokens, dim)`` float16/bfloat16/float32/float64 numpy array, memory map
                 or CPU tensor. It is read once and not kept.
             offsets: ``(n_docs + 1,)`` integers, ``offsets[0] == 0``,
                 ``offsets[-1] == n_tokens``, strictly increasing (every doc has >= 1 token).
-            compute_dtype: ``"auto"`` or ``"float32"`` (the same thing: float32 is the only
-                dtype that was both fastest and exact on the CPUs measured).
-            copy_dtype: ``"float32"`` (default, fastest) or ``"float16"``: keep the prepared
-                copy in float16 (half the memory, the size of the stored index) and widen each
-                block to float32 just before its GEMM. Scores are the same; single queries
-                are ~1.4x slower, batches of 16 queries as fast (see ``docs/benchmarks.md``).
-                float32/float64 tokens are rounded to float16 first in this mode.
+            compute_dtype: the first pass of :meth:`top_k`: ``"auto"`` (bfloat16 where this
+                machine runs it natively, else float32; ``COLMAX_PRECISION`` overrides, see
+                :mod:`colmax.hardware`), ``"float32"`` (no first pass), ``"bfloat16"`` or
+                ``"int8"`` (correct on any CPU, fast only where native). Results are the same
+                in every mode; :meth:`score` is float32 in every mode.
+            copy_dtype: the exact copy: ``"float32"`` (fastest for :meth:`score`) or
+                ``"float16"`` (half the memory, widened per block; float32/float64 tokens are
+                rounded to float16 first). ``None``: float16 when the tokens are float16 and a
+                first pass is used (the low copy then takes the memory saved), else float32.
 
         Returns:
             The prepared documents.
@@ -243,34 +226,42 @@ class PackedDocuments:
             >>> docs.n_docs, docs.n_tokens, docs.dim
             (2, 5, 4)
         """
-        if compute_dtype not in ("auto", "float32"):
+        if compute_dtype not in ("auto", "float32", *LOW_PRECISIONS):
             raise InvalidInputError(
-                f"compute_dtype must be 'auto' or 'float32', got {compute_dtype!r}"
+                "compute_dtype must be 'auto', 'float32', 'bfloat16' or 'int8', got "
+                f"{compute_dtype!r}"
             )
-        if copy_dtype not in ("float32", "float16"):
+        if copy_dtype not in (None, "float32", "float16"):
             raise InvalidInputError(
-                f"copy_dtype must be 'float32' or 'float16', got {copy_dtype!r}"
+                f"copy_dtype must be 'float32', 'float16' or None, got {copy_dtype!r}"
             )
-        tokens = _check_tokens(tokens)
-        offs = _check_offsets(offsets, int(tokens.shape[0]))
+        compute = resolve_precision(compute_dtype)
+        tokens = check_tokens(tokens)
+        offs = check_offsets(offsets, int(tokens.shape[0]))
+        if copy_dtype is None:
+            half = str(tokens.dtype).removeprefix("torch.") == "float16"
+            copy_dtype = "float16" if half and compute != "float32" else "float32"
         lengths = np.diff(offs)
         layout = build_layout(lengths, _MAX_WASTE)
         dtype = torch.float32 if copy_dtype == "float32" else torch.float16
-        matrix = _fill_matrix(tokens, offs, lengths, layout, dtype)
-        return cls(matrix, layout, lengths)
+        matrix = fill_matrix(tokens, offs, lengths, layout, dtype)
+        low = None if compute == "float32" else build_low_copy(matrix, layout.padded_len, compute)
+        return cls(matrix, layout, lengths, low)
 
     @property
     def nbytes(self) -> int:
-        """Bytes held: the prepared copy plus the layout's index arrays."""
+        """Bytes held: the prepared copies plus the layout's index arrays."""
         lay = self._layout
         index_bytes = sum(
             a.nbytes for a in (lay.order, lay.position, lay.row_start, lay.padded_len)
         )
-        return int(self._matrix.nbytes) + index_bytes + int(self._lengths.nbytes)
+        low = 0 if self._low is None else self._low.nbytes
+        return int(self._matrix.nbytes) + low + index_bytes + int(self._lengths.nbytes)
 
     def __repr__(self) -> str:
         return (
             f"PackedDocuments(n_docs={self.n_docs}, n_tokens={self.n_tokens}, dim={self.dim}, "
+            f"compute_dtype={str(self.compute_dtype).removeprefix('torch.')!r}, "
             f"nbytes={self.nbytes})"
         )
 
@@ -282,6 +273,9 @@ class PackedDocuments:
         block_rows: int | None = None,
     ) -> torch.Tensor:
         """Exact MaxSim of each query against every document, or against ``doc_ids`` only.
+
+        Always float32 (the first pass of :meth:`top_k` is not used here: every score is
+        returned, so every score must be exact).
 
         Args:
             queries: ``n_queries`` token matrices ``(t_q, dim)`` (tensors or arrays; ``t_q``
@@ -314,6 +308,144 @@ class PackedDocuments:
             >>> docs.score([q], doc_ids=[2, 0])
             tensor([[-1.,  1.]])
         """
+        qs, ids = self._check_call(queries, doc_ids, block_rows)
+        out = torch.empty((len(qs), self.n_docs if ids is None else ids.size), dtype=torch.float32)
+        if out.numel() == 0:
+            return out
+        for a, b in _query_passes(qs):
+            stacked, _, ind = _stack(qs[a:b])
+            rows = block_rows or max(BLOCK_ELEMENTS // stacked.shape[0], _MIN_BLOCK_ROWS)
+            qt = stacked.T.contiguous()
+
+            def kernel(matrix: torch.Tensor, plan: Plan, n: int, pos: Any) -> torch.Tensor:
+                return _exact_plan(matrix, plan, n, rows, qt, ind)  # noqa: B023 (called now)
+
+            out[a:b] = self._run(kernel, self._matrix, ids, rows, ind.shape[1], torch.float32).T
+        return out
+
+    def top_k(
+        self,
+        queries: Sequence[Any],
+        k: int,
+        doc_ids: Any | None = None,
+        *,
+        block_rows: int | None = None,
+    ) -> list[TopK]:
+        """The ``k`` best documents of each query by exact MaxSim, on every path alike.
+
+        A first pass scores every eligible document with a per-score error bound: in bfloat16
+        or int8 with a low-precision ``compute_dtype`` (:mod:`colmax.scoring.lowp`), else in
+        float32 (:func:`~colmax.scoring.bounds.score_error_bound`). Every document whose upper
+        bound reaches the ``k``-th best lower bound is scored again in float32, and the few
+        that float32 cannot separate in float64 (:mod:`colmax.scoring.cascade`). No other
+        document can be in the top ``k`` or tied with it, so ids, order and scores are the
+        same for every ``compute_dtype`` and on every CPU: exact MaxSim rounded to float32,
+        ties broken by document number.
+
+        Args:
+            queries: token matrices ``(t_q, dim)``, as for :meth:`score`.
+            k: documents wanted per query (>= 1; fewer when fewer are eligible).
+            doc_ids: optional 1-D integer document numbers: only these are eligible.
+            block_rows: as for :meth:`score`.
+
+        Returns:
+            One :class:`TopK` per query.
+
+        Raises:
+            InvalidEmbeddingError, DimensionMismatchError, InvalidInputError: as for
+                :meth:`score`, or ``k < 1``.
+
+        Examples:
+            >>> import numpy as np, torch
+            >>> tokens = np.array([[1, 0], [0, 1], [-1, 0], [1, 0]], dtype=np.float16)
+            >>> docs = PackedDocuments.from_arrays(tokens, [0, 1, 2, 3, 4])
+            >>> best = docs.top_k([torch.tensor([[1.0, 0.0]])], k=1)[0]
+            >>> best.ids.tolist(), best.scores.tolist()   # documents 0 and 3 tie
+            ([0, 3], [1.0, 1.0])
+        """
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise InvalidInputError(f"k must be a positive integer, got {k!r}")
+        qs, ids = self._check_call(queries, doc_ids, block_rows)
+        cols = np.arange(self.n_docs) if ids is None else ids
+        out: list[TopK] = []
+        if not qs or cols.size == 0:
+            empty = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+            return [TopK(*empty, 0) for _ in qs]
+        for a, b in _query_passes(qs):
+            group = qs[a:b]
+            if self._low is None:  # the float32 pass is the first pass
+                approx, bounds = self.score(group, ids, block_rows=block_rows).T, None
+            else:
+                approx, bounds = self._first_pass(group, ids, cols, block_rows)
+            for j, q in enumerate(group):
+                b32 = self._bound32(q)
+                picked = exact_top_k(
+                    cols,
+                    approx[:, j],
+                    b32 if bounds is None else bounds[:, j] + b32,
+                    int(k),
+                    None if bounds is None else self._rescorer(q, block_rows, torch.float32),
+                    b32,
+                    self._rescorer(q, block_rows, torch.float64),
+                )
+                out.append(TopK(*picked))
+        return out
+
+    def _first_pass(
+        self,
+        qs: list[torch.Tensor],
+        ids: npt.NDArray[np.int64] | None,
+        cols: npt.NDArray[np.int64],
+        block_rows: int | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Low-precision scores ``(n, n_queries)`` and their bounds against exact MaxSim."""
+        low = self._low
+        if low is None:  # internal: only called with a low copy
+            raise RuntimeError("no low-precision copy")
+        stacked, owner, ind = _stack(qs)
+        nq = len(qs)
+        rows = block_rows or max(BLOCK_ELEMENTS // stacked.shape[0], _MIN_BLOCK_ROWS)
+        q = query_stats(stacked, owner, nq, low.kind)
+
+        def kernel(matrix: torch.Tensor, plan: Plan, n: int, pos: Any) -> torch.Tensor:
+            scale = low.scale
+            if scale is not None and pos is not None:  # a gathered subset: its own scales
+                scale = scale[torch.from_numpy(pos)]
+            return first_pass(matrix, plan, n, rows, q, ind, scale)
+
+        res = self._run(kernel, low.matrix, ids, rows, 2 * nq, torch.float32)
+        positions = torch.from_numpy(self._layout.position[cols])
+        return res[:, :nq], score_bounds(low, positions, q, res[:, nq:], self.dim)
+
+    def _bound32(self, q: torch.Tensor) -> float:
+        """The float32 kernel's error bound for query ``q`` against these documents."""
+        q_norm = float(torch.linalg.vector_norm(q.detach().float(), dim=1).max())
+        return score_error_bound(
+            int(q.shape[0]),
+            self.dim,
+            max_query_norm=q_norm * NORM_MARGIN,
+            max_doc_norm=self._max_norm,
+        )
+
+    def _rescorer(self, q: torch.Tensor, block_rows: int | None, dtype: torch.dtype) -> Rescore:
+        """Scores of some documents against ``q`` alone, in float32 or float64."""
+        qt = q.detach().to("cpu", dtype).T.contiguous()
+        ind = torch.ones((q.shape[0], 1), dtype=dtype)
+        rows = block_rows or max(BLOCK_ELEMENTS // q.shape[0], _MIN_BLOCK_ROWS)
+
+        def kernel(matrix: torch.Tensor, plan: Plan, n: int, pos: Any) -> torch.Tensor:
+            return _exact_plan(matrix, plan, n, rows, qt, ind)
+
+        def rescore(doc_ids: npt.NDArray[np.int64]) -> torch.Tensor:
+            if doc_ids.size == 0:
+                return torch.zeros(0, dtype=dtype)
+            return self._run(kernel, self._matrix, doc_ids, rows, 1, dtype)[:, 0]
+
+        return rescore
+
+    def _check_call(
+        self, queries: Sequence[Any], doc_ids: Any, block_rows: int | None
+    ) -> tuple[list[torch.Tensor], npt.NDArray[np.int64] | None]:
         qs, dim = check_token_matrices(queries, "queries")
         if dim is not None and dim != self.dim:
             raise DimensionMismatchError(
@@ -321,24 +453,7 @@ class PackedDocuments:
             )
         if block_rows is not None and block_rows < 1:
             raise InvalidInputError(f"block_rows must be >= 1, got {block_rows!r}")
-        ids = None if doc_ids is None else self._check_doc_ids(doc_ids)
-        out = torch.empty((len(qs), self.n_docs if ids is None else ids.size), dtype=torch.float32)
-        if out.numel() == 0:
-            return out
-        for a, b in _query_passes(qs):
-            stacked = torch.cat([q.detach().to("cpu", torch.float32) for q in qs[a:b]])
-            owner = torch.repeat_interleave(
-                torch.arange(b - a), torch.tensor([q.shape[0] for q in qs[a:b]])
-            )
-            ind = torch.nn.functional.one_hot(owner, b - a).to(torch.float32)
-            rows = block_rows or max(BLOCK_ELEMENTS // stacked.shape[0], _MIN_BLOCK_ROWS)
-            qt = stacked.T.contiguous()
-            out[a:b] = (
-                self._score_all(qt, ind, rows)
-                if ids is None
-                else self._score_ids(qt, ind, ids, rows)
-            ).T
-        return out
+        return qs, None if doc_ids is None else self._check_doc_ids(doc_ids)
 
     def _check_doc_ids(self, doc_ids: Any) -> npt.NDArray[np.int64]:
         ids = np.asarray(doc_ids.cpu() if isinstance(doc_ids, torch.Tensor) else doc_ids)
@@ -361,23 +476,29 @@ class PackedDocuments:
             self._plans[block_rows] = plan
         return plan
 
-    def _score_all(self, qt: torch.Tensor, ind: torch.Tensor, rows: int) -> torch.Tensor:
-        """``(n_docs, n_queries)`` in document order."""
-        res = _score_plan(self._matrix, self._plan(rows), self.n_docs, rows, qt, ind)
-        out = torch.empty_like(res)
-        out[torch.from_numpy(self._layout.order)] = res
-        return out
-
-    def _score_ids(
-        self, qt: torch.Tensor, ind: torch.Tensor, ids: npt.NDArray[np.int64], rows: int
+    def _run(
+        self,
+        kernel: Kernel,
+        matrix: torch.Tensor,
+        ids: npt.NDArray[np.int64] | None,
+        rows: int,
+        width: int,
+        dtype: torch.dtype,
     ) -> torch.Tensor:
-        """``(len(ids), n_queries)``: gathers the subset's rows, slice by slice."""
+        """``kernel`` over all documents, or over ``ids`` only: ``(n, width)`` in ``ids``' order.
+
+        A subset is gathered from ``matrix`` a slice at a time and scored on its own, unless
+        it covers more than half the rows (then one full pass is cheaper).
+        """
         lay = self._layout
+        if ids is None or 2 * int(lay.padded_len[np.unique(lay.position[ids])].sum()) > lay.n_rows:
+            res = kernel(matrix, self._plan(rows), self.n_docs, None)
+            full = torch.empty_like(res)
+            full[torch.from_numpy(lay.order)] = res
+            return full if ids is None else full[torch.from_numpy(ids)]
         pos = np.unique(lay.position[ids])  # layout positions, sorted: runs of equal length
         plen = lay.padded_len[pos]
-        if 2 * int(plen.sum()) > lay.n_rows:  # gathering would cost more than one full pass
-            return self._score_all(qt, ind, rows)[torch.from_numpy(ids)]
-        res = torch.empty((pos.size, ind.shape[1]), dtype=torch.float32)
+        res = torch.empty((pos.size, width), dtype=dtype)
         ends = np.cumsum(plen)
         a = 0
         while a < pos.size:
@@ -385,7 +506,7 @@ class PackedDocuments:
                 a + 1, int(np.searchsorted(ends, ends[a] - plen[a] + _SUBSET_ROWS, side="right"))
             )
             src = layout_rows(lay.row_start[pos[a:b]], plen[a:b], plen[a:b])
-            matrix = self._matrix.index_select(0, torch.from_numpy(src))
-            res[a:b] = _score_plan(matrix, plan_blocks(plen[a:b], rows), b - a, rows, qt, ind)
+            part = matrix.index_select(0, torch.from_numpy(src))
+            res[a:b] = kernel(part, plan_blocks(plen[a:b], rows), b - a, pos[a:b])
             a = b
         return res[torch.from_numpy(np.searchsorted(pos, lay.position[ids]))]

@@ -3,16 +3,22 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from colmax import __version__
 from colmax.engine import Engine
-from colmax.errors import ColmaxError, IndexLockedError, UnknownIdError
+from colmax.errors import (
+    ColmaxError,
+    UnknownIdError,
+)
+from colmax.server.faults import PathScrubber, server_fault
 from colmax.server.handlers import Handlers
 from colmax.server.middleware import AuthMiddleware, BodyLimitMiddleware
 from colmax.server.schemas import (
@@ -29,14 +35,20 @@ from colmax.server.settings import ServerSettings
 
 __all__ = ["create_app"]
 
+logger = logging.getLogger(__name__)
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "missing or wrong API key (when the server has one)"},
+    400: {"description": "without an API key: the Host header is not a loopback name"},
     413: {"description": "request body over the server's limit"},
     422: {"description": "invalid request: the body says which field and why"},
+    500: {"description": "the index folder is damaged or unreadable (details in the log)"},
+    503: {"description": "the index is busy (another process writes) or failed to write"},
 }
 _WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
     **_ERRORS,
     403: {"description": "writes are disabled (no API key and no --allow-unauthenticated-writes)"},
+    507: {"description": "the index's disk is full: nothing was written"},
 }
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"description": "an id is not in the index (nothing was changed)"}
@@ -81,7 +93,17 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
     app.get("/documents/{doc_id}", response_model=DocumentOut, responses={**_ERRORS, **_NOT_FOUND})(
         handlers.get_document
     )
-    _add_error_handlers(app)
+    app.get(
+        "/page-image",
+        response_class=Response,
+        responses={**_ERRORS, **_NOT_FOUND, 200: {"content": {"image/png": {}, "image/jpeg": {}}}},
+    )(handlers.page_image)
+    app.get(
+        "/page-heatmap",
+        response_class=Response,
+        responses={**_ERRORS, **_NOT_FOUND, 200: {"content": {"image/png": {}}}},
+    )(handlers.page_heatmap)
+    _add_error_handlers(app, PathScrubber(engine))
     _document_security(app, settings)
     # The last middleware added runs first: authentication, then the body limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)  # type: ignore[arg-type]
@@ -90,39 +112,38 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
         api_key=settings.api_key,
         allow_unauthenticated_writes=settings.allow_unauthenticated_writes,
     )
+    # Outermost: a request for another host name is refused before anything else runs.
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.trusted_hosts()))  # type: ignore[arg-type]
     return app
 
 
 def _with_body(
-    handler: Callable[[Any], Awaitable[Any]], model: type
-) -> Callable[[Any], Awaitable[Any]]:
+    handler: Callable[[Any, Request], Awaitable[Any]], model: type
+) -> Callable[[Any, Request], Awaitable[Any]]:
     """An endpoint taking a JSON body of ``model``, calling ``handler`` with it.
 
     The request models are built per app (their limits are settings), so the type is set on
     the endpoint here: a postponed, string annotation could not be resolved by FastAPI.
     """
 
-    async def endpoint(body: Any) -> Any:
-        return await handler(body)
+    async def endpoint(body: Any, request: Request) -> Any:
+        return await handler(body, request)
 
-    endpoint.__annotations__ = {"body": model, "return": Any}
+    endpoint.__annotations__ = {"body": model, "request": Request, "return": Any}
     endpoint.__name__ = handler.__name__
     endpoint.__doc__ = handler.__doc__
     return endpoint
 
 
-def _status(exc: ColmaxError) -> int:
-    if isinstance(exc, UnknownIdError):
-        return 404
-    if isinstance(exc, IndexLockedError):
-        return 503  # another process is writing to the folder; retrying later will work
-    return 422
-
-
-def _add_error_handlers(app: FastAPI) -> None:
+def _add_error_handlers(app: FastAPI, scrub: PathScrubber) -> None:
     @app.exception_handler(ColmaxError)
     async def colmax_error(request: Request, exc: ColmaxError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=_status(exc))
+        fault = server_fault(exc)
+        if fault is not None:
+            logger.error("%s %s: %s", request.method, request.url.path, exc, exc_info=exc)
+            return JSONResponse({"detail": fault[1] or scrub(str(exc))}, status_code=fault[0])
+        status = 404 if isinstance(exc, UnknownIdError) else 422
+        return JSONResponse({"detail": scrub(str(exc))}, status_code=status)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -75,6 +75,17 @@ class PassageOut(BaseModel):
     query_positions: list[int]
 
 
+class PageOut(BaseModel):
+    """For a page image hit: where each query vector's match lies on the page."""
+
+    image: str = Field(description="the page image's name in the index's page store")
+    grid: list[int] = Field(description="[rows, cols] of the patch grid over the page")
+    matched_patches: list[list[list[int]]] = Field(
+        description="per query vector, the [row, col] patches of the vector it matched "
+        "(empty: a prompt token); draw them with GET /page-heatmap"
+    )
+
+
 class ExplanationOut(BaseModel):
     """Why a document got its MaxSim score: see ``colmax.explain.Explanation``."""
 
@@ -83,6 +94,7 @@ class ExplanationOut(BaseModel):
     score: float = Field(description="MaxSim of the explained vectors (sum of the similarities)")
     matches: list[MatchOut]
     passages: list[PassageOut]
+    page: PageOut | None = Field(None, description="page image hits only")
 
 
 class HitOut(BaseModel):
@@ -95,7 +107,9 @@ class HitOut(BaseModel):
         "for hybrid search)"
     )
     rank: int = Field(description="0-based position")
-    text: str
+    text: str | None = Field(
+        description="the stored text; null when the request said include_text: false"
+    )
     metadata: dict[str, Any]
     explanation: ExplanationOut | None = Field(
         None, description="token-level explanation, when the request asked for it"
@@ -199,6 +213,9 @@ def build_schemas(settings: ServerSettings) -> Schemas:
         explain: bool = Field(
             False, description="give each hit its token-level explanation (matched spans)"
         )
+        include_text: bool = Field(
+            True, description="false: hits carry no text (smaller responses; fetch texts by id)"
+        )
         hybrid: Literal["rrf", "minmax", "rerank"] | None = Field(
             None,
             description="fuse with BM25 over the stored texts: rrf (reciprocal rank fusion), "
@@ -224,6 +241,12 @@ def build_schemas(settings: ServerSettings) -> Schemas:
                 raise ValueError("pass exactly one of 'query' (a string) and 'queries' (a list)")
             if self.hybrid is None and (self.candidates is not None or self.weight is not None):
                 raise ValueError("'candidates' and 'weight' go with 'hybrid'")
+            n = 1 if self.queries is None else len(self.queries)
+            if n * self.k > settings.max_hits:
+                raise ValueError(
+                    f"{n} queries x k={self.k} asks for {n * self.k} hits, over the server's "
+                    f"limit of {settings.max_hits} per request (--max-hits): ask for fewer"
+                )
             return self
 
     class RerankRequest(_Request):
@@ -236,6 +259,7 @@ def build_schemas(settings: ServerSettings) -> Schemas:
         explain: bool = Field(
             False, description="give each hit its token-level explanation (matched spans)"
         )
+        include_text: bool = Field(True, description="false: hits carry no text")
 
         @model_validator(mode="after")
         def _candidates(self) -> RerankRequest:

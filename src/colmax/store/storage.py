@@ -20,6 +20,7 @@ segment files no longer listed. A crash before the commit leaves the old state p
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -28,8 +29,15 @@ from pathlib import Path
 from typing import Any
 
 from colmax.errors import IndexFormatError
-from colmax.store.documents import DB_NAME, DocumentStore, SegmentRow
-from colmax.store.fsutil import fsync_dir, publish_folder, staging_path
+from colmax.store.documents import (
+    DB_NAME,
+    SEGMENT_NAME,
+    CommitUncertainError,
+    DocumentStore,
+    SegmentRow,
+)
+from colmax.store.fsutil import fsync_dir, publish_folder, remove_stale_staging, staging_path
+from colmax.store.io_errors import storage_errors
 from colmax.store.lock import FolderLock
 from colmax.store.manifest import MANIFEST_NAME, Manifest
 from colmax.store.segments import SEGMENT_DIR, Segment
@@ -42,6 +50,8 @@ __all__ = [
     "is_index_folder",
     "remove_segment_files",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: Folder of the plaid codec files, ``codecs/<name>.<part>.npy``.
 CODEC_DIR = "codecs"
@@ -108,18 +118,20 @@ class Storage:
         """Create a new index folder atomically (built beside it, then renamed into place)."""
         folder = folder.absolute()
         check_free(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = staging_path(folder)
-        try:
-            tmp.mkdir()
-            (tmp / SEGMENT_DIR).mkdir()
-            DocumentStore.create(tmp / DB_NAME).close()
-            manifest.write(tmp)
-            fsync_dir(tmp)
-            publish_folder(tmp, folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        with storage_errors("creating the index folder", folder):
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_staging(folder)  # an earlier create of it that was killed
+            tmp = staging_path(folder)
+            try:
+                tmp.mkdir()
+                (tmp / SEGMENT_DIR).mkdir()
+                DocumentStore.create(tmp / DB_NAME).close()
+                manifest.write(tmp)
+                fsync_dir(tmp)
+                publish_folder(tmp, folder)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
         return cls.open(folder, lock_timeout=lock_timeout)
 
     @classmethod
@@ -131,6 +143,8 @@ class Storage:
         docs = DocumentStore.open(folder / DB_NAME)
         storage = cls(docs, manifest, folder, lock_timeout)
         storage.collect_garbage()
+        with contextlib.suppress(OSError):  # garbage only: never a reason to fail an open
+            remove_stale_staging(folder)  # a save over this folder that was killed
         return storage
 
     def close(self) -> None:
@@ -183,8 +197,9 @@ class Storage:
     # ------------------------------------------------------------------ writing
     @contextmanager
     def writing(self) -> Iterator[None]:
-        """Hold the writer lock (threads and processes)."""
-        with self.write_lock.hold():
+        """Hold the writer lock (threads and processes); I/O failures inside become
+        :class:`~colmax.errors.StorageError` (see :mod:`colmax.store.io_errors`)."""
+        with storage_errors("writing to the index", self.folder), self.write_lock.hold():
             yield
 
     def commit(self, change: Commit, state_lock: threading.Lock | threading.RLock) -> int:
@@ -192,14 +207,36 @@ class Storage:
 
         ``state_lock`` is held around the transaction so in-process readers switch to the new
         state at the same moment the database does.
+
+        Raises:
+            StorageError: the write failed before its commit point (:class:`DiskFullError`
+                when space ran out); nothing changed and the new files are already removed.
+                Clean-up after the commit point never raises (it is logged).
         """
-        seg = change.new_segment
-        if seg is not None and self.folder is not None:
-            seg.write(self.folder)
+        try:
+            with storage_errors("writing to the index", self.folder):
+                self._write_files(change)
+                generation = self._transaction(change, state_lock)
+        except CommitUncertainError:
+            raise  # the new files may be referenced now: the next open decides
+        except BaseException:
+            self._discard_files(change)
+            raise
+        self._after_commit(change)
+        return generation
+
+    def _write_files(self, change: Commit) -> None:
+        if self.folder is None:
+            return
+        if change.new_segment is not None:
+            change.new_segment.write(self.folder)
             fsync_dir(self.folder / SEGMENT_DIR)
-        if change.codec is not None and self.folder is not None:
+        if change.codec is not None:
             change.codec.write(self.folder)
             fsync_dir(self.folder / CODEC_DIR)
+
+    def _transaction(self, change: Commit, state_lock: threading.Lock | threading.RLock) -> int:
+        seg = change.new_segment
         with state_lock, self.docs.transaction() as conn:
             generation = (
                 int(conn.execute("SELECT value FROM meta WHERE name='generation'").fetchone()[0])
@@ -213,8 +250,6 @@ class Storage:
                 DocumentStore.remove_segments(conn, change.dropped_segments)
             if seg is not None:
                 DocumentStore.add_segment(conn, seg.name, generation, seg.n_docs, seg.n_tokens)
-                if self.folder is None:
-                    self._memory_segments[seg.name] = seg
             if change.next_key is not None:
                 DocumentStore.set_meta(conn, "next_key", change.next_key)
             if change.codec is not None:
@@ -222,21 +257,56 @@ class Storage:
                     "INSERT OR REPLACE INTO meta VALUES ('codec', ?)", (change.codec.name,)
                 )
             DocumentStore.set_meta(conn, "generation", generation)
-        if change.codec is not None:
-            self._memory_codec = change.codec if self.folder is None else None
-            if self.folder is not None:
-                _remove_codecs_except(self.folder, change.codec.name)
-        for name in change.dropped_segments:
-            self._memory_segments.pop(name, None)
-            if self.folder is not None:
-                remove_segment_files(self.folder, name)
+        if seg is not None and self.folder is None:
+            self._memory_segments[seg.name] = seg
         return generation
 
+    def _discard_files(self, change: Commit) -> None:
+        """Remove the files of a write that did not commit, at once (on a full disk the space
+        is needed now, not at the next open)."""
+        if self.folder is None:
+            return
+        try:
+            if change.new_segment is not None:
+                remove_segment_files(self.folder, change.new_segment.name)
+            if change.codec is not None:
+                for path in (self.folder / CODEC_DIR).glob(f"{change.codec.name}.*"):
+                    path.unlink(missing_ok=True)
+        except OSError:
+            logger.warning("could not remove the files of a failed write", exc_info=True)
+
+    def _after_commit(self, change: Commit) -> None:
+        """Delete what the committed change replaced. Best-effort: the change is durable, so a
+        failure here is logged (the next writable open retries) and never raised."""
+        if change.codec is not None:
+            self._memory_codec = change.codec if self.folder is None else None
+        for name in change.dropped_segments:
+            self._memory_segments.pop(name, None)
+        if self.folder is None:
+            return
+        try:
+            if change.codec is not None:
+                _remove_codecs_except(self.folder, change.codec.name)
+            for name in change.dropped_segments:
+                remove_segment_files(self.folder, name)
+        except OSError:
+            logger.warning("could not delete replaced index files (retried at the next open)")
+
     def write_manifest(self, counts: dict[str, int], generation: int) -> None:
+        """Refresh the manifest's summary after a commit. Best-effort: the database is the
+        commit point and the summary only informs, so a failure is logged, never raised."""
         self.manifest.counts = counts
         self.manifest.generation = generation
         if self.folder is not None:
-            self.manifest.write(self.folder)
+            try:
+                self.manifest.write(self.folder)
+            except OSError as exc:
+                logger.warning(
+                    "could not refresh the manifest summary of %s (%s); the write itself is "
+                    "committed",
+                    self.folder,
+                    exc,
+                )
 
     def collect_garbage(self) -> None:
         """Remove segment and temp files no committed state refers to (left by a crash)."""
@@ -257,13 +327,28 @@ class Storage:
                 path.unlink(missing_ok=True)
             with self.docs.lock:
                 current = _codec_name(self.docs)
-            _remove_codecs_except(self.folder, current)
+            # Only next to the current codec's files: a database that names none, or a codec
+            # whose files are gone, is damaged (opening reports it), and its codec files may
+            # be the only copy left. (A codec a crash left before the first training commit
+            # stays until the next training replaces it.)
+            if current is not None and (self.folder / CODEC_DIR / f"{current}.meta.npy").is_file():
+                _remove_codecs_except(self.folder, current)
 
 
 def _codec_name(docs: DocumentStore) -> str | None:
-    # The meta table holds text; DocumentStore only offers meta_int (call under docs.lock).
+    """The committed codec's name (call under ``docs.lock``).
+
+    Raises:
+        IndexFormatError: not one plain file-name component (``../../elsewhere/x``): it would
+            be followed out of ``codecs/``, and the clean-up would delete the real codec.
+    """
+    # The meta table holds text; DocumentStore only offers meta_int.
     row = docs._conn.execute("SELECT value FROM meta WHERE name='codec'").fetchone()
-    return str(row[0]) if row is not None else None
+    if row is None:
+        return None
+    if not isinstance(row[0], str) or not SEGMENT_NAME.fullmatch(row[0]):
+        raise IndexFormatError(f"{docs.path}: damaged codec name {str(row[0])[:80]!r}.")
+    return row[0]
 
 
 def _remove_codecs_except(folder: Path, keep: str | None) -> None:

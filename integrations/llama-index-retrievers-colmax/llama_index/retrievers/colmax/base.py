@@ -57,6 +57,8 @@ class ColmaxRetriever(BaseRetriever):
             score and ``node.metadata["colmax_scores"]`` holds each side's own.
         hybrid_candidates, hybrid_weight: hits taken from each side before fusing, and the
             weight of the late-interaction side (see ``colmax.Engine.search``).
+        include_images: page hits (``Engine.add_files``: PDF pages, images) come back as
+            ``ImageNode`` with ``image_path`` set; this adds the base64 ``image`` too.
         callback_manager, object_map, objects, verbose: as for any LlamaIndex retriever.
 
     Raises:
@@ -81,6 +83,7 @@ class ColmaxRetriever(BaseRetriever):
         hybrid: str | None = None,
         hybrid_candidates: int = 100,
         hybrid_weight: float = 0.5,
+        include_images: bool = False,
         callback_manager: CallbackManager | None = None,
         object_map: dict | None = None,
         objects: list[IndexNode] | None = None,
@@ -100,6 +103,7 @@ class ColmaxRetriever(BaseRetriever):
         self.hybrid = hybrid
         self.hybrid_candidates = hybrid_candidates
         self.hybrid_weight = hybrid_weight
+        self.include_images = bool(include_images)
         super().__init__(
             callback_manager=callback_manager,
             object_map=object_map,
@@ -336,7 +340,13 @@ class ColmaxRetriever(BaseRetriever):
             candidates=self.hybrid_candidates,
             weight=self.hybrid_weight,
         )
-        return [NodeWithScore(node=hit_to_node(hit), score=hit.score) for hit in hits]  # type: ignore[union-attr]
+        return [
+            NodeWithScore(
+                node=hit_to_node(hit, self._engine, include_image=self.include_images),  # type: ignore[arg-type]
+                score=hit.score,  # type: ignore[union-attr]
+            )
+            for hit in hits
+        ]
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         # Encoding and MaxSim are CPU/GPU-bound: run them in a worker thread so the event loop

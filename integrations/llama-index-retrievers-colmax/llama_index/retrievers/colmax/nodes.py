@@ -11,13 +11,16 @@ Documents added to the engine directly (without these keys) come back as plain `
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from typing import Any
 
-from llama_index.core.schema import BaseNode, MetadataMode, TextNode
+from llama_index.core.schema import BaseNode, ImageNode, MetadataMode, TextNode
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 
-from colmax import Hit
+from colmax import Engine, Hit
+from colmax.vision.ingest import IMAGE_KEY
+from colmax.vision.store import PageStore, is_page_name
 
 __all__ = [
     "EXPLANATION_KEY",
@@ -54,15 +57,41 @@ def nodes_to_records(
     return ids, texts, metadatas
 
 
-def hit_to_node(hit: Hit) -> BaseNode:
+def hit_to_node(hit: Hit, engine: Engine | None = None, *, include_image: bool = False) -> BaseNode:
     """The node a hit was stored from (a plain ``TextNode`` for documents added directly),
     with the hit's explanation and hybrid scores when it has them (see
-    :func:`with_hit_extras`)."""
+    :func:`with_hit_extras`).
+
+    A page hit (``Engine.add_files`` / ``add(images=...)``) with ``engine`` given becomes an
+    ``ImageNode``: its text is the page's text layer, ``image_path`` the stored page image
+    (index folders), and ``image`` the base64 image with ``include_image`` (always for an
+    in-memory engine, which has no file to point at), so a multimodal query engine can use it.
+    """
     if NODE_CONTENT_KEY in hit.metadata:
         node = metadata_dict_to_node(hit.metadata)
+    elif engine is not None and is_page_name(hit.metadata.get(IMAGE_KEY)):
+        node = _image_node(hit, engine, include_image)
     else:
         node = TextNode(id_=hit.id, text=hit.text, metadata=hit.metadata)
     return with_hit_extras(node, hit)
+
+
+def _image_node(hit: Hit, engine: Engine, include_image: bool) -> ImageNode:
+    path = engine.page_image_path(hit.id)
+    image = None
+    if include_image or path is None:
+        data, mime = engine.page_image_bytes(hit.id)
+        image = base64.b64encode(data).decode("ascii")
+    else:
+        mime = PageStore.mime_type(path.name)
+    return ImageNode(
+        id_=hit.id,
+        text=hit.text,
+        metadata=hit.metadata,
+        image=image,
+        image_path=str(path) if path is not None else None,
+        image_mimetype=mime,
+    )
 
 
 def with_hit_extras(node: BaseNode, hit: Hit) -> BaseNode:

@@ -1,0 +1,156 @@
+"""Two-pass exact top-k: a bfloat16 / int8 first pass, float32 re-scoring within the bound.
+
+Every path runs on every host (forced by ``compute_dtype``): only the speed depends on the CPU.
+"Exact" means: the ids, order and scores of exact MaxSim (the float64 reference loop) rounded
+to float32, sorted by score descending then document number ascending.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from colmax.errors import InvalidInputError
+from colmax.scoring import PackedDocuments, maxsim_loop
+from colmax.scoring._layout import plan_blocks
+from colmax.scoring.lowp import build_low_copy, first_pass, query_stats, score_bounds
+
+PATHS = ["float32", "bfloat16", "int8"]
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def _corpus(seed: int, n_docs: int, max_len: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, max_len + 1, size=n_docs)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    return _unit(rng.standard_normal((int(offsets[-1]), dim))).astype(np.float16), offsets
+
+
+def _queries(seed: int, lengths: list[int], dim: int) -> list[torch.Tensor]:
+    rng = np.random.default_rng(seed)
+    return [
+        torch.from_numpy(_unit(rng.standard_normal((n, dim))).astype(np.float32)) for n in lengths
+    ]
+
+
+def _exact32(tokens: np.ndarray, offsets: np.ndarray, queries: list, ids=None):  # type: ignore[no-untyped-def]
+    """Exact MaxSim (the float64 reference loop) rounded to float32, and the columns."""
+    cols = np.arange(len(offsets) - 1) if ids is None else np.asarray(ids)
+    docs = [tokens[offsets[i] : offsets[i + 1]] for i in cols]
+    return cols, maxsim_loop(queries, docs).astype(np.float32)
+
+
+def _reference(cols: np.ndarray, scores: np.ndarray, k: int):  # type: ignore[no-untyped-def]
+    """Sorted by score then document number; the k best plus ties with the k-th."""
+    out = []
+    for row in scores:
+        order = np.lexsort((cols, -row))
+        kth = row[order[min(k, len(order)) - 1]]
+        keep = order[row[order] >= kth]
+        out.append((cols[keep], row[keep]))
+    return out
+
+
+def _check_same(got, expected) -> None:  # type: ignore[no-untyped-def]
+    assert len(got) == len(expected)
+    for g, (ids, scores) in zip(got, expected):
+        np.testing.assert_array_equal(g.ids, ids)
+        np.testing.assert_array_equal(g.scores, scores)  # bit for bit
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("block_rows", [None, 7], ids=lambda b: f"rows{b}")
+def test_top_k_equals_float32_exact(path: str, block_rows: int | None) -> None:
+    tokens, offsets = _corpus(0, n_docs=300, max_len=40, dim=48)
+    queries = _queries(1, [32, 3, 1, 20], dim=48)
+    docs = PackedDocuments.from_arrays(tokens, offsets, compute_dtype=path)
+    assert (
+        docs.compute_dtype
+        == {"float32": torch.float32, "bfloat16": torch.bfloat16, "int8": torch.int8}[path]
+    )
+    exact = _exact32(tokens, offsets, queries)
+    for k in (1, 10) if block_rows else (1, 10, 299, 1000):
+        got = docs.top_k(queries, k, block_rows=block_rows)
+        _check_same(got, _reference(*exact, k))
+    subset = [5, 17, 3, 250, 251, 99, 0]
+    got = docs.top_k(queries, 3, subset, block_rows=block_rows)
+    _check_same(got, _reference(*_exact32(tokens, offsets, queries, subset), 3))
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_adversarial_ties_and_near_ties(path: str) -> None:
+    """Exact duplicates (ties across the k-th place) and documents one float16 step apart
+    that no first pass can tell apart: the second pass must order them as float32 does."""
+    rng = np.random.default_rng(3)
+    dim = 32
+    base = _unit(rng.standard_normal((6, dim))).astype(np.float16)
+    near = base.copy()
+    near[2, 0] = np.nextafter(near[2, 0], np.float16(2))  # one ulp away
+    docs_list = (
+        [base] * 15
+        + [near] * 4
+        + [_unit(rng.standard_normal((6, dim))).astype(np.float16) for _ in range(40)]
+    )
+    order = rng.permutation(len(docs_list))
+    docs_list = [docs_list[i] for i in order]
+    tokens = np.concatenate(docs_list)
+    offsets = np.concatenate([[0], np.cumsum([len(d) for d in docs_list])]).astype(np.int64)
+    queries = [
+        torch.from_numpy(base[:3].astype(np.float32)),
+        torch.from_numpy(near[1:4].astype(np.float32)),
+    ]
+    packed = PackedDocuments.from_arrays(tokens, offsets, compute_dtype=path)
+    exact = _exact32(tokens, offsets, queries)
+    for k in (1, 5, 15, 16, 19, 20):
+        _check_same(packed.top_k(queries, k), _reference(*exact, k))
+
+
+@pytest.mark.parametrize("path", ["bfloat16", "int8"])
+def test_first_pass_error_is_within_its_bound(path: str) -> None:
+    """|first-pass score - exact score| <= bound on hostile values: long vectors, negative
+    similarities, components full of mantissa bits, float32 inputs."""
+    rng = np.random.default_rng(4)
+    dim = 40
+    lengths = rng.integers(1, 30, size=200)
+    n = int(lengths.sum())
+    tokens = rng.standard_normal((n, dim)).astype(np.float32) * rng.uniform(0.1, 8, (n, 1))
+    tokens[::7] = 1.0 + 2.0**-12 * rng.integers(0, 4096, (len(tokens[::7]), dim))
+    tokens[1::5] *= -1
+    padded = lengths.astype(np.int64)  # a layout with no padding: documents back to back
+    matrix = torch.from_numpy(tokens)
+    low = build_low_copy(matrix, padded, path)
+    queries = [
+        torch.from_numpy(rng.standard_normal((t, dim)).astype(np.float32)) for t in (32, 9, 1)
+    ]
+    stacked = torch.cat(queries)
+    owner = torch.repeat_interleave(torch.arange(3), torch.tensor([32, 9, 1]))
+    ind = torch.nn.functional.one_hot(owner, 3).float()
+    q = query_stats(stacked, owner, 3, path)
+    plan = plan_blocks(padded, 64)
+    res = first_pass(low.matrix, plan, len(lengths), 64, q, ind, low.scale)
+    bound = score_bounds(low, torch.arange(len(lengths)), q, res[:, 3:], dim).numpy()
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    exact = maxsim_loop(queries, [tokens[offsets[i] : offsets[i + 1]] for i in range(len(lengths))])
+    err = np.abs(res[:, :3].double().numpy() - exact.T)
+    assert (err <= bound).all(), float((err - bound).max())
+    # ... and it is not vacuous: a small fraction of the Cauchy-Schwarz scale of a score.
+    scale = np.array([float(torch.linalg.vector_norm(q, dim=1).sum()) for q in queries])
+    doc_norm = np.linalg.norm(tokens, axis=1).max()
+    assert (bound < {"bfloat16": 0.02, "int8": 0.1}[path] * scale * doc_norm).all()
+
+
+def test_top_k_checks_k_and_keeps_score_exact() -> None:
+    tokens, offsets = _corpus(5, n_docs=20, max_len=5, dim=8)
+    docs = PackedDocuments.from_arrays(tokens, offsets, compute_dtype="bfloat16")
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(InvalidInputError):
+            docs.top_k(_queries(6, [2], 8), bad)
+    exact = PackedDocuments.from_arrays(tokens, offsets, compute_dtype="float32")
+    q = _queries(7, [4], 8)
+    torch.testing.assert_close(docs.score(q), exact.score(q), rtol=0, atol=0)
+    assert docs.top_k([], 3) == []
+    assert docs.top_k(q, 3, doc_ids=[])[0].ids.size == 0
