@@ -108,8 +108,10 @@ def unit_rows(chunk: np.ndarray, dim: int, what: str) -> torch.Tensor:
 def sample_source(
     source: TokenSource, n: int, seed: int, progress: Progress | None = None
 ) -> torch.Tensor:
-    """``(min(n, tokens), dim)`` float32: a uniform sample of the source's token vectors (unit
-    rows), drawn in one pass over the chunks that hold a pick."""
+    """``(min(n, tokens), dim)`` float16: a uniform sample of the source's token vectors (unit
+    rows), drawn in one pass over the chunks that hold a pick. float16 halves the largest
+    allocation of a build (1 M sampled vectors at dim 384: 0.8 GB instead of 1.6); k-means
+    and the codec convert it a chunk at a time."""
     lengths = np.asarray(source.lengths, dtype=np.int64)
     total = int(lengths.sum())
     rng = np.random.default_rng(seed)
@@ -120,11 +122,12 @@ def sample_source(
         lo, hi = np.searchsorted(picks, [at, at + size])
         if hi > lo:
             rows = source.read(start, stop)[picks[lo:hi] - at]
-            out.append(unit_rows(rows, source.dim, f"documents {start}..{stop - 1}"))
+            unit = unit_rows(rows, source.dim, f"documents {start}..{stop - 1}")
+            out.append(unit.to(torch.float16))
         at += size
         if progress is not None:
             progress(size)
-    return torch.cat(out) if out else torch.zeros((0, source.dim))
+    return torch.cat(out) if out else torch.zeros((0, source.dim), dtype=torch.float16)
 
 
 class CodedWriter:

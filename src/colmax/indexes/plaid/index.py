@@ -74,8 +74,9 @@ class _Sampler:
             mine = picks[(picks >= base) & (picks < base + seg_rows.size)] - base
             base += seg_rows.size
             for a in range(0, mine.size, _SAMPLE_CHUNK):
-                out.append(_rows_f32(seg, seg_rows[mine[a : a + _SAMPLE_CHUNK]]))
-        return torch.cat(out) if out else torch.zeros((0, 0))
+                rows = seg_rows[mine[a : a + _SAMPLE_CHUNK]]
+                out.append(_rows_f32(seg, rows).to(torch.float16))  # see sample_source
+        return torch.cat(out) if out else torch.zeros((0, 0), dtype=torch.float16)
 
 
 def _doc_rows(offsets: np.ndarray, docs: np.ndarray) -> np.ndarray:
