@@ -101,7 +101,7 @@ def _report(
     print(f"operation in flight when killed: {dict(in_flight)}")
     print(f"state found: before the operation {matched['before']}, after it {matched['after']}")
     print(
-        f"leftover staging folders (garbage, not corruption): {sum(r.leftover_staging for r in results)}"
+        f"staging folders left after reopening (must be 0): {sum(r.leftover_staging for r in results)}"
     )
     print(f"FAILED: {len(failed)}")
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 __all__ = [
     "ColmaxError",
+    "DeadlineExceededError",
     "DimensionMismatchError",
     "DiskFullError",
     "DuplicateIdError",
     "EmptyTextError",
     "EncoderMismatchError",
     "FilterError",
+    "FilterTimeoutError",
     "IndexFormatError",
     "IndexLockedError",
     "InvalidEmbeddingError",
@@ -59,6 +61,16 @@ class DimensionMismatchError(InvalidEmbeddingError):
 
 class FilterError(InvalidInputError):
     """A metadata filter is malformed or uses an unknown operator."""
+
+
+class FilterTimeoutError(FilterError):
+    """A metadata filter ran longer than :data:`colmax.limits.FILTER_TIMEOUT_S` and was stopped
+    (too many conditions for the size of the corpus): simplify it."""
+
+
+class DeadlineExceededError(ColmaxError, TimeoutError):
+    """A call ran past the deadline its caller set (the server's request timeout), or was
+    cancelled because the client went away; its work was stopped and nothing was changed."""
 
 
 class IndexFormatError(ColmaxError, ValueError):

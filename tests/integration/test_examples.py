@@ -52,6 +52,13 @@ EXPECTED: dict[str, list[str]] = {
     "06_http_client.py": [r"no key -> 401", r"added: "],
     "07_qdrant.py": [r"reopened: "],
     "08_colpali_vectors.py": [r"self-search: "],
+    "10_pdf_pages.py": [
+        r"indexed 3 pages: report\.pdf#page=1",
+        # each hit names its page and carries that page's text layer
+        r"1\. page [123] score=\d+\.\d+ '(Annual report 2023|Second page|Third page)'",
+        r"page image 612x792, heatmap written to .*why\.png",
+        r"reopened: same ranking = True",
+    ],
     "09_explanations.py": [
         # the hit's score and its explanation's agree (stored float16 vectors, same MaxSim)
         r"1\. eiffel  score (\d+\.\d+) \(explained: \1\)",

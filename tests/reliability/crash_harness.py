@@ -10,14 +10,16 @@ once, so a trial costs milliseconds, not a 4-second interpreter start). Before a
 appends ``start i`` to ``journal.log`` and fsyncs; after it returns, ``done i``. The child is
 killed either
 
-- at a *kill point*: right after its ``k``-th durable step (an ``os.fsync``, ``os.replace``,
-  ``os.rename``, ``os.unlink``/``rmdir``, or a SQLite ``COMMIT``), counted by hooks installed in
-  the child only; or
+- at a *kill point*, counted by hooks installed in the child only: right after a durable step
+  (an ``os.fsync``, ``os.replace``, ``os.rename``, ``os.unlink``/``rmdir``, or a SQLite
+  ``COMMIT``), halfway through a file write (``write:``: the file holds half the bytes), or
+  inside a SQLite transaction whose changes are made but not committed (``uncommitted``); or
 - after a random delay, by the parent.
 
 Afterwards :func:`check_trial` requires: every folder opens with ``Engine.load``, and the
 contents equal the state after the last finished operation or, when one was in flight, the state
-before or after it, never a mix; no orphan segment or temp files remain after opening; and the
+before or after it, never a mix; no orphan segment, temp or staging files remain after opening
+(a save that was cut short is retried, as a user would, and must leave none either); and the
 index accepts a new write (the dead writer's lock is gone).
 """
 
@@ -179,7 +181,6 @@ def check_trial(root: Path, seed: int, how: str, killed: bool) -> TrialResult:
     if not finished:
         candidates = {"before": states[op], "after": states[op + 1]}
     result = TrialResult(how, killed, op, finished, "")
-    result.leftover_staging = len(list(root.glob(".*.staging")))
     observed: dict[str, Engine | None] = {}
     try:
         for name in FOLDERS:
@@ -200,6 +201,27 @@ def check_trial(root: Path, seed: int, how: str, killed: bool) -> TrialResult:
     for name, engine in observed.items():
         if engine is not None:
             result.problems.extend(_folder_problems(root / name, engine))
+    main = observed["main"]
+    if main is None:
+        # The create was cut short: creating it again must work and clear the dead writer's
+        # staging folder.
+        try:
+            Engine(dim=DIM, path=root / "main").close()
+        except Exception as exc:
+            result.problems.append(f"create after recovery failed: {type(exc).__name__}: {exc}")
+    elif observed["copy"] is None:
+        # A save to a new folder was cut short (or never started): retrying it must work and
+        # clear what the dead writer left.
+        try:
+            main.save(root / "copy")
+        except Exception as exc:
+            result.problems.append(f"save after recovery failed: {type(exc).__name__}: {exc}")
+    result.leftover_staging = len(list(root.glob(".*staging*")))
+    if result.leftover_staging:
+        names = sorted(p.name for p in root.glob(".*staging*"))
+        result.problems.append(f"staging folders left after reopening: {names}")
+    for engine in observed.values():
+        if engine is not None:
             engine.close()
     return result
 
@@ -221,7 +243,7 @@ def _folder_problems(folder: Path, engine: Engine) -> list[str]:
     files = sorted(p.name for p in (folder / "segments").iterdir())
     if len(files) != 3 * engine.info()["segments"]:
         problems.append(f"{folder.name}: orphan files after open: {files}")
-    temps = [p.name for p in folder.glob(".*.tmp")]
+    temps = [str(p.relative_to(folder)) for p in folder.rglob(".*.tmp")]
     if temps:
         problems.append(f"{folder.name}: temp files left after open: {temps}")
     try:  # the dead writer's lock must be gone, and the folder writable

@@ -1,9 +1,10 @@
 """Fork server for the crash tests: ``python crash_worker.py`` reads one JSON request per line.
 
 Request ``{"root", "seed", "kill_at", "delay"}``: fork a child that runs the scenario of
-:mod:`crash_harness` in ``root``. With ``kill_at=k`` the child SIGKILLs itself right after its
-``k``-th durable step; with ``delay=s`` this process SIGKILLs it after ``s`` seconds; with
-neither (a dry run) the child finishes and writes the labels of its durable steps to
+:mod:`crash_harness` in ``root``. With ``kill_at=k`` the child SIGKILLs itself at its ``k``-th
+kill point: right after a durable step, halfway through a file write, or inside a SQLite
+transaction before its COMMIT; with ``delay=s`` this process SIGKILLs it after ``s`` seconds;
+with neither (a dry run) the child finishes and writes the labels of its kill points to
 ``root/events.json``. Reply ``{"killed", "status", "seconds", "error"}``.
 
 Importing colmax (and torch) takes seconds; forking a process that has imported them but never
@@ -27,8 +28,35 @@ from typing import Any
 _EVENT_FUNCTIONS = ("fsync", "replace", "rename", "unlink", "rmdir")
 
 
+class _HalfWrites:
+    """A file whose every ``write`` stops halfway at a kill point, then finishes."""
+
+    def __init__(self, handle: Any, points: KillPoints) -> None:
+        self._handle = handle
+        self._points = points
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        half = len(view) // 2
+        self._handle.write(view[:half])
+        self._handle.flush()  # the first half is in the file when the kill lands
+        self._points.step(f"write:{_describe(self._handle.fileno())}")
+        self._handle.write(view[half:])
+        return len(view)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._handle, name)
+
+    def __enter__(self) -> _HalfWrites:
+        self._handle.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._handle.__exit__(*exc)
+
+
 class KillPoints:
-    """Counts durable steps in this process and SIGKILLs it after the ``kill_at``-th one."""
+    """Counts kill points in this process and SIGKILLs it at the ``kill_at``-th one."""
 
     def __init__(self, kill_at: int | None, kill_on: tuple[str, int] | None = None) -> None:
         self.kill_at = kill_at
@@ -45,9 +73,18 @@ class KillPoints:
             os.kill(os.getpid(), signal.SIGKILL)
 
     def install(self) -> None:
-        """Wrap the ``os`` functions colmax's storage uses, and SQLite commits."""
+        """Wrap the ``os`` functions colmax's storage uses, its file writes (a kill point
+        halfway through each ``write``) and SQLite transactions (one before COMMIT, with the
+        changes made but not committed, and one after)."""
         for name in _EVENT_FUNCTIONS:
             setattr(os, name, self._wrap(name, getattr(os, name)))
+        real_fdopen = os.fdopen
+
+        def fdopen(fd: int, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+            handle = real_fdopen(fd, mode, *args, **kwargs)
+            return _HalfWrites(handle, self) if "w" in mode else handle
+
+        os.fdopen = fdopen  # type: ignore[assignment]
         from colmax.store import documents
 
         original = documents.DocumentStore.transaction
@@ -56,6 +93,7 @@ class KillPoints:
         def transaction(store: Any) -> Iterator[Any]:
             with original(store) as conn:
                 yield conn
+                self.step("uncommitted")
             self.step("commit")
 
         documents.DocumentStore.transaction = transaction  # type: ignore[method-assign]

@@ -5,10 +5,14 @@ once inside every operation of the scenario (create, add, upsert, delete, the tw
 policies, save to a new folder, save over an existing index) at a step chosen by a fixed seed,
 plus a few random-delay kills; ``COLMAX_RELIABILITY_PROFILE=long`` kills it after every single
 durable step. ``benchmarks/stress_crash.py`` runs hundreds more and reports the counts.
+
+The seed (the scenario's data and the kill point chosen inside each operation) differs from run
+to run; it is printed, and ``COLMAX_CRASH_SEED=<n>`` repeats a run.
 """
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,12 +21,13 @@ import pytest
 from crash_harness import CrashServer, DryRun, TrialResult, check_trial, scenario, trial
 from rel_helpers import PROFILE
 
-SEED = 20240501
-N_OPS = len(scenario(SEED))
+SEED = int(os.environ.get("COLMAX_CRASH_SEED") or random.SystemRandom().randrange(10**9))
+N_OPS = len(scenario(SEED))  # the shape of the scenario does not depend on the seed
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[CrashServer]:
+    print(f"crash tests: COLMAX_CRASH_SEED={SEED}")  # shown with a failure's captured output
     with CrashServer() as srv:
         yield srv
 
@@ -33,13 +38,14 @@ def dry(server: CrashServer, tmp_path_factory: pytest.TempPathFactory) -> DryRun
 
 
 def _report(results: list[TrialResult]) -> str:
-    return "\n".join(f"{r.how}: op {r.op} -> {r.problems}" for r in results if r.problems)
+    lines = [f"{r.how}: op {r.op} -> {r.problems}" for r in results if r.problems]
+    return "\n".join([f"COLMAX_CRASH_SEED={SEED}", *lines]) if lines else ""
 
 
 def test_dry_run_reaches_every_code_path(dry: DryRun) -> None:
     """The scenario commits, merges (segment files unlinked) and publishes saved folders."""
     kinds = {label.split(":")[0] for label in dry.labels}
-    assert {"fsync", "replace", "rename", "unlink"} <= kinds
+    assert {"fsync", "replace", "rename", "unlink", "write", "uncommitted"} <= kinds
     assert sum(label == "commit" for label in dry.labels) >= N_OPS - 1
     assert any(label.startswith("unlink:seg-") for label in dry.labels), "no merge happened"
     assert len(dry.op_starts) == N_OPS
@@ -51,7 +57,10 @@ def test_kill_inside_each_operation(
 ) -> None:
     points = list(dry.points_of(op))
     if PROFILE != "long":
-        points = [random.Random(op).choice(points)]
+        # One durable step and one mid-write point (when the operation writes files).
+        rng = random.Random(f"{SEED}:{op}")
+        halfway = [k for k in points if dry.labels[k - 1].startswith("write:")]
+        points = sorted({rng.choice(points), *([rng.choice(halfway)] if halfway else [])})
     results = [trial(server, tmp_path / f"k{k}", SEED, kill_at=k, dry=dry) for k in points]
     assert all(r.killed for r in results)
     assert not _report(results), _report(results)
@@ -63,9 +72,9 @@ def test_kill_inside_each_operation(
 def test_kill_after_a_random_delay(
     seed: int, server: CrashServer, dry: DryRun, tmp_path: Path
 ) -> None:
-    delay = random.Random(seed).uniform(0.0, dry.seconds)
-    result = trial(server, tmp_path / "t", seed, delay=delay)
-    assert not result.problems, result.problems
+    delay = random.Random(f"{SEED}:{seed}").uniform(0.0, dry.seconds)
+    result = trial(server, tmp_path / "t", SEED + seed, delay=delay)
+    assert not result.problems, (SEED, result.problems)
     assert result.matched in ("before", "after")
 
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 from rel_helpers import DIM, REL_SETTINGS, engine_fingerprint, raw_vectors, rel_settings, scaled
 
-from colmax import Engine
+from colmax import Engine, limits
 from colmax.errors import ColmaxError, FilterError
 
 OPERATORS = {"$eq", "$ne", "$in", "$nin", "$gt", "$gte", "$lt", "$lte", "$contains", "$exists"}
@@ -285,13 +285,14 @@ def _check(engine: Engine, metas: list[dict[str, Any]], flt: Any) -> None:
     try:
         hits = engine.search(query_embeddings=raw_vectors(99, 2), k=len(metas), filter=flt)
     except FilterError as exc:
-        # Documented limit: about 10,000 conditions; 3,000 must always work.
-        too_large = "too large" in str(exc) and _leaves(flt) > 3_000
+        # The documented limit: colmax.limits.MAX_FILTER_CONDITIONS conditions.
+        too_large = "too large" in str(exc) and _leaves(flt) > limits.MAX_FILTER_CONDITIONS
         assert expected is None or too_large, f"valid filter refused: {shown} ({exc})"
     except ColmaxError as exc:  # pragma: no cover - reported as a failure
         raise AssertionError(f"{shown} raised {type(exc).__name__}, not FilterError") from exc
     else:
         assert expected is not None, f"malformed filter accepted: {shown}"
+        assert _leaves(flt) <= limits.MAX_FILTER_CONDITIONS, f"over the limit: {shown}"
         assert {h.id for h in hits} == expected, (shown, stored)
     assert engine_fingerprint(engine) == before
 
@@ -305,7 +306,8 @@ def _check(engine: Engine, metas: list[dict[str, Any]], flt: Any) -> None:
 @example(metas=[{"x": "a"}, {"x": "ab"}], flt={"x": "a\x00b"})
 @example(metas=[{"x": "' OR '1'='1"}, {"x": 1}], flt={"x' OR '1'='1": 1})
 @example(metas=[{"x": 1}], flt={"x": {"$in": list(range(5000))}})
-@example(metas=[{"x": 1}], flt={"$or": [{"x": i} for i in range(3000)]})
+@example(metas=[{"x": 1}], flt={"$or": [{"x": i} for i in range(3000)]})  # over the limit
+@example(metas=[{"x": 999}], flt={"$or": [{"x": i} for i in range(1000)]})  # at the limit
 @example(metas=[{"x": 1}], flt={"x": "\ud800"})
 @example(metas=[{"x": 1}], flt={"\ud800": 1})
 def test_filters_match_the_reference(metas: list[dict[str, Any]], flt: Any) -> None:

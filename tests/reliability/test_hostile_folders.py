@@ -400,3 +400,82 @@ def test_foreign_folders_are_refused_and_left_alone(fast_dir: Path) -> None:
     (fast_dir / "a-file").write_text("x")
     with pytest.raises(ColmaxError):
         Engine.load(fast_dir / "a-file")
+
+
+# ---------------------------------------------------------------------------- planted code paths
+def test_a_plaid_codec_name_that_leaves_the_folder_is_refused(fast_dir: Path) -> None:
+    """The database names the current plaid codec; a name with ``..`` must not be followed to
+    files outside ``codecs/`` (e83c1de opened ``codecs/../../elsewhere/x.meta.npy``)."""
+    folder = fast_dir / "plaid"
+    options = {"train_tokens": 16, "n_centroids": 4}
+    with Engine(dim=DIM, index="plaid", path=folder, index_options=options) as eng:
+        eng.add(embeddings=[raw_vectors(i, 6) for i in range(8)], ids=[f"d{i}" for i in range(8)])
+    conn = sqlite3.connect(folder / "documents.sqlite")
+    (name,) = conn.execute("SELECT value FROM meta WHERE name = 'codec'").fetchone()
+    elsewhere = fast_dir / "elsewhere"
+    elsewhere.mkdir()
+    for path in (folder / "codecs").glob(f"{name}.*"):
+        shutil.copy(path, elsewhere / path.name.replace(name, "x", 1))
+    conn.execute("UPDATE meta SET value = '../../elsewhere/x' WHERE name = 'codec'")
+    conn.commit()
+    conn.close()
+    assert _strict(folder) == "refused"
+
+
+PLANTED_SQL = {
+    # A trigger runs inside colmax's own transaction, with its privileges: here it would
+    # rewrite every document's text whenever one is added.
+    "trigger": "CREATE TRIGGER t AFTER INSERT ON documents BEGIN "
+    "UPDATE documents SET text = 'owned'; END",
+    "view": "CREATE VIEW v AS SELECT * FROM documents",
+    "extra-table": "CREATE TABLE notes (x)",
+    "index-with-a-function": "CREATE INDEX i ON documents (lower(text))",
+}
+
+
+@pytest.mark.parametrize("name", list(PLANTED_SQL))
+def test_planted_schema_objects_are_refused(copy: Path, name: str) -> None:
+    conn = sqlite3.connect(copy / "documents.sqlite")
+    conn.executescript(PLANTED_SQL[name])
+    conn.commit()
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    before = fingerprint(copy)
+    with pytest.raises(IndexFormatError, match="schema"):
+        Engine.load(copy)
+    assert fingerprint(copy) == before
+
+
+def test_connections_do_not_trust_the_schema(copy: Path) -> None:
+    """Belt and braces behind the schema check: SQLite's ``trusted_schema=OFF`` keeps any
+    function that is not marked innocuous out of schema objects (triggers, views, indexes)."""
+    from colmax.store.documents import DocumentStore
+
+    store = DocumentStore.open(copy / "documents.sqlite")
+    try:
+        with store.transaction() as conn:
+            assert conn.execute("PRAGMA trusted_schema").fetchone()[0] == 0
+    finally:
+        store.close()
+
+
+# ---------------------------------------------------------------------------- model folders
+@pytest.mark.parametrize("where", ["parent", "absolute", "transformer-parent"])
+def test_model_modules_that_leave_the_folder_are_refused(fast_dir: Path, where: str) -> None:
+    """``modules.json`` names module folders; one outside the model folder (``../x``, an
+    absolute path) would load weights and configuration from anywhere. e83c1de followed them."""
+    from colmax.encoders import load_encoder
+    from colmax.errors import ModelLoadError
+    from tiny_models import make_tiny_pylate_model
+
+    model = make_tiny_pylate_model(fast_dir / "model")
+    outside = fast_dir / "outside"
+    modules = json.loads((model / "modules.json").read_text())
+    kind = "Transformer" if where == "transformer-parent" else "Dense"
+    module = next(m for m in modules if m["type"].endswith(kind))
+    source = model / module["path"] if module["path"] else model
+    shutil.copytree(source, outside, ignore=shutil.ignore_patterns("1_Dense"))
+    module["path"] = str(outside) if where == "absolute" else "../outside"
+    (model / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(ModelLoadError, match="outside the model folder"):
+        load_encoder(str(model))

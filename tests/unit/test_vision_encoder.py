@@ -151,3 +151,14 @@ def test_missing_weights_are_refused(tiny_colpali_model: Path, tmp_path: Path) -
     (broken / "model.safetensors").unlink()
     with pytest.raises(ModelLoadError):
         load_encoder(broken)
+
+
+def test_bfloat16_runs_and_returns_float32(tiny_colpali_model: Path) -> None:
+    exact = load_encoder(tiny_colpali_model)
+    half = load_encoder(tiny_colpali_model, dtype="bfloat16")
+    assert half.dtype == torch.bfloat16 and half.config()["dtype"] == "bfloat16"
+    a, b = exact.encode_queries(QUERIES[:1])[0], half.encode_queries(QUERIES[:1])[0]
+    assert b.dtype == torch.float32 and a.shape == b.shape
+    assert torch.nn.functional.cosine_similarity(a, b).min() > 0.95
+    page = half.encode_pages(_pages()[:1])[0]
+    assert page.vectors.dtype == torch.float32 and page.grid.shape == (8, 8)

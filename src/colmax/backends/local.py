@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from colmax import __version__
+from colmax import __version__, deadline
 from colmax.backends.base import Backend
 from colmax.errors import IndexFormatError, InvalidInputError, UnknownIdError
 from colmax.indexes.flat import FlatIndex
@@ -37,7 +37,7 @@ from colmax.indexes.plaid import (
     is_coded_name,
 )
 from colmax.store.filters import compile_filter
-from colmax.store.fsutil import publish_folder, staging_path
+from colmax.store.fsutil import publish_folder, remove_stale_staging, staging_path
 from colmax.store.io_errors import storage_errors
 from colmax.store.manifest import Manifest
 from colmax.store.segments import Segment
@@ -314,7 +314,11 @@ class LocalBackend(Backend):
         self._refresh_if_stale()
         with self._state_lock:
             index = self._index
-            allowed = self._storage.docs.select_keys(where, params) if filter else None
+        # Outside the lock: a slow filter must not hold up other searches or writers. The
+        # keys may be a generation newer than the snapshot (a concurrent write): keys the
+        # snapshot lacks are ignored, and rows deleted meanwhile are dropped by _hits.
+        allowed = self._storage.docs.select_keys(where, params) if filter else None
+        deadline.check()  # before the scoring, the costly part
         results = index.search(list(queries), k, allowed)
         rows = self._storage.docs.fetch({int(key) for r in results for key in r.keys})
         return [_hits(r.keys, r.scores, rows) for r in results]
@@ -359,6 +363,7 @@ class LocalBackend(Backend):
                 },
                 colmax_version=__version__,
             )
+            remove_stale_staging(target)  # an earlier save to it that was killed
             check_free(target)
             staging = staging_path(target)
             try:

@@ -19,7 +19,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from colmax.errors import ColmaxError
+from colmax.errors import ColmaxError, StorageError
 
 __all__ = ["build_parser", "main"]
 
@@ -81,6 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.func(args))
+    except StorageError as exc:  # a full disk, an I/O error: the system's fault, not the input's
+        _error(args.command, str(exc))
+        return 1
     except ColmaxError as exc:
         _error(args.command, str(exc))
         return 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from colmax import limits
 from colmax.cli._common import add_device_option, print_err
 from colmax.cli._server_options import (
     API_KEY_ENV,
@@ -43,6 +44,12 @@ def register(subparsers: Any) -> None:
         help="split documents added over HTTP into chunks of N tokens (as 'colmax index')",
     )
     parser.add_argument("--chunk-overlap", type=int, default=0, metavar="M", help="default 0")
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=limits.MAX_CONNECTIONS,
+        help="connections held open at once; more get 503 (default %(default)s)",
+    )
     parser.add_argument("--no-access-log", action="store_true", help="do not log every request")
     add_device_option(parser)
     parser.set_defaults(func=run)
@@ -82,5 +89,6 @@ def run(args: argparse.Namespace) -> int:
             log_level="debug" if args.verbose else "info",
             access_log=not args.no_access_log,
             timeout_graceful_shutdown=30,
+            limit_concurrency=settings.max_connections,
         )
     return 0

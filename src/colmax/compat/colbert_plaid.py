@@ -38,7 +38,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from colmax.errors import IndexFormatError
+from colmax.errors import IndexFormatError, ModelLoadError
+from colmax.torch_load import safe_torch_load
 
 __all__ = ["PlaidChunk", "PlaidIndex", "decode_vectors", "is_plaid_index", "read_plaid_index"]
 
@@ -269,7 +270,9 @@ def load_tensors(path: Path) -> Any:
     if not path.is_file():
         raise IndexFormatError(f"{path} is missing; the index folder is incomplete")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return safe_torch_load(path)
+    except ModelLoadError as exc:  # an unsafe torch: say so about this index file
+        raise IndexFormatError(str(exc)) from exc
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
         raise IndexFormatError(
             f"{path}: not a tensor file colmax can read safely ({type(exc).__name__}: "

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from colmax.compat.colbert_plaid import PlaidIndex, read_json, read_plaid_index
 from colmax.errors import EncoderMismatchError, IndexFormatError, ModelLoadError
-from colmax.store.fsutil import publish_folder, staging_path
+from colmax.store.fsutil import publish_folder, remove_stale_staging, staging_path
 from colmax.store.storage import check_free
 
 if TYPE_CHECKING:
@@ -162,6 +162,7 @@ def import_ragatouille_index(
             f"{encoder.dim}; pass the model the index was built with"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(target)  # an earlier import into it that was killed
     staging = staging_path(target)
     try:
         with Engine(encoder, path=staging) as engine:

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from colmax import deadline
 from colmax.encoders.compiled import CompiledModel
 from colmax.encoders.projection import Projection
 from colmax.encoders.settings import EncoderSettings
@@ -242,6 +243,7 @@ class ColBERTEncoder:
         order = sorted(range(len(prepared)), key=lambda i: -len(prepared[i].input_ids))
         results: list[torch.Tensor] = [torch.empty(0)] * len(prepared)
         for start in range(0, len(order), batch_size):
+            deadline.check()  # a caller's deadline (a server request) stops between batches
             batch_ids = order[start : start + batch_size]
             items = [prepared[i] for i in batch_ids]
             padded = self._forward(items)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from colmax.encoders import st_format
@@ -99,7 +99,27 @@ def _modules(folder: Path) -> list[dict[str, Any]] | None:
         isinstance(m, dict) and isinstance(m.get("type"), str) for m in modules
     ):
         raise ModelLoadError(f"{str(folder / 'modules.json')!r} is not a list of modules")
+    for module in modules:
+        _check_module_path(folder, module.get("path", ""))
     return modules
+
+
+def _check_module_path(folder: Path, path: Any) -> None:
+    """A module folder must be the model folder or inside it: an absolute path or ``..``
+    would load weights and settings from anywhere on the machine."""
+    where = repr(str(folder / "modules.json"))
+    if not isinstance(path, str):
+        raise ModelLoadError(f"{where}: a module path must be a string, got {path!r}")
+    root = folder.resolve()
+    target = (folder / path).resolve()
+    if (
+        PurePosixPath(path).is_absolute()
+        or Path(path).is_absolute()
+        or (target != root and root not in target.parents)
+    ):
+        raise ModelLoadError(
+            f"{where}: module path {path!r} is outside the model folder; refusing to load it"
+        )
 
 
 def _kind(module: dict[str, Any]) -> str:

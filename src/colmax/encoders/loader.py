@@ -20,6 +20,7 @@ from colmax.encoders.projection import Projection, load_pylate_dense, load_stanf
 from colmax.encoders.settings import EncoderSettings, default_settings, setting_names
 from colmax.encoders.tokens import TokenPlan
 from colmax.errors import InvalidInputError, ModelLoadError
+from colmax.torch_load import check_torch_load_is_safe, has_safetensors
 from colmax.validation import check_flag
 
 if TYPE_CHECKING:
@@ -201,10 +202,22 @@ def _load_backbone(folder: Path) -> tuple[PreTrainedModel, Any]:
     """``AutoModel`` + ``AutoTokenizer`` from a folder, refusing randomly initialised weights."""
     from transformers import AutoModel, AutoTokenizer
 
+    if not has_safetensors(folder) and any(folder.glob("*.bin")):
+        check_torch_load_is_safe(folder / "pytorch_model.bin")
+
     try:
         with _quiet_transformers():
-            tokenizer = AutoTokenizer.from_pretrained(str(folder))
-            model, loading = AutoModel.from_pretrained(str(folder), output_loading_info=True)
+            # A model folder may come from anyone: never import Python files it holds, and
+            # read safetensors whenever there are some (a .bin beside them is a pickle).
+            tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
+            model, loading = AutoModel.from_pretrained(
+                str(folder),
+                output_loading_info=True,
+                trust_remote_code=False,
+                use_safetensors=has_safetensors(folder) or None,
+            )
+    except ModelLoadError:
+        raise
     except Exception as exc:  # transformers raises OSError, ValueError, KeyError, ...
         raise ModelLoadError(f"could not load a transformer from {str(folder)!r}: {exc}") from exc
     # The pooler is unused (we read last_hidden_state); anything else missing would be random.

@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from colmax.errors import ModelLoadError
+from colmax.torch_load import safe_torch_load
 
 __all__ = ["DenseLayer", "Projection", "load_pylate_dense", "load_stanford_linear"]
 
@@ -128,7 +129,7 @@ def _load_weights(folder: Path, keys: tuple[str, ...] | None = None) -> dict[str
                 found.update(_safetensors_subset(folder / shard, keys))
             return found
         if binary.is_file():
-            state = torch.load(binary, map_location="cpu", weights_only=True)
+            state = safe_torch_load(binary)
             if not isinstance(state, dict):
                 raise ModelLoadError(f"{str(binary)!r} does not hold a state dict")
             return {k: v for k, v in state.items() if keys is None or k in keys}

@@ -17,6 +17,7 @@ from colmax import __version__
 from colmax.engine import Engine
 from colmax.errors import (
     ColmaxError,
+    DeadlineExceededError,
     DiskFullError,
     EncoderMismatchError,
     IndexFormatError,
@@ -124,18 +125,18 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
 
 
 def _with_body(
-    handler: Callable[[Any], Awaitable[Any]], model: type
-) -> Callable[[Any], Awaitable[Any]]:
+    handler: Callable[[Any, Request], Awaitable[Any]], model: type
+) -> Callable[[Any, Request], Awaitable[Any]]:
     """An endpoint taking a JSON body of ``model``, calling ``handler`` with it.
 
     The request models are built per app (their limits are settings), so the type is set on
     the endpoint here: a postponed, string annotation could not be resolved by FastAPI.
     """
 
-    async def endpoint(body: Any) -> Any:
-        return await handler(body)
+    async def endpoint(body: Any, request: Request) -> Any:
+        return await handler(body, request)
 
-    endpoint.__annotations__ = {"body": model, "return": Any}
+    endpoint.__annotations__ = {"body": model, "request": Request, "return": Any}
     endpoint.__name__ = handler.__name__
     endpoint.__doc__ = handler.__doc__
     return endpoint
@@ -144,6 +145,7 @@ def _with_body(
 #: Server-side conditions: status and the message a client gets (the details, paths included,
 #: go to the log only). Checked in order: the first class that matches wins.
 _SERVER_FAULTS: tuple[tuple[type[ColmaxError], int, str], ...] = (
+    (DeadlineExceededError, 503, ""),  # its own message: the deadline, or the disconnect
     (
         DiskFullError,
         507,
@@ -179,7 +181,7 @@ def _add_error_handlers(app: FastAPI, private: list[str]) -> None:
         for cls, status, public in _SERVER_FAULTS:
             if isinstance(exc, cls):
                 logger.error("%s %s: %s", request.method, request.url.path, exc, exc_info=exc)
-                return JSONResponse({"detail": public}, status_code=status)
+                return JSONResponse({"detail": public or scrub(str(exc))}, status_code=status)
         status = 404 if isinstance(exc, UnknownIdError) else 422
         return JSONResponse({"detail": scrub(str(exc))}, status_code=status)
 

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,17 +25,27 @@ from typing import Any
 
 import numpy as np
 
-from colmax.errors import IndexFormatError, IndexLockedError, InvalidInputError, StorageError
+from colmax import deadline, limits
+from colmax.errors import (
+    FilterTimeoutError,
+    IndexFormatError,
+    IndexLockedError,
+    InvalidInputError,
+    StorageError,
+)
+from colmax.store.fsutil import file_mode
 
-__all__ = ["DB_NAME", "CommitUncertainError", "DocumentStore", "SegmentRow"]
+__all__ = ["DB_NAME", "SEGMENT_NAME", "CommitUncertainError", "DocumentStore", "SegmentRow"]
 
 DB_NAME = "documents.sqlite"
 _SCHEMA_VERSION = 1
 _CHUNK = 500  # SQLite host parameters per statement, well under every build's limit
+_POOL_SIZE = 16  # idle read connections kept open; busier moments open (and close) more
+_PROGRESS_STEPS = 1000  # SQLite VM instructions between deadline checks (well under 1 ms)
 SegmentRow = tuple[str, int, int]  # (name, n_docs, n_tokens)
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-#: A segment name is one plain file-name component (``seg-00000012-3fa2c1d0``).
-_SEGMENT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+#: A segment (or codec) name is one plain file-name component (``seg-00000012-3fa2c1d0``).
+SEGMENT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _COLUMNS = {
     "documents": ("key", "id", "text", "metadata"),
     "segments": ("name", "seq", "n_docs", "n_tokens"),
@@ -76,16 +88,27 @@ INSERT INTO meta VALUES ('format', 'colmax-documents'), ('next_key', '0'), ('gen
 
 
 class DocumentStore:
-    """Thread-safe wrapper over one SQLite connection (file or in-memory).
+    """Thread-safe access to ``documents.sqlite`` (or an in-memory database).
 
-    All access goes through one lock; statements are short (the heavy work, encoding and
-    scoring, happens outside), so contention stays low.
+    Writes go through one connection behind :attr:`lock`. Reads of a file database take a
+    connection of their own from a small pool and no lock: WAL mode lets them run in parallel
+    with each other and with a writer, so one slow filter never holds up other readers. An
+    in-memory database has one connection, shared under the lock. A filter query stops after
+    :data:`colmax.limits.FILTER_TIMEOUT_S`, or earlier when the caller's
+    :mod:`colmax.deadline` passes.
     """
 
-    def __init__(self, conn: sqlite3.Connection, path: Path | None) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, path: Path | None, read_only: bool = False
+    ) -> None:
         self._conn = conn
         self.path = path
         self.lock = threading.RLock()
+        self._read_only = read_only
+        self._idle: list[sqlite3.Connection] = []  # pooled read connections (file databases)
+        self._pool_lock = threading.Lock()
+        self._held = threading.local()  # the read connection this thread is using, if any
+        self._closed = False
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -93,6 +116,9 @@ class DocumentStore:
         """A new empty store at ``path`` (``None``: in memory)."""
         conn = _connect(path)
         if path is not None:
+            # SQLite creates 0644 whatever the umask allows; its WAL and shared-memory files
+            # copy the database's mode. One policy for the folder: see fsutil.file_mode.
+            os.chmod(path, file_mode())
             conn.execute("PRAGMA journal_mode=WAL")
         with conn:
             conn.executescript(_SCHEMA)
@@ -127,10 +153,14 @@ class DocumentStore:
             if conn is not None:
                 conn.close()
             raise
-        return cls(conn, path)
+        return cls(conn, path, read_only)
 
     def close(self) -> None:
-        with self.lock:
+        with self.lock, self._pool_lock:
+            self._closed = True
+            for conn in self._idle:
+                conn.close()
+            self._idle.clear()
             self._conn.close()
 
     # ------------------------------------------------------------------ transactions
@@ -167,17 +197,65 @@ class DocumentStore:
                 self._conn.execute("ROLLBACK")
 
     @contextmanager
-    def _reading(self) -> Iterator[sqlite3.Connection]:
-        """The connection, under the lock; a damaged file surfaces as IndexFormatError."""
-        with self.lock:
+    def _reading(self, timeout: float | None = None) -> Iterator[sqlite3.Connection]:
+        """A connection to read with; a damaged file surfaces as IndexFormatError.
+
+        ``timeout``: seconds before the statements are interrupted (FilterTimeoutError); the
+        caller's :func:`colmax.deadline.current` deadline applies in any case.
+        """
+        with self._connection() as conn:
+            stop = _Stopper(timeout)
+            if stop.active:
+                conn.set_progress_handler(stop, _PROGRESS_STEPS)
             try:
-                yield self._conn
+                yield conn
             except sqlite3.OperationalError as exc:
+                if stop.fired is not None:
+                    raise stop.error() from exc
                 if "locked" in str(exc) or "busy" in str(exc):
                     raise IndexLockedError(f"{self.path}: database is locked ({exc})") from exc
                 raise IndexFormatError(f"{self.path}: database read failed ({exc}).") from exc
             except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
                 raise IndexFormatError(f"{self.path}: damaged database ({exc}).") from exc
+            finally:
+                if stop.active:
+                    conn.set_progress_handler(None, 0)
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """A pooled read connection of a file database, or the shared one under the lock.
+
+        Nested reads in one thread get the same connection, so a read transaction
+        (:meth:`read_state`) sees one snapshot throughout.
+        """
+        if self.path is None:
+            with self.lock:
+                yield self._conn
+            return
+        held = getattr(self._held, "conn", None)
+        if held is not None:
+            yield held
+            return
+        with self._pool_lock:
+            if self._closed:
+                raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            conn = _connect(self.path, read_only=self._read_only)
+            conn.execute("PRAGMA query_only=ON")
+        self._held.conn = conn
+        try:
+            yield conn
+        finally:
+            self._held.conn = None
+            if conn.in_transaction:  # a read transaction cut short by an error
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            with self._pool_lock:
+                if self._closed or len(self._idle) >= _POOL_SIZE:
+                    conn.close()
+                else:
+                    self._idle.append(conn)
 
     # ------------------------------------------------------------------ meta
     def meta_int(self, name: str) -> int:
@@ -291,16 +369,22 @@ class DocumentStore:
         return generation, [r[0] for r in rows], [r[1] for r in rows]
 
     def select_ids(self, where: str, params: Sequence[Any]) -> list[str]:
-        """Ids of documents matching a SQL condition built by :mod:`colmax.store.filters`."""
-        with self._reading() as conn:
+        """Ids of documents matching a SQL condition built by :mod:`colmax.store.filters`.
+
+        Raises:
+            FilterTimeoutError: it ran longer than :data:`colmax.limits.FILTER_TIMEOUT_S`.
+            DeadlineExceededError: the caller's deadline passed, or it was cancelled.
+        """
+        with self._reading(limits.FILTER_TIMEOUT_S) as conn:
             rows = conn.execute(f"SELECT id FROM documents WHERE {where}", params).fetchall()
         if not all(isinstance(r[0], str) for r in rows):
             raise IndexFormatError(f"{self.path}: damaged database: an id is not text.")
         return [r[0] for r in rows]
 
     def select_keys(self, where: str, params: Sequence[Any]) -> np.ndarray:
-        """Keys of documents matching a SQL condition built by :mod:`colmax.store.filters`."""
-        with self._reading() as conn:
+        """Keys of documents matching a SQL condition built by :mod:`colmax.store.filters`
+        (bounded in time as :meth:`select_ids`)."""
+        with self._reading(limits.FILTER_TIMEOUT_S) as conn:
             rows = conn.execute(f"SELECT key FROM documents WHERE {where}", params).fetchall()
         return np.array([self._key(r[0]) for r in rows], dtype=np.int64)
 
@@ -331,7 +415,7 @@ class DocumentStore:
                 isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**62
                 for n in (n_docs, n_tokens)
             )
-            if not isinstance(name, str) or not _SEGMENT_NAME.fullmatch(name) or not counts_ok:
+            if not isinstance(name, str) or not SEGMENT_NAME.fullmatch(name) or not counts_ok:
                 raise IndexFormatError(
                     f"{self.path}: damaged segment list: {name!r} ({n_docs!r} documents, "
                     f"{n_tokens!r} tokens)."
@@ -349,6 +433,34 @@ class DocumentStore:
         conn.executemany("DELETE FROM segments WHERE name=?", [(n,) for n in names])
 
 
+class _Stopper:
+    """SQLite progress handler: interrupts a statement past ``timeout`` seconds or the current
+    call's deadline (returning True makes SQLite stop with "interrupted")."""
+
+    def __init__(self, timeout: float | None) -> None:
+        self.call = deadline.current()
+        self.timeout = timeout
+        self.expires = time.monotonic() + timeout if timeout is not None else None
+        self.active = self.expires is not None or self.call is not None
+        self.fired: str | None = None
+
+    def __call__(self) -> bool:
+        if self.call is not None and self.call.exceeded():
+            self.fired = "deadline"
+        elif self.expires is not None and time.monotonic() > self.expires:
+            self.fired = "timeout"
+        return self.fired is not None
+
+    def error(self) -> Exception:
+        if self.fired == "deadline" and self.call is not None:
+            return self.call.error()
+        return FilterTimeoutError(
+            f"the metadata filter ran longer than {self.timeout:g} s "
+            "(colmax.limits.FILTER_TIMEOUT_S) and was stopped: it has too many conditions for "
+            "this corpus; simplify it (a long list of values is one $in)"
+        )
+
+
 def _connect(path: Path | None, *, read_only: bool = False) -> sqlite3.Connection:
     """A connection in autocommit mode; the caller switches file databases to WAL."""
     if path is None:
@@ -356,6 +468,9 @@ def _connect(path: Path | None, *, read_only: bool = False) -> sqlite3.Connectio
     uri = f"{path.resolve().as_uri()}?mode={'ro' if read_only else 'rwc'}"
     conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None, timeout=30)
     conn.execute("PRAGMA synchronous=FULL")
+    # A database comes with the folder: functions that are not innocuous never run from its
+    # schema (triggers, views, indexes); _check_schema refuses such objects anyway.
+    conn.execute("PRAGMA trusted_schema=OFF")
     return conn
 
 
@@ -371,9 +486,23 @@ def _check_header(path: Path) -> None:
 
 
 def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
-    """The three tables with their columns, the format marker, a schema version we read."""
+    """The three tables with their columns, the format marker, a schema version we read, and
+    nothing else: a trigger, view or index planted in a database that came with a folder would
+    run inside colmax's own transactions."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
-    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    entries = conn.execute("SELECT type, name FROM sqlite_master").fetchall()
+    unexpected = sorted(
+        f"{kind} {name!r}"
+        for kind, name in entries
+        if not (kind == "table" and name in _COLUMNS)
+        and not (kind == "index" and str(name).startswith("sqlite_autoindex_"))
+    )
+    if unexpected:
+        raise IndexFormatError(
+            f"{path}: unexpected objects in the database schema ({', '.join(unexpected[:5])}); "
+            "colmax creates none, so the file was altered. Refusing to open it."
+        )
+    tables = {r[1] for r in entries if r[0] == "table"}
     columns_ok = all(
         name in tables
         and {r[1] for r in conn.execute(f"PRAGMA table_info({name})")} >= set(columns)

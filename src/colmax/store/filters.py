@@ -22,8 +22,9 @@ as bound parameters, never spliced into SQL text.
 
 Limits: field names of 1 to 512 characters without ``"``, ``\\`` or control characters (SQLite
 JSON paths cannot address them portably); strings without NUL (SQLite's JSON functions stop at
-it); about 10,000 conditions (:data:`MAX_PARAMETERS` bound values; a ``$in`` list of any
-length binds at most nine); nesting up to 32 levels. ``$and``/``$or`` lists of any length compile to a balanced tree, so SQLite's
+it); at most :data:`colmax.limits.MAX_FILTER_CONDITIONS` conditions (one per operator on a
+field; a ``$in`` list of any length is one), so that one filter cannot occupy SQLite for long
+(each condition is tested on every document); nesting up to 32 levels. ``$and``/``$or`` lists of any length compile to a balanced tree, so SQLite's
 expression depth limit (1000) is never reached.
 
 Examples:
@@ -38,9 +39,10 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from colmax import limits
 from colmax.errors import FilterError
 
-__all__ = ["MAX_PARAMETERS", "OPERATORS", "compile_filter"]
+__all__ = ["MAX_PARAMETERS", "OPERATORS", "compile_filter", "count_conditions"]
 
 _RANGE = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 OPERATORS = frozenset({"$eq", "$ne", "$in", "$nin", "$contains", "$exists", *_RANGE})
@@ -68,6 +70,7 @@ def compile_filter(flt: Mapping[str, Any] | None) -> Compiled:
     """
     if flt is None:
         return "1", []
+    count_conditions(flt)
     sql, params = _node(flt, 0)
     if len(params) > MAX_PARAMETERS:
         raise FilterError(
@@ -75,6 +78,42 @@ def compile_filter(flt: Mapping[str, Any] | None) -> Compiled:
             "10,000 conditions); use {'field': {'$in': [...]}} for long lists of values"
         )
     return sql, params
+
+
+def count_conditions(flt: Any) -> int:
+    """The conditions of a filter (one per operator on a field; ``$in`` of any length is one).
+
+    Counted without recursion and before anything else is checked, so a huge filter is refused
+    at once whatever else is wrong with it.
+
+    Raises:
+        FilterError: more than :data:`colmax.limits.MAX_FILTER_CONDITIONS`.
+
+    Examples:
+        >>> count_conditions({"$or": [{"a": 1}, {"b": {"$gt": 1, "$lt": 5}}]})
+        3
+    """
+    limit = limits.MAX_FILTER_CONDITIONS
+    total, stack = 0, [flt]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (list, tuple)):
+            stack.extend(node)
+            continue
+        if not isinstance(node, Mapping):
+            continue
+        for field, cond in node.items():
+            if field in _COMBINATORS:
+                stack.append(cond)
+            else:
+                total += len(cond) if isinstance(cond, Mapping) and cond else 1
+        if total > limit:
+            raise FilterError(
+                f"filter too large: more than {limit} conditions (colmax.limits."
+                "MAX_FILTER_CONDITIONS); use {'field': {'$in': [...]}} for a list of values, "
+                "which counts as one"
+            )
+    return total
 
 
 def _node(flt: Any, depth: int) -> Compiled:

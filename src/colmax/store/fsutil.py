@@ -8,8 +8,13 @@ torn one.
 
 from __future__ import annotations
 
+import glob
+import hashlib
 import json
 import os
+import re
+import shutil
+import socket
 import tempfile
 import tokenize
 from pathlib import Path
@@ -24,9 +29,12 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_npy",
     "check_no_links",
+    "current_umask",
+    "file_mode",
     "fsync_dir",
     "load_npy",
     "publish_folder",
+    "remove_stale_staging",
     "staging_path",
 ]
 
@@ -40,9 +48,30 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where the system allows (Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (briefly racy with other threads)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The permissions of every file colmax creates in an index folder: ``0o666 & ~umask``,
+    what ``open()`` would give (directories get ``0o777 & ~umask`` from ``mkdir`` itself)."""
+    return 0o666 & ~current_umask()
+
+
 def _atomic_write(path: Path, write: Any) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, file_mode())  # mkstemp makes 0600 whatever the umask
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
@@ -112,9 +141,74 @@ def _entries(folder: Path) -> list[Path]:
     return top + inner
 
 
+#: ``<host>-<pid>-<random>`` in a staging folder's name (``<pid>-<random>`` before issue 18).
+_STAGING_TAG = re.compile(r"(?:(?P<host>[0-9a-f]{8})-)?(?P<pid>[0-9]+)-[0-9a-f]{8}")
+_STAGING_SUFFIX = ".staging"
+
+
+def _host_tag() -> str:
+    """Eight hex digits naming this machine: a process id means nothing on another host."""
+    return hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
+
+
 def staging_path(target: Path) -> Path:
-    """A fresh hidden sibling of ``target`` to build a folder in before publishing it."""
-    return target.parent / f".{target.name}.{os.getpid()}-{os.urandom(4).hex()}.staging"
+    """A fresh hidden sibling of ``target`` to build a folder in before publishing it.
+
+    Named ``.<target>.<host>-<pid>-<random>.staging``, so that :func:`remove_stale_staging`
+    can tell one left by a dead process of this machine.
+    """
+    tag = f"{_host_tag()}-{os.getpid()}-{os.urandom(4).hex()}"
+    return target.parent / f".{target.name}.{tag}{_STAGING_SUFFIX}"
+
+
+def remove_stale_staging(target: Path) -> list[Path]:
+    """Delete the staging folders of ``target`` (also nested ones, a save builds its copy in a
+    staging folder of a staging folder) whose writers were processes of this machine that no
+    longer run: a write killed before it published its folder.
+
+    Staging folders of live processes, of this one, and of other machines (a shared file
+    system) are left alone.
+
+    Returns:
+        The folders removed.
+    """
+    removed = []
+    pattern = f".*{glob.escape(target.name)}.*{_STAGING_SUFFIX}"
+    for entry in target.parent.glob(pattern):
+        pids = _staging_pids(entry.name, target.name)
+        if pids is None or entry.is_symlink() or not entry.is_dir():
+            continue
+        if any(pid == os.getpid() or _alive(pid) for pid in pids):
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    return removed
+
+
+def _staging_pids(name: str, target: str) -> list[int] | None:
+    """The writer pids in a staging folder name of ``target`` made on this machine, or None
+    when ``name`` is not one."""
+    pids = []
+    while name.startswith(".") and name.endswith(_STAGING_SUFFIX):
+        base, _, tag = name[1 : -len(_STAGING_SUFFIX)].rpartition(".")
+        match = _STAGING_TAG.fullmatch(tag)
+        if match is None or not base:
+            return None
+        if match["host"] is not None and match["host"] != _host_tag():
+            return None
+        pids.append(int(match["pid"]))
+        name = base
+    return pids if pids and name == target else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process (or an absurd number): leave it alone
+    return True
 
 
 def publish_folder(staging: Path, target: Path) -> None:

@@ -64,7 +64,7 @@ class FolderLock:
         if fcntl is None:
             return
         try:  # never follow a link: it would create or lock a file outside the index
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise IndexFormatError(f"{self.path}: is a symbolic link; refusing it") from None

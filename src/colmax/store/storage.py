@@ -29,8 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from colmax.errors import IndexFormatError
-from colmax.store.documents import DB_NAME, CommitUncertainError, DocumentStore, SegmentRow
-from colmax.store.fsutil import fsync_dir, publish_folder, staging_path
+from colmax.store.documents import (
+    DB_NAME,
+    SEGMENT_NAME,
+    CommitUncertainError,
+    DocumentStore,
+    SegmentRow,
+)
+from colmax.store.fsutil import fsync_dir, publish_folder, remove_stale_staging, staging_path
 from colmax.store.io_errors import storage_errors
 from colmax.store.lock import FolderLock
 from colmax.store.manifest import MANIFEST_NAME, Manifest
@@ -114,6 +120,7 @@ class Storage:
         check_free(folder)
         with storage_errors("creating the index folder", folder):
             folder.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_staging(folder)  # an earlier create of it that was killed
             tmp = staging_path(folder)
             try:
                 tmp.mkdir()
@@ -136,6 +143,8 @@ class Storage:
         docs = DocumentStore.open(folder / DB_NAME)
         storage = cls(docs, manifest, folder, lock_timeout)
         storage.collect_garbage()
+        with contextlib.suppress(OSError):  # garbage only: never a reason to fail an open
+            remove_stale_staging(folder)  # a save over this folder that was killed
         return storage
 
     def close(self) -> None:
@@ -318,13 +327,28 @@ class Storage:
                 path.unlink(missing_ok=True)
             with self.docs.lock:
                 current = _codec_name(self.docs)
-            _remove_codecs_except(self.folder, current)
+            # Only next to the current codec's files: a database that names none, or a codec
+            # whose files are gone, is damaged (opening reports it), and its codec files may
+            # be the only copy left. (A codec a crash left before the first training commit
+            # stays until the next training replaces it.)
+            if current is not None and (self.folder / CODEC_DIR / f"{current}.meta.npy").is_file():
+                _remove_codecs_except(self.folder, current)
 
 
 def _codec_name(docs: DocumentStore) -> str | None:
-    # The meta table holds text; DocumentStore only offers meta_int (call under docs.lock).
+    """The committed codec's name (call under ``docs.lock``).
+
+    Raises:
+        IndexFormatError: not one plain file-name component (``../../elsewhere/x``): it would
+            be followed out of ``codecs/``, and the clean-up would delete the real codec.
+    """
+    # The meta table holds text; DocumentStore only offers meta_int.
     row = docs._conn.execute("SELECT value FROM meta WHERE name='codec'").fetchone()
-    return str(row[0]) if row is not None else None
+    if row is None:
+        return None
+    if not isinstance(row[0], str) or not SEGMENT_NAME.fullmatch(row[0]):
+        raise IndexFormatError(f"{docs.path}: damaged codec name {str(row[0])[:80]!r}.")
+    return row[0]
 
 
 def _remove_codecs_except(folder: Path, keep: str | None) -> None:

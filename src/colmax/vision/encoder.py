@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from colmax import deadline
 from colmax.encoders.tokens import tokenizer_lock
 from colmax.errors import InvalidInputError
 from colmax.validation import as_list, check_texts
@@ -164,12 +165,14 @@ class VisionEncoder:
         items = check_texts(as_list(texts, "texts"), "queries")
         size = _check_batch(self.batch_size if batch_size is None else batch_size)
         show = len(items) > 1000 if show_progress is None else bool(show_progress)
-        out: list[torch.Tensor] = []
+        out: list[torch.Tensor] = [torch.empty(0)] * len(items)
         with tqdm(total=len(items), desc="Encoding queries", disable=not show) as bar:
             for start in range(0, len(items), size):
+                deadline.check()  # a caller's deadline (a server request) stops between batches
                 chunk = items[start : start + size]
-                batch = self._process(text=chunk)
-                out.extend(v for v, _ in self._run(batch, with_grid=False))
+                for rows, batch in self._batches(chunk, is_text=True):
+                    for i, (v, _) in zip(rows, self._run(batch, with_grid=False)):
+                        out[start + i] = v
                 bar.update(len(chunk))
         return out
 
@@ -226,14 +229,16 @@ class VisionEncoder:
         items = as_list(images, "images")
         size = _check_batch(self.image_batch_size if batch_size is None else batch_size)
         show = len(items) > PAGE_PROGRESS_THRESHOLD if show_progress is None else show_progress
-        out: list[EncodedPage] = []
+        out: list[EncodedPage | None] = [None] * len(items)
         with tqdm(total=len(items), desc="Encoding pages", disable=not show, unit="page") as bar:
             for start in range(0, len(items), size):
+                deadline.check()
                 chunk = [load_image(x) for x in items[start : start + size]]
-                batch = self._process(images=chunk)
-                out.extend(EncodedPage(v, g) for v, g in self._run(batch, with_grid=True))
+                for rows, batch in self._batches(chunk, is_text=False):
+                    for i, (v, g) in zip(rows, self._run(batch, with_grid=True)):
+                        out[start + i] = EncodedPage(v, g)
                 bar.update(len(chunk))
-        return out
+        return [p for p in out if p is not None]
 
     def query_tokens(self, text: str) -> list[str]:
         """The token behind each vector of ``encode_queries([text])[0]``, as the tokenizer
@@ -244,14 +249,44 @@ class VisionEncoder:
         return [str(t) for t in self.tokenizer.convert_ids_to_tokens(ids)]
 
     # ------------------------------------------------------------------ internals
+    def _batches(self, chunk: list[Any], *, is_text: bool) -> list[tuple[list[int], Any]]:
+        """``(positions in chunk, processor batch)`` pairs covering ``chunk``.
+
+        transformers' retrieval classes give every input the same vectors padded or not, so a
+        chunk is one batch. colpali-engine's ``ColPali`` calls PaliGemma without
+        ``token_type_ids`` for queries, and then padding changes the vectors of the shorter
+        inputs; for colpali-engine checkpoints inputs are therefore processed one by one and
+        batched only with others of the very same length (no padding at all), so each gets
+        the vectors it gets alone.
+        """
+        if self.format != "colpali-engine":
+            return [(list(range(len(chunk))), self._process(**_arg(chunk, is_text)))]
+        groups: dict[tuple[Any, ...], list[tuple[int, Any]]] = {}
+        for i, item in enumerate(chunk):
+            batch = self._process(**_arg([item], is_text))
+            key = tuple(
+                (k, tuple(v.shape)) for k, v in sorted(batch.items()) if hasattr(v, "shape")
+            )
+            groups.setdefault(key, []).append((i, batch))
+        out = []
+        for members in groups.values():
+            first = members[0][1]
+            merged = {
+                k: torch.cat([b[k] for _, b in members]) if hasattr(v, "shape") else v
+                for k, v in first.items()
+            }
+            out.append(([i for i, _ in members], merged))
+        return out
+
     def _process(self, *, text: list[str] | None = None, images: list[Any] | None = None) -> Any:
         """The processor's batch for queries (``text``) or pages (``images``), under the
         tokenizer's lock: its padding and truncation are state shared with every other caller
         (see :mod:`colmax.encoders.tokens`)."""
         with tokenizer_lock(self.processor.tokenizer):
+            # Positional: transformers names the argument ``text``, colpali-engine ``texts``.
             if images is not None:
-                return self.processor.process_images(images=images)
-            return self.processor.process_queries(text=text)
+                return self.processor.process_images(images)
+            return self.processor.process_queries(text)
 
     @torch.inference_mode()
     def _run(self, batch: Any, *, with_grid: bool) -> list[tuple[torch.Tensor, np.ndarray | None]]:
@@ -297,6 +332,10 @@ class VisionEncoder:
             merge = int(getattr(self.processor.image_processor, "merge_size", 2))
             return (h // merge, w // merge) if t == 1 else None
         return None  # Idefics3 tiles pages into sub-images: no single grid
+
+
+def _arg(chunk: list[Any], is_text: bool) -> dict[str, list[Any]]:
+    return {"text": chunk} if is_text else {"images": chunk}
 
 
 def _check_batch(value: Any) -> int:

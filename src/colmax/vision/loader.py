@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from colmax.errors import InvalidInputError, ModelLoadError
+from colmax.torch_load import check_torch_load_is_safe, has_safetensors
 from colmax.vision.detect import ENGINE_CLASSES, VisionCheckpoint
 from colmax.vision.encoder import VisionEncoder
 
@@ -60,6 +61,7 @@ def load_vision_encoder(
         raise ModelLoadError(
             f"could not load {checkpoint.model_class} from {folder!r}: {exc}"
         ) from exc
+    _tie_unloaded_heads(model)
     model.to(device=device, dtype=dtype)
     encoder = VisionEncoder(
         name=name,
@@ -78,13 +80,22 @@ def load_vision_encoder(
     return encoder
 
 
+def _safe_loading(folder: str) -> dict[str, Any]:
+    """``from_pretrained`` options for a folder from anyone: never import its Python files;
+    safetensors when it has some; refuse its pickles on a torch that cannot load them safely."""
+    path = Path(folder)
+    if not has_safetensors(path):
+        check_torch_load_is_safe(path)
+    return {"trust_remote_code": False, "use_safetensors": has_safetensors(path) or None}
+
+
 def _load_native(folder: str, model_class: str) -> tuple[Any, Any]:
     import transformers
 
     cls = getattr(transformers, model_class)
-    model, loading = cls.from_pretrained(folder, output_loading_info=True)
+    model, loading = cls.from_pretrained(folder, output_loading_info=True, **_safe_loading(folder))
     _refuse_missing(folder, loading.get("missing_keys", ()))
-    processor = transformers.AutoProcessor.from_pretrained(folder)
+    processor = transformers.AutoProcessor.from_pretrained(folder, trust_remote_code=False)
     return model.float().eval(), processor
 
 
@@ -98,10 +109,29 @@ def _load_engine(folder: str, model_class: str) -> tuple[Any, Any]:
         ) from exc
     processor_class = ENGINE_CLASSES[model_class][0]
     cls = getattr(engine_models, model_class)
-    model, loading = cls.from_pretrained(folder, output_loading_info=True)
+    model, loading = cls.from_pretrained(folder, output_loading_info=True, **_safe_loading(folder))
     _refuse_missing(folder, loading.get("missing_keys", ()))
     processor = getattr(engine_models, processor_class).from_pretrained(folder)
     return model.float().eval(), processor
+
+
+def _tie_unloaded_heads(model: Any) -> None:
+    """Tie a language-model head left on the meta device to the input embeddings.
+
+    colpali-engine checkpoints do not store ``lm_head``: PaliGemma (Gemma) ties it to the token
+    embeddings, but colpali-engine's ``ColPali.tie_weights`` ties inside the language model
+    only, so transformers leaves the head as a meta tensor that ``.to(device)`` cannot move
+    (PaliGemma's forward still computes logits with it, unused by retrieval). Sharing the
+    embedding matrix is what the tied checkpoint means, and costs no memory.
+    """
+    embeddings = model.get_input_embeddings().weight
+    for name, module in model.named_modules():
+        for pname, param in list(module.named_parameters(recurse=False)):
+            if not param.is_meta:
+                continue
+            if "lm_head" not in f"{name}.{pname}" or param.shape != embeddings.shape:
+                raise ModelLoadError(f"weight {name}.{pname} was not loaded")
+            setattr(module, pname, embeddings)
 
 
 def _refuse_missing(folder: str, missing: Any) -> None:

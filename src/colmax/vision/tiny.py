@@ -26,6 +26,7 @@ __all__ = [
     "SAMPLE_PAGES",
     "TINY_WORDS",
     "make_tiny_colpali",
+    "make_tiny_colpali_engine",
     "make_tiny_colqwen2",
     "write_text_pdf",
 ]
@@ -39,62 +40,12 @@ SAMPLE_PAGES = (
 
 #: The words the tiny tokenizers know (lower-cased input); anything else is ``<unk>``.
 TINY_WORDS: tuple[str, ...] = tuple(
-    [
-        "the",
-        "a",
-        "of",
-        "and",
-        "to",
-        "in",
-        "is",
-        "for",
-        "on",
-        "with",
-        "by",
-        "at",
-        "it",
-        "this",
-        "that",
-        "what",
-        "which",
-        "how",
-        "page",
-        "report",
-        "revenue",
-        "growth",
-        "region",
-        "table",
-        "figure",
-        "chart",
-        "text",
-        "query",
-        "question",
-        "describe",
-        "image",
-        "user",
-        "invoice",
-        "total",
-        "sales",
-        "year",
-        "north",
-        "south",
-        "east",
-        "west",
-        "profit",
-        "cost",
-        "summary",
-        "annual",
-        "results",
-        "colmax",
-        "late",
-        "interaction",
-        "search",
-        "document",
-        "pdf",
-        "first",
-        "second",
-        "third",
-    ]
+    (  # noqa: SIM905 (a word list reads better as prose)
+        "the a of and to in is for on with by at it this that what which how page report "
+        "revenue growth region table figure chart text query question describe image user "
+        "invoice total sales year north south east west profit cost summary annual results "
+        "colmax late interaction search document pdf first second third"
+    ).split()
 ) + tuple(string.ascii_lowercase + string.digits + string.punctuation)
 
 
@@ -127,44 +78,10 @@ def make_tiny_colpali(
     Returns:
         The folder, which ``Engine.from_pretrained`` opens like ``vidore/colpali-v1.3-hf``.
     """
-    from transformers import (
-        ColPaliConfig,
-        ColPaliForRetrieval,
-        ColPaliProcessor,
-        GemmaConfig,
-        PaliGemmaConfig,
-        SiglipImageProcessorPil,
-        SiglipVisionConfig,
-    )
+    from transformers import ColPaliConfig, ColPaliForRetrieval, ColPaliProcessor
 
-    tokenizer = _tokenizer(
-        ["<pad>", "<eos>", "<bos>", "<unk>", "<image>"],
-        bos_token="<bos>",
-        eos_token="<eos>",
-        pad_token="<pad>",
-        extra_special_tokens={"image_token": "<image>"},
-    )
-    images = SiglipImageProcessorPil(
-        size={"height": image_size, "width": image_size},
-        image_mean=[0.5, 0.5, 0.5],
-        image_std=[0.5, 0.5, 0.5],
-    )
-    images.image_seq_length = (image_size // patch_size) ** 2  # type: ignore[attr-defined]
+    tokenizer, images, vlm = _paligemma_parts(image_size, patch_size)
     processor = ColPaliProcessor(image_processor=images, tokenizer=tokenizer)
-    vision = SiglipVisionConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-        image_size=image_size, patch_size=patch_size, vision_use_head=False,
-    )  # fmt: skip
-    text = GemmaConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, head_dim=16, vocab_size=len(tokenizer),
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )  # fmt: skip
-    vlm = PaliGemmaConfig(
-        vision_config=vision, text_config=text, image_token_index=processor.image_token_id,
-        vocab_size=len(tokenizer), projection_dim=32, hidden_size=32,
-    )  # fmt: skip
     torch.manual_seed(seed)
     model = ColPaliForRetrieval(ColPaliConfig(vlm_config=vlm, embedding_dim=dim)).eval()
     return _save(folder, model, processor)
@@ -184,13 +101,81 @@ def make_tiny_colqwen2(folder: str | Path, *, seed: int = 0, dim: int = 16) -> P
     Returns:
         The folder, which ``Engine.from_pretrained`` opens like ``vidore/colqwen2-v1.0-hf``.
     """
-    from transformers import (
-        ColQwen2Config,
-        ColQwen2ForRetrieval,
-        ColQwen2Processor,
-        Qwen2VLConfig,
-        Qwen2VLImageProcessorPil,
+    from transformers import ColQwen2Config, ColQwen2ForRetrieval, ColQwen2Processor
+
+    tokenizer, images, vlm = _qwen2_parts()
+    processor = ColQwen2Processor(image_processor=images, tokenizer=tokenizer)
+    torch.manual_seed(seed)
+    model = ColQwen2ForRetrieval(ColQwen2Config(vlm_config=vlm, embedding_dim=dim)).eval()
+    return _save(folder, model, processor)
+
+
+def make_tiny_colpali_engine(
+    folder: str | Path, *, model_class: str = "ColQwen2", seed: int = 0
+) -> Path:
+    """Save a tiny random colpali-engine checkpoint (``ColQwen2`` or ``ColPali``, dim 128 as
+    colpali-engine fixes it) with colpali-engine's own processor. Needs colpali-engine.
+
+    The backbone configs, tokenizer and image processor are those of :func:`make_tiny_colqwen2`
+    and :func:`make_tiny_colpali`; the model and processor classes are colpali-engine's.
+    """
+    import colpali_engine.models as engine_models
+
+    if model_class == "ColQwen2":
+        tokenizer, images, vlm = _qwen2_parts()
+    elif model_class == "ColPali":
+        tokenizer, images, vlm = _paligemma_parts(64, 8)
+    else:
+        raise ValueError(f"model_class must be ColQwen2 or ColPali, got {model_class!r}")
+    processor = getattr(engine_models, f"{model_class}Processor")(
+        image_processor=images, tokenizer=tokenizer
     )
+    torch.manual_seed(seed)
+    model = getattr(engine_models, model_class)(vlm).eval()
+    return _save(folder, model, processor)
+
+
+def _paligemma_parts(image_size: int, patch_size: int) -> tuple[Any, Any, Any]:
+    from transformers import (
+        GemmaConfig,
+        PaliGemmaConfig,
+        SiglipImageProcessorPil,
+        SiglipVisionConfig,
+    )
+
+    tokenizer = _tokenizer(
+        ["<pad>", "<eos>", "<bos>", "<unk>", "<image>"],
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        extra_special_tokens={"image_token": "<image>"},
+    )
+    images = SiglipImageProcessorPil(
+        size={"height": image_size, "width": image_size},
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
+    )
+    images.image_seq_length = (image_size // patch_size) ** 2  # type: ignore[attr-defined]
+    vision = SiglipVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        image_size=image_size, patch_size=patch_size, vision_use_head=False,
+    )  # fmt: skip
+    text = GemmaConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=16, vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    vlm = PaliGemmaConfig(
+        vision_config=vision, text_config=text,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        vocab_size=len(tokenizer), projection_dim=32, hidden_size=32,
+    )  # fmt: skip
+    return tokenizer, images, vlm
+
+
+def _qwen2_parts() -> tuple[Any, Any, Any]:
+    from transformers import Qwen2VLConfig, Qwen2VLImageProcessorPil
 
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>"]
     specials += ["<|vision_end|>", "<|image_pad|>", "<|video_pad|>", "<unk>"]
@@ -204,7 +189,6 @@ def make_tiny_colqwen2(folder: str | Path, *, seed: int = 0, dim: int = 16) -> P
         min_pixels=4 * 28 * 28, max_pixels=64 * 28 * 28, patch_size=14, merge_size=2,
         temporal_patch_size=2,
     )  # fmt: skip
-    processor = ColQwen2Processor(image_processor=images, tokenizer=tokenizer)
     ids = tokenizer.convert_tokens_to_ids
     vlm = Qwen2VLConfig(
         text_config={
@@ -221,9 +205,7 @@ def make_tiny_colqwen2(folder: str | Path, *, seed: int = 0, dim: int = 16) -> P
         image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
         vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
     )  # fmt: skip
-    torch.manual_seed(seed)
-    model = ColQwen2ForRetrieval(ColQwen2Config(vlm_config=vlm, embedding_dim=dim)).eval()
-    return _save(folder, model, processor)
+    return tokenizer, images, vlm
 
 
 def _save(folder: str | Path, model: Any, processor: Any) -> Path:

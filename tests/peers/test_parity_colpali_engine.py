@@ -1,0 +1,100 @@
+"""colmax's vision encoder against colpali-engine's own processor and model, same tiny weights.
+
+A tiny random checkpoint is saved with colpali-engine's classes (``ColQwen2``, ``ColPali``) and
+processors; colmax loads the folder (format detected as ``"colpali-engine"``) and its vectors
+must equal colpali-engine's, input by input: same number of vectors (the rows the attention
+mask keeps), each within 1e-4.
+
+``scripts/install_colpali_engine.sh`` (run by ``.ci/run``, which then sets
+``COLMAX_REQUIRE_COLPALI_ENGINE=1`` so a missing colpali-engine fails instead of skipping)
+installs colpali-engine into the main environment without its torchvision dependency: PyPI's
+torchvision wheels are CUDA builds whose operators do not load with the CPU torch used here.
+colpali-engine imports one torchvision-only transformers module for a pure function,
+``smart_resize``; :func:`_without_torchvision` provides it from transformers' Pillow twin of
+that module (a copy of the same function). Nothing colpali-engine computes is replaced.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+
+def _without_torchvision() -> None:
+    if importlib.util.find_spec("torchvision") is not None:
+        return
+    from transformers.models.qwen2_vl import image_processing_pil_qwen2_vl as pil
+
+    name = "transformers.models.qwen2_vl.image_processing_qwen2_vl"
+    shim = types.ModuleType(name)
+    shim.smart_resize = pil.smart_resize  # type: ignore[attr-defined]
+    sys.modules.setdefault(name, shim)
+
+
+_missing = [m for m in ("colpali_engine", "peft") if importlib.util.find_spec(m) is None]
+if _missing and os.environ.get("COLMAX_REQUIRE_COLPALI_ENGINE") != "1":
+    pytest.skip(
+        f"{_missing} not installed: scripts/install_colpali_engine.sh", allow_module_level=True
+    )
+_without_torchvision()
+import colpali_engine.models as engine_models  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from colmax.encoders import load_encoder  # noqa: E402
+from colmax.vision.tiny import make_tiny_colpali_engine  # noqa: E402
+
+QUERIES = ["revenue growth", "what is the total of the sales table in the north region ?", "page"]
+
+
+def _pages() -> list[Image.Image]:
+    rng = np.random.default_rng(0)
+    sizes = [(120, 160), (200, 100), (90, 90)]
+    return [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for w, h in sizes]
+
+
+_NO_TORCHVISION = importlib.util.find_spec("torchvision") is None
+
+
+@pytest.mark.parametrize(
+    "model_class",
+    [
+        pytest.param(
+            "ColQwen2",
+            marks=pytest.mark.skipif(
+                _NO_TORCHVISION,
+                reason="colpali-engine's ColQwen2Processor is a Qwen2VLProcessor, whose video "
+                "processor needs torchvision (transformers' own ColQwen2 is checked in "
+                "tests/unit/test_vision_encoder.py)",
+            ),
+        ),
+        "ColPali",
+    ],
+)
+def test_vectors_equal_colpali_engine(model_class: str, tmp_path: Path) -> None:
+    folder = make_tiny_colpali_engine(tmp_path / model_class, model_class=model_class)
+    encoder = load_encoder(folder, batch_size=2, image_batch_size=2)  # padded batches
+    assert encoder.format == "colpali-engine" and encoder.dim == 128
+
+    model = getattr(engine_models, model_class).from_pretrained(folder, device_map="cpu").eval()
+    processor = getattr(engine_models, f"{model_class}Processor").from_pretrained(folder)
+    expected = []
+    with torch.inference_mode():
+        for q in QUERIES:  # one at a time: no padding in the reference
+            batch = processor.process_queries([q])
+            expected.append(model(**batch)[0][batch["attention_mask"][0].bool()])
+        for page in _pages():
+            batch = processor.process_images([page])
+            expected.append(model(**batch)[0][batch["attention_mask"][0].bool()])
+    got = encoder.encode_queries(QUERIES) + encoder.encode_images(_pages())
+    for g, e in zip(got, expected, strict=True):
+        assert g.shape == e.shape  # same number of vectors
+        torch.testing.assert_close(g, e.float(), atol=1e-4, rtol=0)
+    grid = encoder.encode_pages(_pages()[:1])[0].grid
+    assert grid is not None and grid.size > 0
