@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -18,12 +19,15 @@ from colmax.encoders.base import Encoder
 from colmax.engine_explain import explain_document, explain_hits
 from colmax.engine_hybrid import HybridSide, check_hybrid
 from colmax.errors import (
+    DimensionMismatchError,
     EncoderMismatchError,
+    InvalidEmbeddingError,
     InvalidInputError,
     NoEncoderError,
     UnknownIdError,
 )
 from colmax.explain import Explanation
+from colmax.indexes.plaid.stream import TokenSource
 from colmax.pooling import pool_documents
 from colmax.scoring import maxsim_ragged
 from colmax.store.filters import compile_filter
@@ -402,6 +406,58 @@ class Engine:
 
         name = page_image_name(self._backend, id_)
         return self._pages.read(name), self._pages.mime_type(name)
+
+    def add_stream(
+        self,
+        source: TokenSource,
+        ids: Sequence[str] | None = None,
+        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+        documents: Sequence[str] | None = None,
+        *,
+        show_progress: bool | None = None,
+    ) -> list[str]:
+        """Add (upsert) many precomputed documents in bounded memory (``index="plaid"``).
+
+        The vectors are read from ``source`` (:class:`~colmax.indexes.plaid.NpyFileSource`,
+        :class:`~colmax.indexes.plaid.ArraySource`, ...) a chunk of documents at a time and
+        coded as they come; an untrained index trains its codec on a sample of them first.
+        Nothing is committed until every document is coded: an error or Ctrl-C leaves the
+        index as it was.
+
+        Args:
+            source: the documents' token vectors (L2-normalised on the way in).
+            ids, metadatas, documents: as in :meth:`add`, one per document of ``source``.
+            show_progress: progress bars with an ETA; ``None`` shows them for 1 M tokens on.
+
+        Returns:
+            The ids written, in order.
+
+        Raises:
+            InvalidInputError: not a plaid index, or arguments of the wrong length.
+            InvalidEmbeddingError, DimensionMismatchError: bad vectors (nothing is written).
+        """
+        if not isinstance(self._backend, LocalBackend) or self._backend.kind != "plaid":
+            raise InvalidInputError("add_stream() needs an index='plaid' engine")
+        n = len(source.lengths)
+        if source.dim != self._dim:
+            raise DimensionMismatchError(
+                f"the source has dimension {source.dim}, but this index uses {self._dim}"
+            )
+        if n and int(np.min(source.lengths)) < 1:
+            raise InvalidEmbeddingError("every document of the source needs at least one token")
+        if ids is not None:
+            ids_ = check_ids(as_list(ids, "ids"), n)
+        else:
+            ids_ = [uuid.uuid4().hex for _ in range(n)]
+        texts = check_texts(as_list(documents, "documents")) if documents is not None else None
+        if texts is not None and len(texts) != n:
+            raise InvalidInputError(f"got {len(texts)} documents for {n} vectors")
+        metas = check_metadatas(metadatas, n)
+        if n:
+            self._backend.add_stream(
+                ids_, texts or [""] * n, [m or {} for m in metas], source, show_progress
+            )
+        return ids_
 
     def delete(self, ids: Sequence[str]) -> int:
         """Delete documents by id; returns how many were deleted.

@@ -48,6 +48,15 @@ def run(args: argparse.Namespace) -> int:
         ("document length", encoder.get("document_length")),
         ("generation", info.get("generation")),
     ]
+    plaid = info.get("plaid") or {}
+    if plaid.get("trained"):
+        rows += [
+            ("plaid codec", f"{plaid['centroids']} centroids, {plaid['nbits']} bits"),
+            ("plaid drift", f"residual ratio {plaid['residual_ratio']}, growth {plaid['growth']}x"),
+            ("plaid advice", plaid["advice"]),
+        ]
+    elif plaid:
+        rows.append(("plaid", f"exact until {plaid['exact_until_tokens']} tokens"))
     for name, value in rows:
         if value is not None:
             print(f"{name + ':':<17}{value}")
