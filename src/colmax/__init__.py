@@ -11,8 +11,15 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from colmax.engine import Engine
-from colmax.errors import ColmaxError
-from colmax.types import Document, Hit
+# Before anything imports torch: its OpenMP runtime reads the wait policy once, at load.
+from colmax.threads import fit_threads, prefer_passive_wait
+
+prefer_passive_wait()
+
+from colmax.engine import Engine  # noqa: E402
+from colmax.errors import ColmaxError  # noqa: E402
+from colmax.types import Document, Hit  # noqa: E402
+
+fit_threads()
 
 __all__ = ["ColmaxError", "Document", "Engine", "Hit", "__version__"]

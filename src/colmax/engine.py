@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -11,19 +12,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from colmax import __version__
+from colmax import __version__, limits
 from colmax.backends.base import Backend
 from colmax.backends.local import LOCAL_KINDS, LocalBackend
 from colmax.encoders.base import Encoder
 from colmax.engine_explain import explain_document, explain_hits
 from colmax.engine_hybrid import HybridSide, check_hybrid
 from colmax.errors import (
+    DimensionMismatchError,
     EncoderMismatchError,
+    InvalidEmbeddingError,
     InvalidInputError,
     NoEncoderError,
     UnknownIdError,
 )
 from colmax.explain import Explanation
+from colmax.indexes.plaid.stream import TokenSource
 from colmax.pooling import pool_documents
 from colmax.scoring import maxsim_ragged
 from colmax.store.filters import compile_filter
@@ -171,9 +175,13 @@ class Engine:
         lock_timeout: float = 60.0,
         api_key: str | None = None,
         compile: bool = False,
+        download: bool = False,
     ) -> Engine:
         """Open an index folder; the encoder recorded in its manifest is loaded again.
 
+        That model comes from a local folder or the Hugging Face cache; ``download=True``
+        fetches it from the Hub when it is in neither (the name is read from the folder, so
+        a folder from someone else would otherwise decide what is downloaded and run).
         ``compile`` runs that encoder through ``torch.compile`` (see
         :func:`colmax.encoders.load_encoder`). ``api_key`` is for a Qdrant server index (the manifest never stores it; the
         ``COLMAX_QDRANT_API_KEY`` environment variable works too).
@@ -190,7 +198,9 @@ class Engine:
             config = dict(manifest.encoder)
             config.pop("device", None)
             config.pop("dtype", None)
-            encoder = load_encoder(device=device, dtype=dtype, compile=compile, **config)
+            encoder = load_encoder(
+                device=device, dtype=dtype, compile=compile, download=download, **config
+            )
         options = {"api_key": api_key} if api_key is not None else None
         return cls(
             encoder,
@@ -397,6 +407,58 @@ class Engine:
         name = page_image_name(self._backend, id_)
         return self._pages.read(name), self._pages.mime_type(name)
 
+    def add_stream(
+        self,
+        source: TokenSource,
+        ids: Sequence[str] | None = None,
+        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+        documents: Sequence[str] | None = None,
+        *,
+        show_progress: bool | None = None,
+    ) -> list[str]:
+        """Add (upsert) many precomputed documents in bounded memory (``index="plaid"``).
+
+        The vectors are read from ``source`` (:class:`~colmax.indexes.plaid.NpyFileSource`,
+        :class:`~colmax.indexes.plaid.ArraySource`, ...) a chunk of documents at a time and
+        coded as they come; an untrained index trains its codec on a sample of them first.
+        Nothing is committed until every document is coded: an error or Ctrl-C leaves the
+        index as it was.
+
+        Args:
+            source: the documents' token vectors (L2-normalised on the way in).
+            ids, metadatas, documents: as in :meth:`add`, one per document of ``source``.
+            show_progress: progress bars with an ETA; ``None`` shows them for 1 M tokens on.
+
+        Returns:
+            The ids written, in order.
+
+        Raises:
+            InvalidInputError: not a plaid index, or arguments of the wrong length.
+            InvalidEmbeddingError, DimensionMismatchError: bad vectors (nothing is written).
+        """
+        if not isinstance(self._backend, LocalBackend) or self._backend.kind != "plaid":
+            raise InvalidInputError("add_stream() needs an index='plaid' engine")
+        n = len(source.lengths)
+        if source.dim != self._dim:
+            raise DimensionMismatchError(
+                f"the source has dimension {source.dim}, but this index uses {self._dim}"
+            )
+        if n and int(np.min(source.lengths)) < 1:
+            raise InvalidEmbeddingError("every document of the source needs at least one token")
+        if ids is not None:
+            ids_ = check_ids(as_list(ids, "ids"), n)
+        else:
+            ids_ = [uuid.uuid4().hex for _ in range(n)]
+        texts = check_texts(as_list(documents, "documents")) if documents is not None else None
+        if texts is not None and len(texts) != n:
+            raise InvalidInputError(f"got {len(texts)} documents for {n} vectors")
+        metas = check_metadatas(metadatas, n)
+        if n:
+            self._backend.add_stream(
+                ids_, texts or [""] * n, [m or {} for m in metas], source, show_progress
+            )
+        return ids_
+
     def delete(self, ids: Sequence[str]) -> int:
         """Delete documents by id; returns how many were deleted.
 
@@ -547,9 +609,14 @@ class Engine:
 
         Returns:
             Hits sorted by score (ties keep the input order), ``rank`` 0-based.
+
+        Raises:
+            InvalidInputError: no candidates given, or more than
+                :data:`colmax.limits.MAX_RERANK_CANDIDATES` (1,000): rerank in batches.
         """
         if documents is None and ids is None:
             raise InvalidInputError("rerank() needs documents=... (texts), ids=..., or both")
+        _check_candidates(documents if documents is not None else ids)
         k = check_k(k) if k is not None else None
         check_flag(explain, "explain")
         _, texts, qvecs = self._queries(
@@ -688,6 +755,20 @@ class Engine:
             raise NoEncoderError("this engine has no encoder: pass query_embeddings=...")
         vectors = list(self._encoder.encode_queries(texts, batch_size=batch_size))
         return single, list(texts), vectors
+
+
+def _check_candidates(candidates: Any) -> None:
+    """At most :data:`colmax.limits.MAX_RERANK_CANDIDATES`: they are scored in one padded batch."""
+    limit = limits.MAX_RERANK_CANDIDATES
+    if (
+        isinstance(candidates, Sequence)
+        and not isinstance(candidates, str)
+        and len(candidates) > limit
+    ):
+        raise InvalidInputError(
+            f"rerank() takes at most {limit} candidates per call (colmax.limits."
+            f"MAX_RERANK_CANDIDATES), got {len(candidates)}: rerank in batches, or search first"
+        )
 
 
 def _check_compatible(

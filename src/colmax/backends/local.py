@@ -34,6 +34,8 @@ from colmax.indexes.plaid import (
     PlaidIndex,
     PlaidSettings,
     ResidualCodec,
+    TokenSource,
+    build_progress,
     is_coded_name,
 )
 from colmax.store.filters import compile_filter
@@ -267,18 +269,73 @@ class LocalBackend(Backend):
             raise InvalidInputError(f"this applies to index='plaid', not {self.kind!r}")
         return index
 
-    def _rebuild_locked(self) -> None:
+    def _rebuild_locked(self, show_progress: bool | None = None) -> None:
         index = self._plaid()
         if len(index) == 0:
             return
         seq = self._storage.next_seq()
-        codec = index.train_codec(seq)
-        coded = index.recode(seq, codec)
+        tokens = index.token_counts()[0]
+        with build_progress(tokens, "plaid re-code", show_progress) as progress:
+            codec = index.train_codec(seq, progress.kmeans)
+            coded = index.recode(seq, codec, self._storage.folder, progress.coded)
         live = index.live_keys()
         dropped = [s.name for s in index.segments]
         change = Commit(new_segment=coded, dropped_segments=dropped, codec=codec)
         self._commit(change, lambda idx: idx.with_codec(codec, [coded] if coded else [], live))
         logger.info("plaid codec %s trained; %d documents coded", codec.name, len(live))
+
+    def add_stream(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        metadatas: Sequence[Mapping[str, Any]],
+        source: TokenSource,
+        show_progress: bool | None = None,
+    ) -> None:
+        """Upsert documents whose vectors are read from ``source`` a chunk at a time (plaid).
+
+        Memory holds one chunk of float vectors, the training sample and the coded output's
+        bookkeeping, never the whole input: without a codec yet, the codec is trained on a
+        sample of the live and the new vectors, and every document is coded into one new
+        segment; with one, the new documents are coded with it. Nothing is committed until
+        the segment is complete: an error or KeyboardInterrupt leaves the last committed
+        state (and no files behind).
+
+        Raises:
+            InvalidInputError: not a plaid index.
+            InvalidEmbeddingError, DimensionMismatchError: bad vectors in ``source``.
+        """
+        index = self._plaid()
+        with self._storage.writing():
+            self._refresh_if_stale()
+            index = self._plaid()
+            replaced = self._storage.docs.keys_for_ids(ids)
+            removed = np.fromiter(replaced.values(), dtype=np.int64, count=len(replaced))
+            next_key = self._storage.docs.meta_int("next_key")
+            keys = np.arange(next_key, next_key + len(ids), dtype=np.int64)
+            base = index.without(removed) if len(removed) else index
+            seq = self._storage.next_seq()
+            folder = self._storage.folder
+            rows = [
+                (int(k), i, t, metadata_json(m)) for k, i, t, m in zip(keys, ids, texts, metadatas)
+            ]
+            tokens = int(np.asarray(source.lengths).sum())
+            with build_progress(tokens, "plaid build", show_progress) as progress:
+                if base.codec is not None:
+                    segment = base.code_documents(seq, keys, source, None, folder, progress.coded)
+                    change = Commit(rows, removed.tolist(), segment, next_key=next_key + len(ids))
+                    self._commit(change, lambda idx: idx.with_segment(segment, removed))
+                    self._maybe_merge()
+                    return
+                progress.add_total(base.token_counts()[0])
+                codec = base.train_codec(seq, progress.kmeans, extra=source)
+                coded = base.recode(seq, codec, folder, progress.coded, extra=(keys, source))
+            live = np.union1d(base.live_keys(), keys)
+            dropped = [s.name for s in base.segments]
+            change = Commit(
+                rows, removed.tolist(), coded, dropped, next_key + len(ids), codec=codec
+            )
+            self._commit(change, lambda idx: idx.with_codec(codec, [coded] if coded else [], live))
 
     def delete(self, ids: Sequence[str]) -> int:
         with self._storage.writing():

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from colmax.cli._common import (
     add_device_option,
+    add_download_option,
     format_hits,
     hit_json,
     parse_filter,
@@ -82,6 +83,7 @@ def register(subparsers: Any) -> None:
         "named q<N>-<rank>.png (N: the query number), and print each path",
     )
     add_device_option(parser)
+    add_download_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -106,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None and not args.explain:
         raise InvalidInputError("--out DIR goes with --explain (it writes heatmap images)")
     results: list[list[Hit]]
-    with Engine.load(args.dir, device=args.device) as engine:
+    with Engine.load(args.dir, device=args.device, download=args.download) as engine:
         if args.chunks:
             found = engine.search(list(args.queries), k=k, filter=filter_, **options)
             results = cast("list[list[Hit]]", found)  # a list of queries: one list each

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from colmax import limits
-from colmax.cli._common import add_device_option, print_err
+from colmax.cli._common import add_device_option, add_download_option, print_err
 from colmax.cli._server_options import (
     API_KEY_ENV,
     add_auth_options,
@@ -52,6 +52,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--no-access-log", action="store_true", help="do not log every request")
     add_device_option(parser)
+    add_download_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
             f"requests for the host names {list(settings.trusted_hosts())} are answered "
             "(--allowed-host adds one)"
         )
-    with Engine.load(args.dir, device=args.device) as engine:
+    with Engine.load(args.dir, device=args.device, download=args.download) as engine:
         app = create_app(engine, settings)
         writes = "on" if settings.writes_enabled else "off (no API key)"
         print_err(

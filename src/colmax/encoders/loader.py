@@ -38,6 +38,7 @@ def load_encoder(
     dtype: str | torch.dtype | None = None,
     revision: str | None = None,
     compile: bool = False,
+    download: bool = True,
     **overrides: Any,
 ) -> ColBERTEncoder:
     """Load a ColBERT checkpoint (colbert-ai, PyLate or sentence-transformers 6), or any Hugging Face encoder, as a token encoder.
@@ -56,6 +57,8 @@ def load_encoder(
             ``"bfloat16"`` (or a ``torch.dtype``), or ``"int8"`` (CPU: dynamically quantised
             linear layers). Outputs are float32 and L2-normalised either way.
         revision: Hub branch, tag or commit.
+        download: fetch a Hub model missing from the local cache (``False``: the cache only,
+            no network request; for model names read from a file, as ``Engine.load`` does).
         compile: run the transformer through ``torch.compile`` (Inductor, weights frozen):
             1.2 to 1.3x the documents per second on a CPU, same vectors to within 1e-6, at the
             price of tens of seconds of compilation on first use (again for a batch of one).
@@ -82,7 +85,7 @@ def load_encoder(
         >>> [v.shape for v in enc.encode_queries(["what is late interaction?"])]  # doctest: +SKIP
         [torch.Size([32, 128])]
     """
-    vision = _vision_checkpoint(model_name_or_path, overrides.get("format"), revision)
+    vision = _vision_checkpoint(model_name_or_path, overrides.get("format"), revision, download)
     if vision is not None:  # ColPali / ColQwen: text queries, page images
         from colmax.vision.loader import checkpoint_name, load_vision_encoder
 
@@ -107,7 +110,7 @@ def load_encoder(
     precision = resolve_encoder_precision(dtype, torch_device)
     torch_dtype = precision.dtype
 
-    folder = resolve_model_folder(str(model_name_or_path), revision=revision)
+    folder = resolve_model_folder(str(model_name_or_path), revision=revision, download=download)
     info = read_checkpoint(folder, overrides.pop("format", None))
     model, tokenizer = _load_backbone(info.backbone)
     read = dict(info.read)
@@ -146,13 +149,15 @@ def load_encoder(
     return encoder
 
 
-def _vision_checkpoint(model_name_or_path: str | Path, fmt: Any, revision: str | None) -> Any:
+def _vision_checkpoint(
+    model_name_or_path: str | Path, fmt: Any, revision: str | None, download: bool = True
+) -> Any:
     """The vision checkpoint at ``model_name_or_path`` (:mod:`colmax.vision.detect`), or None."""
     from colmax.vision.detect import VISION_FORMATS, read_vision_checkpoint
 
     if fmt is not None and fmt not in VISION_FORMATS:
         return None
-    folder = resolve_model_folder(str(model_name_or_path), revision=revision)
+    folder = resolve_model_folder(str(model_name_or_path), revision=revision, download=download)
     return read_vision_checkpoint(folder, fmt)
 
 

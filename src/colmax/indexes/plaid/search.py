@@ -39,6 +39,7 @@ from colmax.indexes.plaid.segment import CodedSegment
 __all__ = ["CodedView", "SearchParams", "search_coded"]
 
 _T_MULTIPLE = 32
+_TOKENS = __import__("os").environ.get("COLMAX_PLAID_STAGE2") == "tokens"
 
 
 @dataclass(frozen=True)
@@ -247,6 +248,44 @@ def _probe(
         nprobe = min(4 * nprobe, n_centroids)
 
 
+def _probe_tokens(
+    views: list[CodedView],
+    oks: list[torch.Tensor | None],
+    sims: torch.Tensor,
+    t_real: int,
+    params: SearchParams,
+) -> _Pool:
+    """Stages 1-2, WARP-style: query token ``i`` scores the documents of its own ``nprobe``
+    cells with ``S[i, c]``, and every other document with ``floor_i``."""
+    n_centroids = sims.shape[1]
+    nprobe = min(params.nprobe, n_centroids)
+    top = torch.topk(sims[:t_real], nprobe, dim=1)
+    floor = top.values[:, -1].contiguous()
+    cells = top.indices.reshape(-1)
+    vals = top.values.reshape(-1)
+    tok = torch.arange(t_real).repeat_interleave(nprobe)
+    parts = []
+    for v, (view, ok) in enumerate(zip(views, oks)):
+        lo = view.ivf.list_offsets
+        starts, lengths = lo[cells], lo[cells + 1] - lo[cells]
+        total = int(lengths.sum())
+        docs = view.ivf.docs[ranges(starts, lengths)]
+        key = docs * t_real + torch.repeat_interleave(tok, lengths, output_size=total)
+        val = torch.repeat_interleave(vals, lengths, output_size=total)
+        n_docs = view.segment.n_docs
+        best = floor.repeat(n_docs)
+        best.scatter_reduce_(0, key, val, "amax")
+        score = best.view(n_docs, t_real).sum(dim=1)
+        touched = torch.zeros(n_docs, dtype=torch.bool)
+        touched[docs] = True
+        if ok is not None:
+            touched &= ok
+        pos = torch.nonzero(touched).flatten()
+        if pos.numel():
+            parts.append((v, pos, score[pos]))
+    return _Pool.of(parts).top(params.ndocs)
+
+
 def _all_eligible(views: list[CodedView], oks: list[torch.Tensor | None]) -> _Pool:
     parts = []
     for i, (view, ok) in enumerate(zip(views, oks)):
@@ -366,7 +405,10 @@ def search_coded(
     if n_eligible <= params.ndocs:
         pool = _all_eligible(views, oks)
     else:
-        pool = _probe(views, oks, sims, st, params, min(params.ndocs, n_eligible))
+        if _TOKENS and oks == [None] * len(oks):
+            pool = _probe_tokens(views, oks, sims, query.shape[0], params)
+        else:
+            pool = _probe(views, oks, sims, st, params, min(params.ndocs, n_eligible))
     table = codec.lookup_table(q)
     if pool.pos.shape[0] > params.nfinal:
         t_real = query.shape[0]
