@@ -129,7 +129,8 @@ def test_saved_index_reloads_the_same_encoder(
     engine.add(DOCUMENTS, ids=[str(i) for i in range(len(DOCUMENTS))])
     before = [(h.id, h.score) for h in engine.search(QUERIES[0], k=3)]  # type: ignore[union-attr]
     engine.save(tmp_path / "index")
-    reopened = Engine.load(tmp_path / "index", device="cpu")
+    # The precision is the host's run-time choice, not part of the index: pin it on reload too.
+    reopened = Engine.load(tmp_path / "index", device="cpu", dtype="float32")
     assert reopened.encoder is not None and engine.encoder is not None
     assert reopened.encoder.config() == engine.encoder.config()
     after = [(h.id, h.score) for h in reopened.search(QUERIES[0], k=3)]  # type: ignore[union-attr]
