@@ -52,8 +52,9 @@ def main() -> None:
     print("since 1960:", [(h.id, h.metadata["year"]) for h in hits])
     engine.close()
 
-    # Reopen from the folder: same model, same collection, same results.
-    with Engine.load(folder) as again:
+    # Reopen from the folder: same model, same collection, same results. (Naming the server
+    # again is what lets an API key go to the url the folder records.)
+    with Engine.load(folder, qdrant_url=url) as again:
         print("reopened:", len(again), [h.id for h in again.search("heat load", k=1)])
 
     # Two-stage search for large collections: a pooled vector per document (mean or MUVERA)

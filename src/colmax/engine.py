@@ -174,6 +174,7 @@ class Engine:
         dtype: str | torch.dtype | None = None,
         lock_timeout: float = 60.0,
         api_key: str | None = None,
+        qdrant_url: str | None = None,
         compile: bool = False,
         download: bool = False,
     ) -> Engine:
@@ -183,8 +184,10 @@ class Engine:
         fetches it from the Hub when it is in neither (the name is read from the folder, so
         a folder from someone else would otherwise decide what is downloaded and run).
         ``compile`` runs that encoder through ``torch.compile`` (see
-        :func:`colmax.encoders.load_encoder`). ``api_key`` is for a Qdrant server index (the manifest never stores it; the
-        ``COLMAX_QDRANT_API_KEY`` environment variable works too).
+        :func:`colmax.encoders.load_encoder`). ``api_key`` is for a Qdrant server index (the
+        manifest never stores it; the ``COLMAX_QDRANT_API_KEY`` environment variable works
+        too); it is sent only when ``qdrant_url`` (or ``$COLMAX_QDRANT_URL``) names the server
+        the manifest records, so that a folder from someone else cannot collect your key.
 
         Raises:
             IndexFormatError: the folder is not a colmax index or is damaged.
@@ -201,7 +204,11 @@ class Engine:
             encoder = load_encoder(
                 device=device, dtype=dtype, compile=compile, download=download, **config
             )
-        options = {"api_key": api_key} if api_key is not None else None
+        options = {
+            name: value
+            for name, value in (("api_key", api_key), ("url", qdrant_url))
+            if value is not None
+        } or None
         return cls(
             encoder,
             dim=None if encoder else manifest.dim,
@@ -806,7 +813,7 @@ def _open_backend(
     folder: Path, manifest: Manifest, lock_timeout: float, options: dict[str, Any]
 ) -> Backend:
     if manifest.index_kind == _QDRANT:
-        return _qdrant_backend().open(folder, manifest, api_key=options.pop("api_key", None))
+        return _qdrant_backend().open(folder, manifest, **options)
     if options:
         raise InvalidInputError(
             f"{folder} is an existing {manifest.index_kind!r} index; its settings are fixed "

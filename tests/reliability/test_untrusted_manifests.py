@@ -93,3 +93,78 @@ def test_engine_load_does_not_download_the_manifests_model(
     with pytest.raises(ModelLoadError, match="download=True"):
         Engine.load(folder)
     assert fake_hub.requests == []
+
+
+# ---------------------------------------------------------------------------- Qdrant credentials
+KEY = "qdrant-secret-7f3a"
+
+
+def _server_index(folder: Path, url: str) -> Path:
+    """An index folder whose manifest says: a collection on the Qdrant server at ``url``."""
+    from colmax import Engine
+
+    pytest.importorskip("qdrant_client", reason='pip install "colmax[qdrant]"')
+    Engine(dim=8, path=folder).close()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["index"] = {"kind": "qdrant", "mode": "server", "url": url, "collection": "c"}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    for name in ("documents.sqlite", "segments"):
+        path = folder / name
+        if path.is_dir():
+            path.rmdir()
+        else:
+            path.unlink()
+    return folder
+
+
+def _keys_sent(listener: Listener) -> list[str]:
+    return [
+        value
+        for _, _, headers in listener.requests
+        for name, value in headers.items()
+        if name.lower() in ("api-key", "authorization")
+    ]
+
+
+def test_the_environment_key_never_goes_to_a_manifests_url(
+    listener: Listener, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from colmax import Engine
+    from colmax.errors import ColmaxError
+
+    monkeypatch.setenv("COLMAX_QDRANT_API_KEY", KEY)
+    folder = _server_index(tmp_path / "idx", listener.url)
+    with pytest.raises(ColmaxError, match="qdrant_url"):
+        Engine.load(folder)
+    with pytest.raises(ColmaxError, match="qdrant_url"):
+        Engine.load(folder, api_key=KEY)  # a key, but the server is still the folder's choice
+    assert _keys_sent(listener) == [], "the API key reached a URL read from the folder"
+    # Naming the server yourself sends the key there (this listener is no Qdrant: it fails).
+    with pytest.raises(ColmaxError):
+        Engine.load(folder, qdrant_url=listener.url)
+    assert KEY in " ".join(_keys_sent(listener))
+
+
+def test_without_a_key_a_manifests_url_is_contacted_without_one(
+    listener: Listener, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from colmax import Engine
+    from colmax.errors import ColmaxError
+
+    monkeypatch.delenv("COLMAX_QDRANT_API_KEY", raising=False)
+    folder = _server_index(tmp_path / "idx", listener.url)
+    with pytest.raises(ColmaxError):
+        Engine.load(folder)
+    assert listener.requests and _keys_sent(listener) == []
+
+
+@pytest.mark.parametrize("url", ["http://10.255.255.1:6333", "http://qdrant.example:6333"])
+def test_a_key_over_plain_http_to_another_machine_is_refused(url: str) -> None:
+    from colmax import Engine
+    from colmax.errors import ColmaxError
+
+    pytest.importorskip("qdrant_client", reason='pip install "colmax[qdrant]"')
+    start = __import__("time").perf_counter()
+    with pytest.raises(ColmaxError, match="https"):
+        Engine(dim=8, index="qdrant", index_options={"url": url, "api_key": KEY})
+    assert __import__("time").perf_counter() - start < 2.0, "it tried to connect first"

@@ -88,3 +88,16 @@ def test_writes_over_http_need_a_key(engine: Engine) -> None:
     with pytest.raises(InvalidInputError, match="need an API key"):
         streamable_http_app(engine, ServerSettings(), writes=True)
     streamable_http_app(engine, ServerSettings(allow_unauthenticated_writes=True), writes=True)
+
+
+def test_responses_over_the_size_limit_are_refused(engine: Engine) -> None:
+    tools = ColmaxTools(engine, ServerSettings(max_response_bytes=40))
+    with pytest.raises(ToolError, match=r"over the server's limit of 40"):
+        anyio.run(tools.get, ["a", "b"])
+    assert anyio.run(ColmaxTools(engine, ServerSettings()).get, ["a"]).documents[0].id == "a"
+
+
+def test_k_is_bounded_by_max_hits_too(engine: Engine) -> None:
+    server = create_mcp_server(engine, ServerSettings(max_k=50, max_hits=20))
+    tools = {t.name: t for t in anyio.run(server.list_tools)}
+    assert tools["search"].input_schema["properties"]["k"]["maximum"] == 20

@@ -47,6 +47,8 @@ class ColBERTEncoder:
         format: checkpoint format, one of :data:`~colmax.encoders.settings.FORMATS`.
         device: where the model runs.
         dtype: the model's floating-point type (outputs are always float32 on the CPU).
+        precision: how the transformer computes: ``"float32"``, ``"bfloat16"``, ``"float16"``
+            or ``"int8"`` (dynamically quantised linear layers, float32 weights elsewhere).
     """
 
     def __init__(
@@ -61,6 +63,7 @@ class ColBERTEncoder:
         revision: str | None = None,
         requested_dtype: str | None = None,
         compile: bool = False,
+        precision: str | None = None,
     ) -> None:
         self._name = name
         self.model = model.eval()
@@ -74,6 +77,7 @@ class ColBERTEncoder:
         self.dtype = dtype
         self.revision = revision
         self._requested_dtype = requested_dtype
+        self.precision = precision or str(dtype).removeprefix("torch.")
         self._dim = projection.output_dim(int(model.config.hidden_size))
 
     @property
@@ -103,7 +107,7 @@ class ColBERTEncoder:
     def __repr__(self) -> str:
         return (
             f"ColBERTEncoder(name={self._name!r}, format={self.format!r}, dim={self._dim}, "
-            f"device={str(self.device)!r}, dtype={str(self.dtype).removeprefix('torch.')!r}"
+            f"device={str(self.device)!r}, precision={self.precision!r}"
             + (", compiled=True)" if self.compiled else ")")
         )
 
