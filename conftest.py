@@ -10,6 +10,11 @@ from pathlib import Path
 
 import pytest
 
+# First, before any test module imports torch: colmax.threads asks torch's OpenMP runtime to let
+# idle threads sleep (OMP_WAIT_POLICY=PASSIVE), which it reads only once, when torch loads. With
+# spinning threads, tests slow down badly on a machine whose cores are shared.
+import colmax  # noqa: F401
+
 SHARED_DATA = Path(__file__).resolve().parent.parent / "shared" / "data"
 
 

@@ -144,6 +144,53 @@ def qdrant_edge(ids: list[str], texts: list[str], checkpoint: Path, work: Path) 
     return _colmax(ids, texts, checkpoint, work, "qdrant")
 
 
+@system("maxsim-cpu")
+def maxsim_cpu_scan(ids: list[str], texts: list[str], checkpoint: Path, work: Path) -> Built:
+    """Mixedbread's maxsim-cpu (``maxsim_scores_variable``) over every document's vectors,
+    encoded by colmax's encoder (the same vectors as colmax flat when a colmax system ran
+    first). Run only where ``bench_maxsim.maxsim_cpu_is_correct`` passes for the dimension
+    (peers.py checks it: maxsim-cpu 0.1.0 crashes at dim 384)."""
+    import maxsim_cpu
+    import numpy as np
+    from bench_maxsim import maxsim_cpu_is_correct  # this folder is on sys.path
+
+    from colmax.encoders import load_encoder
+
+    encoder = load_encoder(checkpoint, device="cpu")
+    if not maxsim_cpu_is_correct(encoder.dim):
+        raise RuntimeError(f"maxsim-cpu is not correct at dim {encoder.dim} here: leave it out")
+    shared = load_vectors(work, len(texts), ["colmax"])
+    start = time.perf_counter()
+    if shared is not None:
+        vectors, encode_s = [np.ascontiguousarray(v, np.float32) for v in shared[0]], None
+    else:
+        vectors = [v.numpy() for v in encoder.encode_documents(texts, batch_size=32)]
+        encode_s = time.perf_counter() - start
+
+    def search_vectors(q: Any, k: int) -> list[tuple[str, float]]:
+        scores = np.asarray(maxsim_cpu.maxsim_scores_variable(np.asarray(q, np.float32), vectors))
+        top = np.argsort(-scores, kind="stable")[:k]
+        return [(ids[i], float(scores[i])) for i in top]
+
+    def encode_query(query: str) -> Any:
+        return encoder.encode_queries([query])[0].numpy()
+
+    def search(query: str, k: int) -> list[tuple[str, float]]:
+        return search_vectors(encode_query(query), k)
+
+    return Built(
+        search,
+        encode_s,
+        0.0,
+        sum(len(v) for v in vectors),
+        None,
+        {"vectors_from": "colmax" if shared else "maxsim-cpu"},
+        None,
+        encode_query,
+        search_vectors,
+    )
+
+
 # --------------------------------------------------------------------------- PyLate
 def save_vectors(work: Path, vectors: list[Any], source: str) -> None:
     """Leave the document vectors ``source`` encoded for the next systems of the run."""

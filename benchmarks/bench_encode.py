@@ -148,6 +148,9 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, help="write the results as JSON")
     args = parser.parse_args()
+    from colmax.hardware import detect  # every benchmark reports what it ran on
+
+    print(detect().summary(), flush=True)
     if not args.checkpoint.is_dir():
         parser.error(f"{args.checkpoint} missing: run scripts/make_checkpoints.py (peers' env)")
     results: dict[str, Any] = {"cpu_threads": os.cpu_count(), "datasets": {}}

@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--query-tokens", type=int, nargs="+", default=[32, 512])
     parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args(argv)
+    from colmax.hardware import detect  # every benchmark reports what it ran on
+
+    print(detect().summary(), flush=True)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"capability {torch.backends.cpu.get_cpu_capability()}"

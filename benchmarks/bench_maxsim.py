@@ -10,6 +10,16 @@ Methods (all float32 compute, all exact):
 * ``colmax_packed_f16copy``: the same with ``copy_dtype="float16"`` (half the memory).
 * ``pylate``: PyLate's ``colbert_scores`` on the same padded batch, run by
   ``_pylate_worker.py`` in the peers' virtual environment (skipped when that is missing).
+* ``maxsim_cpu``: Mixedbread's ``maxsim-cpu`` (PyPI; libxsmm + Rust), its
+  ``maxsim_scores_variable`` on the ragged documents. Included only at dimensions where a
+  correctness probe (run in a child process: it can crash) matches the float64 reference:
+  maxsim-cpu 0.1.0 is correct at dim 128 and crashes (``maxsim_scores_variable``) or
+  returns garbage (``maxsim_scores``) at dim 384 on an AVX512 host.
+* ``colmax_top10_<precision>``: :meth:`PackedDocuments.top_k` with ``k=10``, the flat
+  index's search path, for each first-pass precision (``float32``, ``bfloat16``, ``int8``):
+  exact results on every path, speed depends on the CPU (``colmax doctor``).
+
+The machine's hardware summary (:mod:`colmax.hardware`) is printed first.
 
 Runs are interleaved (every repeat runs every method once, in a rotated order) and medians
 are reported, so a noisy neighbour hurts every method alike.
@@ -40,6 +50,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _jsonl_process import JsonLineProcess, rotated
 
+from colmax.hardware import detect
 from colmax.scoring import PackedDocuments, maxsim
 
 __all__ = ["main"]
@@ -95,6 +106,51 @@ def naive_fp32(q: torch.Tensor, docs: torch.Tensor, mask: torch.Tensor) -> torch
     return torch.cat(parts, dim=1)
 
 
+def _top10(packed: PackedDocuments, qt: torch.Tensor) -> Callable[[int], float]:
+    return lambda b: timed(lambda: packed.top_k(list(qt[:b]), 10))
+
+
+def _maxsim_cpu(ragged: list[np.ndarray], queries: np.ndarray) -> Callable[[int], float]:
+    import maxsim_cpu  # only where installed and its probe passed
+
+    def run(batch: int) -> float:  # one query per call: its API takes one query
+        return timed(
+            lambda: [maxsim_cpu.maxsim_scores_variable(q, ragged) for q in queries[:batch]]
+        )
+
+    return run
+
+
+_PROBE = """
+import sys, numpy as np, maxsim_cpu
+dim = int(sys.argv[1]); rng = np.random.default_rng(0)
+docs = [rng.standard_normal((int(n), dim)).astype(np.float32) for n in rng.integers(1, 80, 60)]
+docs = [d / np.linalg.norm(d, axis=1, keepdims=True) for d in docs]
+q = rng.standard_normal((32, dim)).astype(np.float32)
+q /= np.linalg.norm(q, axis=1, keepdims=True)
+ref = np.array([(q.astype(np.float64) @ d.T.astype(np.float64)).max(1).sum() for d in docs])
+got = np.asarray(maxsim_cpu.maxsim_scores_variable(q, docs), dtype=np.float64)
+print(float(np.abs(got - ref).max()))
+"""
+
+
+def maxsim_cpu_is_correct(dim: int) -> bool:
+    """maxsim-cpu's scores against float64 on random data, in a child process (it can crash)."""
+    try:
+        run = subprocess.run(
+            [sys.executable, "-c", _PROBE, str(dim)], capture_output=True, text=True, timeout=300
+        )
+    except subprocess.TimeoutExpired:
+        return False
+    lines = run.stdout.strip().splitlines()
+    if run.returncode != 0 or not lines:
+        print(f"maxsim_cpu probe at dim {dim}: exit code {run.returncode}", flush=True)
+        return False
+    err = float(lines[-1])
+    print(f"maxsim_cpu probe at dim {dim}: max |score - float64| = {err:.1e}", flush=True)
+    return err < 1e-4
+
+
 class PylateWorker(JsonLineProcess):
     """PyLate's colbert_scores in the peers' venv, driven over a pipe."""
 
@@ -136,6 +192,30 @@ def bench_dim(args: argparse.Namespace, dim: int, peers: Path | None) -> list[di
         "colmax_packed": lambda b: timed(lambda: packed.score(list(qt[:b]))),
         "colmax_packed_f16copy": lambda b: timed(lambda: packed16.score(list(qt[:b]))),
     }
+    ref = packed.score(list(qt[:4]))
+    for precision in args.precisions:
+        top = PackedDocuments.from_arrays(tokens, offsets, compute_dtype=precision)
+        methods[f"colmax_top10_{precision}"] = _top10(top, qt)
+        same = sum(
+            set(t.ids[:10].tolist()) == set(torch.topk(r, 10).indices.tolist())
+            for t, r in zip(top.top_k(list(qt[:4]), 10), ref)
+        )
+        print(f"colmax_top10_{precision}: same top-10 set as float32 on {same}/{len(ref)} queries")
+    if not args.no_maxsim_cpu:
+        if maxsim_cpu_is_correct(dim):
+            ragged = [
+                np.ascontiguousarray(tokens[a:b], dtype=np.float32)
+                for a, b in itertools.pairwise(offsets)
+            ]
+            methods["maxsim_cpu"] = _maxsim_cpu(ragged, queries)
+            import maxsim_cpu
+
+            got = np.asarray(maxsim_cpu.maxsim_scores_variable(queries[0], ragged))
+            print(
+                f"maxsim_cpu: max |score - colmax_packed| {np.abs(got - ref[0].numpy()).max():.1e}"
+            )
+        else:
+            print(f"maxsim_cpu: excluded at dim {dim} (its probe crashed or disagreed)", flush=True)
     with tempfile.TemporaryDirectory() as folder:
         worker = None
         if peers is not None:
@@ -234,9 +314,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--peers-python", type=Path, default=ROOT / ".venv-peers/bin/python")
     parser.add_argument("--no-pylate", action="store_true")
+    parser.add_argument("--no-maxsim-cpu", action="store_true")
+    parser.add_argument(
+        "--precisions",
+        nargs="*",
+        default=["float32", "bfloat16", "int8"],
+        help="first-pass precisions of the colmax_top10 rows",
+    )
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args(argv)
     peers = None if args.no_pylate or not args.peers_python.exists() else args.peers_python
+    print(detect().summary())
     print(
         f"CPU: {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"capability {torch.backends.cpu.get_cpu_capability()}; "

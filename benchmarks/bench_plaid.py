@@ -1,459 +1,506 @@
-"""Compressed index benchmark: colmax plaid against exact search and PyLate's PLAID / Voyager.
+"""Compressed-index benchmark: colmax plaid against exact search and the PLAID / WARP engines.
 
-All methods index the same cached token vectors (``vectors_cache.py``: raw MiniLM, dim 384) and
-answer the same queries, one query per call, in an interleaved order (every repeat rotates which
-method goes first) so that the shared CPU's load hits all of them alike. Reported per method:
-build seconds, bytes per token on disk, p50/p95 latency, Recall@10 of the exact top-10 and
-nDCG@10 against the qrels; and for colmax plaid a latency/recall curve over nprobe/ndocs/nfinal.
+Every method runs in its own worker process over the same cached token vectors
+(``vectors_cache.py``) and answers the same queries, one query per call:
 
-Commands (the section "Compressed index (plaid)" of docs/benchmarks.md quotes their output)::
+=============  ===================================  ==================================
+key            what                                 worker (virtual environment)
+=============  ===================================  ==================================
+plaid          colmax plaid (2 bits by default)     ``_colmax_worker.py`` (.venv)
+flat           colmax flat, exact                   ``_colmax_worker.py`` (.venv)
+warp           xtr-warp-rs 2.1 (WARP)               ``_warp_peer_worker.py`` (.venv-warp)
+fastplaid      fast-plaid 1.7 (LightOn)             ``_warp_peer_worker.py`` (.venv-warp)
+pylate-plaid   PyLate's PLAID (colbert-ai)          ``_plaid_peer_worker.py`` (.venv-peers)
+voyager        PyLate's Voyager (HNSW)              ``_plaid_peer_worker.py`` (.venv-peers)
+=============  ===================================  ==================================
 
-    .venv/bin/python benchmarks/bench_plaid.py scifact --peers plaid,voyager
-    .venv/bin/python benchmarks/bench_plaid_synthetic.py 5000000        # makes scifact-x5M
-    .venv/bin/python benchmarks/bench_plaid.py scifact-x5M --queries 100 --flat-parts 4
+For each method: build seconds (and CPU seconds), bytes per token, peak RSS of the build and of
+the searching process, Recall@10 of the exact top 10, nDCG@10, and p50/p95 latency at each
+``--threads`` count, at the method's defaults and at a setting tuned to Recall@10 >= 0.95 (the
+fastest setting of its sweep that reaches it, else its most accurate one). Timed runs rotate
+which method goes first on every query, so the shared machine's load hits all alike.
+``--contention`` then times the tuned settings with and without one busy-loop process beside
+them (alternating blocks) and reports the ratio of p50s.
 
-The peers run in ``.venv-peers`` through ``_plaid_peer_worker.py``; their indexes and colmax's
-plaid index are built once and reused from ``.cache/bench/plaid/`` (``--rebuild`` forces it).
-Results are written as JSON under ``.cache/bench/plaid/`` and printed as Markdown; the
-figures of docs/benchmarks.md (``docs/img/plaid-<dataset>-*.svg``) are drawn from them
-(``plots.py``).
+Commands (docs/benchmarks.md quotes their output)::
+
+    bash scripts/make_warp_env.sh                         # .venv-warp, once
+    .venv/bin/python benchmarks/bench_plaid.py scifact --peers warp,fastplaid --contention
+    .venv/bin/python benchmarks/bench_plaid.py scifact --model /path/to/dim128-checkpoint \
+        --peers warp,fastplaid
+
+Indexes are built once and reused from ``<cache>/plaid/`` (``--rebuild`` forces it); a report
+is written there as JSON and printed as Markdown.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# isort: off
+import colmax  # first: the thread policy applies before torch loads (truth is computed here)
+
+# isort: on
 import numpy as np
 import torch
 
 from colmax.evaluation import score_run
 from colmax.indexes.flat import FlatIndex
-from colmax.indexes.plaid import CodedSegment, PlaidIndex, PlaidSettings, ResidualCodec
 from colmax.store.segments import Segment
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from plots import plaid_figures
+from _jsonl_process import JsonLineProcess, rotated
 from vectors_cache import CACHE, REPO, CachedVectors, load_vectors
 
 OUT = CACHE / "plaid"
-PEERS_PYTHON = REPO / ".venv-peers" / "bin" / "python"
+HERE = Path(__file__).resolve().parent
 NONE = np.zeros(0, dtype=np.int64)
-CURVE = [  # (nprobe, ndocs, nfinal): from narrow to wide
-    (2, 256, 64),
-    (4, 256, 64),
-    (4, 512, 128),
-    (8, 512, 128),
-    (8, 1024, 256),
-    (16, 1024, 256),
-    (16, 2048, 512),
-    (32, 4096, 1024),
-]
+TARGET = 0.95
+BUSY_LOOP = "while True:\n    pass\n"
 
 
-# ---------------------------------------------------------------------------- data
-def load(name: str) -> CachedVectors:
-    """A vectors_cache entry; ``<dataset>-x<N>`` names a synthetic extension made by
-    ``bench_plaid_synthetic.py`` (its qrels are the base data set's)."""
+# ---------------------------------------------------------------------------- methods
+@dataclass
+class Spec:
+    """How to run one method: its worker, build options and search settings to sweep."""
+
+    key: str
+    label: str
+    python: Path
+    worker: str
+    method: str
+    build: dict[str, Any] = field(default_factory=dict)
+    sweep: list[dict[str, Any]] = field(default_factory=list)  # {} (the defaults) first
+
+
+def specs(args: argparse.Namespace) -> dict[str, Spec]:
+    venv, warp, peers = REPO / ".venv", REPO / ".venv-warp", REPO / ".venv-peers"
+    plaid_build = {"nbits": args.nbits}
+    return {
+        "plaid": Spec(
+            "plaid",
+            f"colmax plaid ({args.nbits}-bit)",
+            venv / "bin" / "python",
+            "_colmax_worker.py",
+            "plaid",
+            plaid_build,
+            [
+                {},
+                *(
+                    {"nprobe": p, "ndocs": d, "nfinal": f}
+                    for p, d, f in (
+                        (2, 128, 32),
+                        (4, 128, 32),
+                        (4, 256, 64),
+                        (8, 256, 64),
+                        (8, 512, 64),
+                        (8, 1024, 128),
+                        (16, 1024, 256),
+                    )
+                ),
+            ],
+        ),
+        "flat": Spec(
+            "flat",
+            "colmax flat (exact)",
+            venv / "bin" / "python",
+            "_colmax_worker.py",
+            "flat",
+            {},
+            [{}],
+        ),
+        "warp": Spec(
+            "warp",
+            "xtr-warp-rs (WARP)",
+            warp / "bin" / "python",
+            "_warp_peer_worker.py",
+            "warp",
+            {},
+            [
+                {},
+                *({"nprobe": p} for p in (8, 16, 32)),
+                *(
+                    {"nprobe": p, "t_prime": t, "centroid_score_threshold": 0.0}
+                    for p, t in ((16, 20_000), (32, 50_000), (64, 100_000))
+                ),
+            ],
+        ),
+        "fastplaid": Spec(
+            "fastplaid",
+            "fast-plaid",
+            warp / "bin" / "python",
+            "_warp_peer_worker.py",
+            "fastplaid",
+            {},
+            [
+                {},
+                *(
+                    {"n_ivf_probe": p, "n_full_scores": s}
+                    for p, s in ((4, 1024), (8, 1024), (8, 2048), (16, 4096), (32, 8192))
+                ),
+            ],
+        ),
+        "pylate-plaid": Spec(
+            "pylate-plaid",
+            "PyLate PLAID (colbert-ai)",
+            peers / "bin" / "python",
+            "_plaid_peer_worker.py",
+            "plaid",
+            {},
+            [{}],
+        ),
+        "voyager": Spec(
+            "voyager",
+            "PyLate Voyager",
+            peers / "bin" / "python",
+            "_plaid_peer_worker.py",
+            "voyager",
+            {},
+            [{}],
+        ),
+    }
+
+
+class Worker:
+    """A method's worker process: built first (``--build-only``), then serving queries."""
+
+    def __init__(self, spec: Spec, vecs: CachedVectors, rebuild: bool) -> None:
+        self.spec = spec
+        tag = hashlib.sha1(json.dumps(spec.build, sort_keys=True).encode()).hexdigest()[:8]
+        self.root = OUT / f"{spec.key}-{vecs.folder.name}-{tag}"
+        if spec.worker == "_plaid_peer_worker.py":
+            self.root = OUT / f"{spec.method}-{vecs.folder.name}"
+        if rebuild and (self.root / "build.json").is_file():
+            (self.root / "build.json").unlink()
+        self.argv = [spec.python, HERE / spec.worker, spec.method, vecs.folder, self.root]
+        if spec.worker != "_plaid_peer_worker.py":
+            self.argv.append(json.dumps(spec.build))
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.proc: JsonLineProcess | None = None
+
+    def build(self) -> None:
+        if (self.root / "build.json").is_file() or self.spec.worker == "_plaid_peer_worker.py":
+            return
+        print(f"building {self.spec.label} ...", flush=True)
+        subprocess.run([str(a) for a in [*self.argv, "--build-only"]], check=True, env=_env())
+
+    def start(self) -> dict[str, Any]:
+        self.proc = JsonLineProcess(self.spec.label, self.argv, log=self.root / "worker.log")
+        return self.proc.ready
+
+    def ask(self, query: int, threads: int, params: dict[str, Any], k: int = 10) -> dict[str, Any]:
+        assert self.proc is not None
+        return self.proc.ask(query=query, k=k, threads=threads, params=params)
+
+    def close(self) -> dict[str, Any]:
+        last = self.ask(0, 1, {})  # the peak RSS after everything it answered
+        assert self.proc is not None
+        self.proc.close({"quit": True})
+        return last
+
+
+def _env() -> dict[str, str]:
+    # The same OpenMP wait policy for every worker (importing colmax put PASSIVE in this
+    # process's environment, which the workers inherit): nobody's idle threads spin while
+    # another method's query runs.
+    return {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "TOKENIZERS_PARALLELISM": "false"}
+
+
+# ---------------------------------------------------------------------------- data, truth
+def load(name: str, model: str | None) -> CachedVectors:
+    """A vectors_cache entry; ``<dataset>-x<N>M`` names a synthetic extension."""
     if "-x" in name:
         from bench_plaid_synthetic import load_extended
 
         return load_extended(name)
-    return load_vectors(name)
+    return load_vectors(name, model)
 
 
-def parts(vecs: CachedVectors, n_parts: int) -> list[Segment]:
-    """The corpus as ``n_parts`` exact segments (whole documents), memory-mapped."""
+def exact_truth(
+    vecs: CachedVectors, qidx: list[int], n_parts: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-100 of the queries, one part of the corpus at a time (bounded memory)."""
+    qs = [torch.from_numpy(vecs.query(j).astype(np.float32)) for j in qidx]
     offsets = vecs.doc_offsets
-    bounds = np.searchsorted(offsets, np.linspace(0, offsets[-1], n_parts + 1)[1:-1])
-    cuts = [0, *bounds.tolist(), len(offsets) - 1]
-    out = []
-    for i, (a, b) in enumerate(itertools.pairwise(cuts)):
-        offs = offsets[a : b + 1] - offsets[a]
-        tokens = vecs.doc_tokens[offsets[a] : offsets[b]]
-        out.append(Segment(f"seg-{i:08d}-00000000", tokens, offs, np.arange(a, b, dtype=np.int64)))
-    return out
-
-
-def queries_of(vecs: CachedVectors) -> list[torch.Tensor]:
-    return [torch.from_numpy(vecs.query(j).astype(np.float32)) for j in range(len(vecs.query_ids))]
-
-
-# ---------------------------------------------------------------------------- colmax plaid
-def plaid_index(
-    vecs: CachedVectors, settings: PlaidSettings, tag: str, rebuild: bool
-) -> tuple[PlaidIndex, dict]:
-    """Build (or reuse) a colmax plaid index folder and open it memory-mapped."""
-    folder = OUT / f"colmax-{tag}"
-    record = folder / "build.json"
-    if rebuild or not record.is_file():
-        folder.mkdir(parents=True, exist_ok=True)
-        segs = parts(vecs, 1)
-        index = PlaidIndex(vecs.dim, settings).with_segment(segs[0], NONE)
-        start, cpu = time.perf_counter(), time.process_time()
-        codec = index.train_codec(1)
-        trained = time.perf_counter()
-        coded = index.recode(2, codec)
-        assert coded is not None
-        coded_at = time.perf_counter()
-        codec.write(folder)
-        coded.write(folder)
-        info = {
-            "train_seconds": trained - start,
-            "encode_seconds": coded_at - trained,
-            "build_seconds": time.perf_counter() - start,
-            "build_cpu_seconds": time.process_time() - cpu,
-            "codec": codec.name,
-            "segment": coded.name,
-            "n_docs": coded.n_docs,
-            "n_tokens": coded.n_tokens,
-            "centroids": codec.n_centroids,
-            "settings": settings.to_json(),
-        }
-        record.write_text(json.dumps(info, indent=1))
-    info = json.loads(record.read_text())
-    codec = ResidualCodec.read(folder, info["codec"], vecs.dim)
-    seg = CodedSegment.read(folder, info["segment"], info["n_docs"], info["n_tokens"], codec)
-    files = [*folder.glob("codecs/*.npy"), *folder.glob("segments/*.npy")]
-    info["bytes"] = sum(f.stat().st_size for f in files)
-    info["payload_bytes_per_token"] = (seg.codes.nbytes + seg.residuals.nbytes) / seg.n_tokens
-    keys = np.arange(info["n_docs"], dtype=np.int64)
-    start = time.perf_counter()
-    index = PlaidIndex(vecs.dim, settings).with_codec(codec, [seg], keys)
-    info["open_seconds"] = time.perf_counter() - start
-    return index, info
-
-
-# ---------------------------------------------------------------------------- peers
-class Peer:
-    """A peer index in its worker process."""
-
-    def __init__(self, method: str, vecs: CachedVectors, rebuild: bool) -> None:
-        root = OUT / f"{method}-{vecs.folder.name}"
-        if rebuild and (root / "build.json").is_file():
-            (root / "build.json").unlink()
-        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
-        self.name = {"plaid": "PyLate PLAID (colbert-ai)", "voyager": "PyLate Voyager"}[method]
-        self.proc = subprocess.Popen(
-            [
-                str(PEERS_PYTHON),
-                str(Path(__file__).parent / "_plaid_peer_worker.py"),
-                method,
-                str(vecs.folder),
-                str(root),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
+    cuts = np.searchsorted(offsets, np.linspace(0, offsets[-1], n_parts + 1)[1:-1])
+    bounds = [0, *cuts.tolist(), len(offsets) - 1]
+    keys, scores = [], []
+    for a, b in itertools.pairwise(bounds):
+        seg = Segment(
+            "seg-00000000-00000000",
+            np.asarray(vecs.doc_tokens[offsets[a] : offsets[b]]),
+            offsets[a : b + 1] - offsets[a],
+            np.arange(a, b, dtype=np.int64),
         )
-        self.info: dict[str, Any] = {}
-
-    def wait_ready(self) -> dict[str, Any]:
-        line = self.proc.stdout.readline()  # type: ignore[union-attr]
-        if not line:
-            raise RuntimeError(f"{self.name} worker exited during the build")
-        self.info = json.loads(line)
-        return self.info
-
-    def search(self, j: int, k: int) -> tuple[float, np.ndarray]:
-        self.proc.stdin.write(json.dumps({"query": j, "k": k}) + "\n")  # type: ignore[union-attr]
-        self.proc.stdin.flush()  # type: ignore[union-attr]
-        answer = json.loads(self.proc.stdout.readline())  # type: ignore[union-attr]
-        return answer["seconds"], np.asarray(answer["ids"], dtype=np.int64)
-
-    def close(self) -> None:
-        self.proc.stdin.close()  # type: ignore[union-attr]
-        self.proc.wait()
+        flat = FlatIndex(vecs.dim).with_segment(seg, NONE)
+        res = [r for s in range(0, len(qs), 16) for r in flat.search(qs[s : s + 16], 100)]
+        width = min(100, b - a)
+        keys.append(np.stack([r.keys[:width] for r in res]))
+        scores.append(np.stack([r.scores[:width] for r in res]))
+        del flat, seg
+    all_keys, all_scores = np.concatenate(keys, axis=1), np.concatenate(scores, axis=1)
+    order = np.argsort(-all_scores, axis=1, kind="stable")[:, :100]
+    return np.take_along_axis(all_keys, order, 1), np.take_along_axis(all_scores, order, 1)
 
 
-# ---------------------------------------------------------------------------- measuring
-def recall(truth: np.ndarray, got: list[np.ndarray], k: int = 10) -> float:
-    return float(
-        np.mean([len(set(t[:k].tolist()) & set(g[:k].tolist())) / k for t, g in zip(truth, got)])
-    )
+def recall(truth: np.ndarray, got: list[list[int]], k: int = 10) -> float:
+    return float(np.mean([len(set(t[:k].tolist()) & set(g[:k])) / k for t, g in zip(truth, got)]))
 
 
-def ndcg(
-    vecs: CachedVectors,
-    qidx: list[int],
-    got: list[np.ndarray],
-    scores: list[np.ndarray] | None = None,
-) -> float:
-    run = {}
-    for n, (j, keys) in enumerate(zip(qidx, got)):
-        ranked = scores[n] if scores is not None else -np.arange(len(keys), dtype=np.float64)
-        run[vecs.query_ids[j]] = {vecs.doc_ids[int(d)]: float(s) for d, s in zip(keys, ranked)}
+def ndcg(vecs: CachedVectors, qidx: list[int], got: list[list[int]]) -> float:
+    run = {
+        vecs.query_ids[j]: {vecs.doc_ids[d]: float(-r) for r, d in enumerate(ids)}
+        for j, ids in zip(qidx, got)
+    }
     qrels = {vecs.query_ids[j]: vecs.qrels.get(vecs.query_ids[j], {}) for j in qidx}
     return score_run(qrels, run)["nDCG@10"]
 
 
-def exact_truth(
-    vecs: CachedVectors, qs: list[torch.Tensor], n_parts: int
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """Exact top-100 of every query (batched), one part at a time (bounded memory)."""
-    keys, scores = [], []
-    prep = 0.0
-    for seg in parts(vecs, n_parts):
-        start = time.perf_counter()
-        flat = FlatIndex(vecs.dim).with_segment(seg, NONE)
-        prep += time.perf_counter() - start
-        res = []
-        for a in range(0, len(qs), 16):
-            res += flat.search(qs[a : a + 16], 100)
-        keys.append(np.stack([r.keys for r in res]))
-        scores.append(np.stack([r.scores for r in res]))
-        del flat
-    all_keys, all_scores = np.concatenate(keys, axis=1), np.concatenate(scores, axis=1)
-    order = np.argsort(-all_scores, axis=1, kind="stable")[:, :100]
-    return np.take_along_axis(all_keys, order, 1), np.take_along_axis(all_scores, order, 1), prep
-
-
-def timed(fn: Any, *args: Any) -> tuple[float, Any]:
-    start = time.perf_counter()
-    out = fn(*args)
-    return time.perf_counter() - start, out
-
-
 def machine() -> dict[str, Any]:
+    flags: list[str] = []
     model = ""
     try:
         for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
             if line.startswith("Model name"):
                 model = line.split(":", 1)[1].strip()
+            if line.startswith("Flags"):
+                have = set(line.split(":", 1)[1].split())
+                flags = [f for f in ("avx512_bf16", "amx_bf16", "avx512_vnni", "avx2") if f in have]
     except OSError:
         pass
     return {
         "cpu": model,
+        "flags": flags,
         "cpus": os.cpu_count(),
         "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
+        "wait_policy": colmax.threads.current_policy().wait_policy,
         "load_avg": os.getloadavg(),
     }
 
 
 def summary(seconds: list[float]) -> dict[str, float]:
     ms = np.asarray(seconds) * 1000
+    return {"p50_ms": float(np.median(ms)), "p95_ms": float(np.percentile(ms, 95))}
+
+
+# ---------------------------------------------------------------------------- phases
+def quality(
+    worker: Worker, params: dict[str, Any], qidx: list[int], truth: np.ndarray, vecs: CachedVectors
+) -> dict[str, Any]:
+    """One untimed-order pass over every query at 2 threads: recall, nDCG, mean latency."""
+    got, seconds = [], []
+    for j in qidx:
+        answer = worker.ask(j, 2, params)
+        got.append(answer["ids"])
+        seconds.append(answer["seconds"])
     return {
-        "p50_ms": float(np.median(ms)),
-        "p95_ms": float(np.percentile(ms, 95)),
-        "mean_ms": float(ms.mean()),
+        "params": params,
+        "recall@10": recall(truth, got),
+        "ndcg@10": ndcg(vecs, qidx, got),
+        "pass_mean_ms": float(np.mean(seconds) * 1000),
     }
+
+
+def tuned(points: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fastest point reaching the target recall, else the most accurate one."""
+    good = [p for p in points if p["recall@10"] >= TARGET]
+    if good:
+        return min(good, key=lambda p: p["pass_mean_ms"])
+    return max(points, key=lambda p: (p["recall@10"], -p["pass_mean_ms"]))
+
+
+def timed(
+    runs: list[tuple[str, Worker, dict[str, Any]]], queries: list[int], threads: int, repeats: int
+) -> dict[str, list[float]]:
+    """Per run, the median over repeats of each query's seconds; methods rotate per query."""
+    per: dict[str, list[list[float]]] = {name: [[] for _ in queries] for name, _, _ in runs}
+    for rep in range(repeats):
+        for n, j in enumerate(queries):
+            for name, worker, params in rotated(runs, rep + n):
+                per[name][n].append(worker.ask(j, threads, params)["seconds"])
+    return {name: [float(np.median(t)) for t in times] for name, times in per.items()}
+
+
+def contention(
+    runs: list[tuple[str, Worker, dict[str, Any]]],
+    queries: list[int],
+    threads: int,
+    repeats: int,
+) -> dict[str, dict[str, float]]:
+    """p50 quiet vs with one busy-loop process beside the workers (alternating blocks)."""
+    quiet: dict[str, list[float]] = {name: [] for name, _, _ in runs}
+    busy: dict[str, list[float]] = {name: [] for name, _, _ in runs}
+    for rep in range(repeats):
+        for phase in ("quiet", "busy") if rep % 2 == 0 else ("busy", "quiet"):
+            loop = None
+            if phase == "busy":
+                loop = subprocess.Popen([sys.executable, "-c", BUSY_LOOP])
+                time.sleep(0.5)
+            try:
+                got = timed(runs, queries, threads, 1)
+            finally:
+                if loop is not None:
+                    loop.kill()
+                    loop.wait()
+            for name, seconds in got.items():
+                (busy if phase == "busy" else quiet)[name].extend(seconds)
+    out = {}
+    for name, _, _ in runs:
+        q, b = statistics.median(quiet[name]) * 1000, statistics.median(busy[name]) * 1000
+        out[name] = {"quiet_p50_ms": q, "busy_p50_ms": b, "ratio": b / q}
+    return out
 
 
 # ---------------------------------------------------------------------------- main
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    vecs = load(args.dataset)
-    qs = queries_of(vecs)
-    qidx = list(range(min(args.queries, len(qs))))
+    vecs = load(args.dataset, args.model)
+    n_queries = min(args.queries, len(vecs.query_ids))
+    qidx = list(range(n_queries))
     report: dict[str, Any] = {
-        "dataset": args.dataset,
+        "dataset": vecs.folder.name,
         "n_docs": len(vecs.doc_ids),
         "n_tokens": int(vecs.doc_offsets[-1]),
         "dim": vecs.dim,
-        "queries": len(qidx),
-        "timed_queries": min(args.timed, len(qidx)),
+        "queries": n_queries,
+        "timed_queries": min(args.timed, n_queries),
         "repeats": args.repeats,
+        "threads": args.threads,
         "machine_before": machine(),
         "command": " ".join(sys.argv),
     }
-    print(
-        f"{args.dataset}: {report['n_docs']} docs, {report['n_tokens']} tokens, {len(qidx)} queries",
-        flush=True,
-    )
-    truth_file = OUT / f"truth-{args.dataset}.npz"
+    print(f"{vecs.folder.name}: {report['n_docs']} docs, {report['n_tokens']} tokens", flush=True)
+    OUT.mkdir(parents=True, exist_ok=True)
+    truth_file = OUT / f"truth-{vecs.folder.name}.npz"
     if truth_file.is_file() and not args.rebuild:
-        saved = np.load(truth_file)
-        truth, truth_scores = saved["keys"], saved["scores"]
+        truth = np.load(truth_file)["keys"][:n_queries]
     else:
-        truth, truth_scores, _ = exact_truth(vecs, [qs[j] for j in qidx], args.flat_parts)
-        OUT.mkdir(parents=True, exist_ok=True)
-        np.savez(truth_file, keys=truth, scores=truth_scores)
-    truth, truth_scores = truth[: len(qidx)], truth_scores[: len(qidx)]
-    settings = PlaidSettings(
-        nbits=args.nbits,
-        centroid_factor=args.centroid_factor,
-        kmeans_iters=args.kmeans_iters,
-        train_tokens=1,
-    )
-    tag = f"{args.dataset}-n{args.nbits}-f{args.centroid_factor:g}-i{args.kmeans_iters}"
-    plaid, plaid_info = plaid_index(vecs, settings, tag, args.rebuild)
-    print("colmax plaid:", json.dumps(plaid_info), flush=True)
-    peers = []
-    for method in [m for m in args.peers.split(",") if m]:
-        peers.append(Peer(method, vecs, args.rebuild))  # one build at a time: fair build times
-        print(peers[-1].name, json.dumps(peers[-1].wait_ready()), flush=True)
-    flats = None
-    if args.flat_parts == 1:
-        start = time.perf_counter()
-        flats = [FlatIndex(vecs.dim).with_segment(parts(vecs, 1)[0], NONE)]
-        report["flat_prepare_seconds"] = time.perf_counter() - start
-    methods: dict[str, Any] = {"colmax plaid": lambda j: plaid.search([qs[j]], 10)[0].keys}
-    if flats is not None:
-        methods["colmax flat (exact)"] = lambda j: flats[0].search([qs[j]], 10)[0].keys
-    for p in peers:
-        methods[p.name] = (lambda peer: lambda j: peer.search(j, 10))(p)
-    names = list(methods)
-    # Quality: every method once over all queries (untimed order).
-    results: dict[str, list[np.ndarray]] = {m: [] for m in names}
-    for m in names:
-        for j in qidx:
-            out = methods[m](j)
-            results[m].append(out[1] if isinstance(out, tuple) else out)
-        print(f"quality pass: {m}", flush=True)
-    # Latency: the first --timed queries, repeats interleaved, first method rotating.
-    timed_idx = qidx[: args.timed]
-    times: dict[str, list[list[float]]] = {m: [[] for _ in timed_idx] for m in names}
-    for rep in range(args.repeats):
-        for n, j in enumerate(timed_idx):
-            shift = (rep + n) % len(names)
-            for m in names[shift:] + names[:shift]:
-                seconds, out = timed(methods[m], j)
-                if isinstance(out, tuple):  # peers time themselves (no pipe overhead)
-                    seconds = out[0]
-                times[m][n].append(seconds)
-        print(f"repeat {rep + 1}/{args.repeats} done", flush=True)
-    rows = {}
-    for m in names:
-        per_query = [float(np.median(t)) for t in times[m]]
-        rows[m] = {
-            **summary(per_query),
-            "recall@10": recall(truth, results[m]),
-            "ndcg@10": ndcg(vecs, qidx, results[m]),
-        }
-    rows["colmax plaid"].update(
-        build_seconds=plaid_info["build_seconds"],
-        build_cpu_seconds=plaid_info.get("build_cpu_seconds"),
-        bytes_per_token=plaid_info["bytes"] / plaid_info["n_tokens"],
-        payload_bytes_per_token=plaid_info["payload_bytes_per_token"],
-    )
-    if flats is not None:
-        rows["colmax flat (exact)"].update(
-            build_seconds=report["flat_prepare_seconds"],
-            bytes_per_token=2 * vecs.dim + 16 * len(vecs.doc_ids) / report["n_tokens"],
-        )
-    for p in peers:
-        rows[p.name].update(
-            build_seconds=p.info["build_seconds"],
-            build_cpu_seconds=p.info.get("build_cpu_seconds"),
-            bytes_per_token=p.info["bytes"] / p.info["n_tokens"],
-        )
-        p.close()
-    if args.flat_parts > 1:
-        rows["colmax flat (exact)"] = flat_in_parts(vecs, qs, qidx[: args.flat_queries], args)
-        rows["colmax flat (exact)"]["ndcg@10"] = ndcg(
-            vecs, qidx, list(truth[:, :10]), list(truth_scores[:, :10])
-        )
-    report["methods"] = rows
-    report["truth_ndcg@10"] = ndcg(vecs, qidx, list(truth[:, :10]), list(truth_scores[:, :10]))
-    report["plaid_build"] = plaid_info
-    report["curve"] = curve(plaid, qs, qidx, truth, vecs) if args.curve else []
+        truth, scores = exact_truth(vecs, qidx, args.truth_parts)
+        np.savez(truth_file, keys=truth, scores=scores)
+    report["truth_ndcg@10"] = ndcg(vecs, qidx, [t[:10].tolist() for t in truth])
+    all_specs = specs(args)
+    keys = ["plaid", *(["flat"] if args.flat else []), *[p for p in args.peers.split(",") if p]]
+    workers = [Worker(all_specs[k], vecs, args.rebuild) for k in keys]
+    for w in workers:
+        w.build()  # one at a time: build times are not shared
+    if args.build_only:
+        return report
+    methods: dict[str, Any] = {}
+    for w in workers:
+        methods[w.spec.key] = {"label": w.spec.label, **w.start()}
+        print(w.spec.label, "ready", flush=True)
+    for w in workers:  # warm-up (fast-plaid loads lazily)
+        for j in qidx[:5]:
+            w.ask(j, 2, {})
+    for w in workers:
+        sweep = w.spec.sweep if args.tune else w.spec.sweep[:1]
+        points = [quality(w, params, qidx, truth, vecs) for params in sweep]
+        for p in points:
+            print(w.spec.label, json.dumps(p), flush=True)
+        methods[w.spec.key].update(sweep=points, default=points[0], tuned=tuned(points))
+    timed_q = qidx[: args.timed]
+    for threads in args.threads:
+        for setting in ("default", "tuned"):
+            runs = [(w.spec.key, w, methods[w.spec.key][setting]["params"]) for w in workers]
+            got = timed(runs, timed_q, threads, args.repeats)
+            for key, seconds in got.items():
+                methods[key].setdefault("latency", {})[f"{setting}@{threads}"] = summary(seconds)
+            print(f"timed {setting} at {threads} threads", flush=True)
+    if args.contention:
+        report["contention"] = {}
+        for threads in args.threads:
+            runs = [(w.spec.key, w, methods[w.spec.key]["tuned"]["params"]) for w in workers]
+            report["contention"][str(threads)] = contention(
+                runs, timed_q[: args.contention_queries], threads, args.contention_repeats
+            )
+            print(f"contention at {threads} threads done", flush=True)
+    for w in workers:
+        methods[w.spec.key]["search_peak_rss_mb"] = w.close().get("rss_mb", float("nan"))
+        info = methods[w.spec.key]
+        info["bytes_per_token"] = info["bytes"] / info["n_tokens"]
+    report["methods"] = methods
     report["machine_after"] = machine()
     return report
 
 
-def flat_in_parts(
-    vecs: CachedVectors, qs: list[torch.Tensor], qidx: list[int], args: argparse.Namespace
-) -> dict[str, Any]:
-    """Exact latency when the float32 compute copy of the whole corpus does not fit beside the
-    rest: each part is prepared in turn and a query's latency is the sum over parts (what a
-    flat index over those segments does for one query)."""
-    per_query = np.zeros(len(qidx))
-    prep = 0.0
-    for seg in parts(vecs, args.flat_parts):
-        seconds, flat = timed(FlatIndex(vecs.dim).with_segment, seg, NONE)
-        prep += seconds
-        for n, j in enumerate(qidx):
-            per_query[n] += float(
-                np.median([timed(flat.search, [qs[j]], 10)[0] for _ in range(args.repeats)])
-            )
-        del flat
-    return {
-        **summary(per_query.tolist()),
-        "recall@10": 1.0,
-        "build_seconds": prep,
-        "bytes_per_token": 2 * vecs.dim,
-        "queries_timed": len(qidx),
-    }
-
-
-def curve(
-    plaid: PlaidIndex,
-    qs: list[torch.Tensor],
-    qidx: list[int],
-    truth: np.ndarray,
-    vecs: CachedVectors,
-) -> list[dict[str, Any]]:
-    points = []
-    for nprobe, ndocs, nfinal in CURVE:
-        index = plaid.with_settings(PlaidSettings(nprobe=nprobe, ndocs=ndocs, nfinal=nfinal))
-        seconds, got = [], []
-        for j in qidx:
-            s, r = timed(index.search, [qs[j]], 10)
-            seconds.append(s)
-            got.append(r[0].keys)
-        points.append(
-            {
-                "nprobe": nprobe,
-                "ndocs": ndocs,
-                "nfinal": nfinal,
-                **summary(seconds),
-                "recall@10": recall(truth, got),
-                "ndcg@10": ndcg(vecs, qidx, got),
-            }
-        )
-        print("curve", json.dumps(points[-1]), flush=True)
-    return points
-
-
 def markdown(report: dict[str, Any]) -> str:
     lines = [
-        "| method | build s | bytes/token | p50 ms | p95 ms | Recall@10 vs exact | nDCG@10 |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| method | setting | build s (CPU s) | B/token | build / search peak RSS MB | "
+        + " | ".join(f"p50 / p95 ms @{t}" for t in report["threads"])
+        + " | Recall@10 | nDCG@10 |",
+        "|---|---|---:|---:|---:|" + "---:|" * len(report["threads"]) + "---:|---:|",
     ]
-    for name, r in report["methods"].items():
-        lines.append(
-            f"| {name} | {r.get('build_seconds', float('nan')):.0f} | {r.get('bytes_per_token', float('nan')):.1f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['recall@10']:.3f} | {r.get('ndcg@10', float('nan')):.4f} |"
-        )
+    for info in report["methods"].values():
+        for setting in ("default", "tuned"):
+            point = info[setting]
+            if setting == "tuned" and point["params"] == info["default"]["params"]:
+                continue
+            lat = " | ".join(
+                "{p50_ms:.1f} / {p95_ms:.1f}".format(**info["latency"][f"{setting}@{t}"])
+                for t in report["threads"]
+            )
+            cpu = info.get("build_cpu_seconds")
+            build = f"{info['build_seconds']:.0f}" + (f" ({cpu:.0f})" if cpu else "")
+            params = json.dumps(point["params"]) if point["params"] else "defaults"
+            lines.append(
+                f"| {info['label']} | {params} | {build} | {info['bytes_per_token']:.1f} | "
+                f"{info.get('build_peak_rss_mb', float('nan')):.0f} / "
+                f"{info['search_peak_rss_mb']:.0f} | {lat} | {point['recall@10']:.3f} | "
+                f"{point['ndcg@10']:.4f} |"
+            )
+    if report.get("contention"):
+        lines += ["", "| method (tuned) | threads | quiet p50 ms | busy p50 ms | ratio |"]
+        lines.append("|---|---:|---:|---:|---:|")
+        for threads, rows in report["contention"].items():
+            for key, row in rows.items():
+                label = report["methods"][key]["label"]
+                lines.append(
+                    f"| {label} | {threads} | {row['quiet_p50_ms']:.1f} | "
+                    f"{row['busy_p50_ms']:.1f} | {row['ratio']:.2f} |"
+                )
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dataset")
-    parser.add_argument("--peers", default="", help="comma list of plaid,voyager")
+    parser.add_argument("--model", default=None, help="encoder of the cached vectors")
+    parser.add_argument(
+        "--peers", default="", help="comma list: warp,fastplaid,pylate-plaid,voyager"
+    )
+    parser.add_argument("--no-flat", dest="flat", action="store_false")
     parser.add_argument("--queries", type=int, default=300, help="queries for quality")
-    parser.add_argument("--timed", type=int, default=100, help="queries timed (the first ones)")
+    parser.add_argument("--timed", type=int, default=60, help="queries timed (the first ones)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=lambda s: [int(t) for t in s.split(",")], default=[1, 2])
     parser.add_argument("--nbits", type=int, default=2)
-    parser.add_argument("--centroid-factor", type=float, default=PlaidSettings().centroid_factor)
-    parser.add_argument("--kmeans-iters", type=int, default=PlaidSettings().kmeans_iters)
-    parser.add_argument(
-        "--flat-parts", type=int, default=1, help=">1: time exact search part by part"
-    )
-    parser.add_argument(
-        "--flat-queries", type=int, default=20, help="queries timed with --flat-parts"
-    )
-    parser.add_argument("--no-curve", dest="curve", action="store_false")
+    parser.add_argument("--no-tune", dest="tune", action="store_false")
+    parser.add_argument("--contention", action="store_true")
+    parser.add_argument("--contention-queries", type=int, default=30)
+    parser.add_argument("--contention-repeats", type=int, default=4)
+    parser.add_argument("--truth-parts", type=int, default=1)
     parser.add_argument("--rebuild", action="store_true")
+    parser.add_argument("--build-only", action="store_true", help="build the indexes and stop")
     args = parser.parse_args()
     report = run(args)
-    OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / f"report-{args.dataset}-n{args.nbits}.json"
+    if args.build_only:
+        return
+    path = OUT / f"report-{report['dataset']}-n{args.nbits}.json"
     path.write_text(json.dumps(report, indent=1))
     print(markdown(report))
     print(f"written {path}")
-    for figure in plaid_figures(report):
-        print(f"written {figure}")
 
 
 if __name__ == "__main__":

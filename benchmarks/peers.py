@@ -75,6 +75,7 @@ SYSTEMS: dict[str, System] = {
     "colmax-plaid": System("colmax plaid (2-bit)", COLMAX_PY, "pylate", "compressed"),
     "qdrant-edge": System("Qdrant edge (MAX_SIM)", COLMAX_PY, "pylate", 'via index="qdrant"'),
     "pylate-exact": System("PyLate colbert_scores (exact)", PEERS_PY, "pylate"),
+    "maxsim-cpu": System("maxsim-cpu (exact scan)", COLMAX_PY, "pylate", "colmax's vectors"),
     "pylate-voyager": System("PyLate Voyager + rank.rerank", PEERS_PY, "pylate"),
     "ragatouille": System("RAGatouille PLAID", PEERS_PY, "stanford", "colbert-ai export"),
     "bm25s": System("BM25 (bm25s)", COLMAX_PY, "pylate", "lexical, no model"),
@@ -226,8 +227,11 @@ def machine() -> dict[str, Any]:
         ),
         platform.processor(),
     )
+    from colmax.hardware import detect
+
     load = os.getloadavg()
     return {
+        "hardware": detect().to_dict(),
         "cpu": model,
         "cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
@@ -276,6 +280,9 @@ def main() -> int:
                 f"{args.checkpoints / spec.checkpoint} is missing: .venv-peers/bin/python "
                 f"scripts/make_checkpoints.py --out {args.checkpoints}"
             )
+    from colmax.hardware import detect
+
+    print(detect().summary(), flush=True)
     report: dict[str, Any] = {"machine": machine(), "command": " ".join(sys.argv), "datasets": {}}
     tables = []
     with tempfile.TemporaryDirectory(prefix="colmax-peers-") as tmp:

@@ -37,7 +37,10 @@ def main() -> None:
     # Embedded: a folder, like any colmax index. Server: the URL and a collection name; the
     # folder then holds only the manifest (connection settings, never the API key).
     engine = Engine.from_pretrained(
-        model, index="qdrant", path=folder, qdrant_url=url, collection="colmax-example"
+        model,
+        index="qdrant",
+        path=folder,
+        index_options={"url": url, "collection": "colmax-example"},
     )
     engine.add(
         [text for text, _ in DOCS.values()],
@@ -52,8 +55,9 @@ def main() -> None:
     print("since 1960:", [(h.id, h.metadata["year"]) for h in hits])
     engine.close()
 
-    # Reopen from the folder: same model, same collection, same results.
-    with Engine.load(folder) as again:
+    # Reopen from the folder: same model, same collection, same results. (Naming the server
+    # again is what lets an API key go to the url the folder records.)
+    with Engine.load(folder, index_options={"url": url}) as again:
         print("reopened:", len(again), [h.id for h in again.search("heat load", k=1)])
 
     # Two-stage search for large collections: a pooled vector per document (mean or MUVERA)

@@ -17,11 +17,18 @@ __version__ = "0.1.0"
 
 from typing import TYPE_CHECKING, Any
 
-from colmax.chunking.splitter import Chunker
-from colmax.engine import Engine
-from colmax.errors import ColmaxError
-from colmax.explain.model import Explanation
-from colmax.types import Document, Hit, IndexInfo, StoredDocument
+# Before anything imports torch: its OpenMP runtime reads the wait policy once, at load.
+from colmax.threads import fit_threads, prefer_passive_wait
+
+prefer_passive_wait()
+
+from colmax.chunking.splitter import Chunker  # noqa: E402
+from colmax.engine import Engine  # noqa: E402
+from colmax.errors import ColmaxError  # noqa: E402
+from colmax.explain.model import Explanation  # noqa: E402
+from colmax.types import Document, Hit, IndexInfo, StoredDocument  # noqa: E402
+
+fit_threads()
 
 if TYPE_CHECKING:
     from colmax.encoders import load_encoder

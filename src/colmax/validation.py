@@ -24,6 +24,7 @@ from colmax.errors import (
     InvalidEmbeddingError,
     InvalidInputError,
 )
+from colmax.limits import MAX_ID_LENGTH
 
 __all__ = [
     "MAX_ID_LENGTH",
@@ -45,7 +46,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MAX_ID_LENGTH = 1024
 #: Levels of nested dicts/lists allowed in metadata (``{"a": [1]}`` has 2). SQLite's JSON
 #: functions refuse documents nested ~1000 deep, and Python's encoder recurses: a bound keeps
 #: one document from breaking every filtered search.

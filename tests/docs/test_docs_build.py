@@ -207,7 +207,7 @@ def test_concept_figures_show_the_engine_score(minilm_path: Path) -> None:
     from colmax import Engine
 
     figures = _load_script("make_figures")
-    engine = Engine.from_pretrained(minilm_path, device="cpu")
+    engine = Engine.from_pretrained(minilm_path, device="cpu", dtype="float32")  # any host
     score = engine.rerank(figures.QUERY, [figures.PASSAGE])[0].score
     svg = (DOCS / "img" / "concept-maxsim.svg").read_text(encoding="utf-8")
     assert f"sum of the row maxima = {score:.2f}" in svg, "rerun docs/scripts/make_figures.py"

@@ -22,7 +22,7 @@ def test_cranfield_ndcg_at_10(cranfield_engine: tuple) -> None:
     result = evaluate(engine, data)
     print(f"Cranfield MiniLM exact: {result.metrics}")
     # Raw MiniLM token MaxSim reference measured on this data: 0.378 (BM25: 0.352).
-    assert result.metrics["nDCG@10"] >= 0.37
+    assert result.metrics["nDCG@10"] >= 0.376  # float32 (0.378) minus the 0.002 precision gate
 
 
 def test_save_load_round_trip_gives_identical_rankings(

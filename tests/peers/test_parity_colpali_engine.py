@@ -79,7 +79,7 @@ _NO_TORCHVISION = importlib.util.find_spec("torchvision") is None
 )
 def test_vectors_equal_colpali_engine(model_class: str, tmp_path: Path) -> None:
     folder = make_tiny_colpali_engine(tmp_path / model_class, model_class=model_class)
-    encoder = load_encoder(folder, batch_size=2, image_batch_size=2)  # padded batches
+    encoder = load_encoder(folder, batch_size=2, image_batch_size=2, dtype="float32")  # padded batches
     assert encoder.format == "colpali-engine" and encoder.dim == 128
 
     model = getattr(engine_models, model_class).from_pretrained(folder, device_map="cpu").eval()

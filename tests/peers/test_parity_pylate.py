@@ -25,7 +25,9 @@ DUMPS = ("pylate", "stanford", "pylate_attend", "pylate_no_expansion", "stanford
 @pytest.mark.parametrize("dump", DUMPS)
 def test_embeddings_equal_pylate(parity_dir: Path, dump: str, kind: str) -> None:
     record = json.loads((parity_dir / f"{dump}.json").read_text(encoding="utf-8"))
-    encoder = load_encoder(parity_dir / record["folder"], device="cpu", **record["overrides"])
+    encoder = load_encoder(
+        parity_dir / record["folder"], device="cpu", dtype="float32", **record["overrides"]
+    )
     texts = record[kind]
     ours = (encoder.encode_queries if kind == "queries" else encoder.encode_documents)(texts)
     counts = record[f"{kind}_counts"]
@@ -50,7 +52,7 @@ def test_colbertai_encoder_agrees(parity_dir: Path, kind: str) -> None:
     if not path.is_file():
         pytest.fail("make_checkpoints.py did not dump colbert-ai's own embeddings")
     record = json.loads(path.read_text(encoding="utf-8"))
-    encoder = load_encoder(parity_dir / "stanford", device="cpu")
+    encoder = load_encoder(parity_dir / "stanford", device="cpu", dtype="float32")
     texts = record[kind]
     ours = (encoder.encode_queries if kind == "queries" else encoder.encode_documents)(texts)
     counts = record[f"{kind}_counts"]

@@ -61,7 +61,7 @@ def test_rerank_scores_equal_ragatouille(
 ) -> None:
     queries, documents, theirs = rerank_case
     engine = Engine.from_pretrained(
-        stanford_checkpoint, device="cpu", document_length=RAGATOUILLE_DOC_MAXLEN
+        stanford_checkpoint, device="cpu", dtype="float32", document_length=RAGATOUILLE_DOC_MAXLEN
     )
     encoder = engine.encoder
     assert encoder is not None

@@ -107,7 +107,7 @@ def test_engine_equals_sentence_transformers(
 
     folder = make_checkpoint(name)
     reference = MultiVectorEncoder(str(folder), device="cpu")
-    engine = Engine.from_pretrained(folder, device="cpu")
+    engine = Engine.from_pretrained(folder, device="cpu", dtype="float32")
     assert engine.encoder is not None
     assert engine.info().encoder["format"] == "sentence-transformers"
     for texts, theirs_fn, ours_fn in (
@@ -125,11 +125,12 @@ def test_saved_index_reloads_the_same_encoder(
     make_checkpoint: Callable[[str], Path], tmp_path: Path
 ) -> None:
     """The manifest records the settings read from the files; Engine.load rebuilds them."""
-    engine = Engine.from_pretrained(make_checkpoint("tiny_markers"), device="cpu")
+    engine = Engine.from_pretrained(make_checkpoint("tiny_markers"), device="cpu", dtype="float32")
     engine.add(DOCUMENTS, ids=[str(i) for i in range(len(DOCUMENTS))])
     before = [(h.id, h.score) for h in engine.search(QUERIES[0], k=3)]  # type: ignore[union-attr]
     engine.save(tmp_path / "index")
-    reopened = Engine.load(tmp_path / "index", device="cpu")
+    # The precision is the host's run-time choice, not part of the index: pin it on reload too.
+    reopened = Engine.load(tmp_path / "index", device="cpu", dtype="float32")
     assert reopened.encoder is not None and engine.encoder is not None
     assert reopened.encoder.config() == engine.encoder.config()
     after = [(h.id, h.score) for h in reopened.search(QUERIES[0], k=3)]  # type: ignore[union-attr]

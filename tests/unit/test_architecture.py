@@ -1,7 +1,10 @@
 """The dependency rules of docs/architecture.md, checked on the source.
 
-- A door (``integrations/*``, tests aside) imports colmax's public modules only: the engine is
-  the whole API, so a door has no reason to reach into its internals.
+- A door (``integrations/*``, tests aside, and the MCP server ``colmax.mcp``) imports colmax's
+  public modules only: the engine is the whole API, so a door has no reason to reach into its
+  internals. The MCP door also shares the HTTP door's request models, settings, fault wording
+  and middleware (``colmax.server``), the limits every door enforces (``colmax.limits``) and
+  the request deadline a door sets around its work (``colmax.deadline``).
 - The engine names no backend: it finds them through ``colmax.backends.registry``.
 """
 
@@ -14,7 +17,22 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 #: What a door may import from colmax.
-PUBLIC = {"colmax", "colmax.types", "colmax.errors", "colmax.filters", "colmax.hybrid"}
+PUBLIC = {
+    "colmax",
+    "colmax.types",
+    "colmax.errors",
+    "colmax.filters",
+    "colmax.hybrid",
+    "colmax.limits",
+}
+#: What the MCP door may import besides: the HTTP door it shares its limits and models with.
+MCP_SHARED = {
+    "colmax.deadline",
+    "colmax.server.faults",
+    "colmax.server.middleware",
+    "colmax.server.schemas",
+    "colmax.server.settings",
+}
 
 
 def _colmax_imports(path: Path) -> set[str]:
@@ -41,6 +59,17 @@ def test_the_doors_import_only_the_public_api() -> None:
     modules = _door_modules()
     assert len(modules) >= 8  # the three door packages are there
     private = {str(p.relative_to(ROOT)): sorted(_colmax_imports(p) - PUBLIC) for p in modules}
+    assert {k: v for k, v in private.items() if v} == {}
+
+
+def test_the_mcp_door_imports_only_the_public_api() -> None:
+    modules = sorted((ROOT / "src" / "colmax" / "mcp").glob("*.py"))
+    assert len(modules) >= 3
+    own = {"colmax.mcp", "colmax.mcp.server", "colmax.mcp.tools"}
+    private = {
+        str(p.relative_to(ROOT)): sorted(_colmax_imports(p) - PUBLIC - MCP_SHARED - own)
+        for p in modules
+    }
     assert {k: v for k, v in private.items() if v} == {}
 
 

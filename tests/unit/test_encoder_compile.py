@@ -23,8 +23,8 @@ TEXTS = [
 
 @pytest.mark.skipif(shutil.which("g++") is None, reason="Inductor on CPU needs a C++ compiler")
 def test_compiled_encoder_matches_eager(tiny_pylate_model: Path) -> None:
-    eager = load_encoder(tiny_pylate_model, device="cpu")
-    compiled = load_encoder(tiny_pylate_model, device="cpu", compile=True)
+    eager = load_encoder(tiny_pylate_model, device="cpu", dtype="float32")
+    compiled = load_encoder(tiny_pylate_model, device="cpu", compile=True, dtype="float32")
     assert compiled.compiled and not eager.compiled
     assert "compiled=True" in repr(compiled)
     # Several batch shapes (sizes 2 and 3, then 1 for a single query) through one compiled graph.

@@ -44,7 +44,7 @@ def test_hand_computed_document(tiny_colbert_model: Path) -> None:
     ids = [vocab["[CLS]"], vocab["[unused1]"], *(vocab[w] for w in words), vocab["[SEP]"]]
     keep = [i for i, t in enumerate(ids) if TINY_VOCAB[t] not in string.punctuation]
     expected = _manual(tiny_colbert_model, ids, [1] * len(ids), keep)
-    got = load_encoder(tiny_colbert_model).encode_documents([text])[0]
+    got = load_encoder(tiny_colbert_model, dtype="float32").encode_documents([text])[0]
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
 
 
@@ -63,7 +63,7 @@ def test_hand_computed_query(tiny_colbert_model: Path) -> None:
     ids = real + [vocab["[MASK]"]] * (32 - len(real))
     attention = [1] * len(real) + [0] * (32 - len(real))
     expected = _manual(tiny_colbert_model, ids, attention, list(range(32)))
-    got = load_encoder(tiny_colbert_model).encode_queries(["  What is a cat?"])[0]
+    got = load_encoder(tiny_colbert_model, dtype="float32").encode_queries(["  What is a cat?"])[0]
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
 
 
@@ -72,8 +72,10 @@ def test_pylate_and_colbert_layouts_agree(
 ) -> None:
     # Same backbone and projection: with the same markers the two layouts give the same vectors.
     texts = ["the cat sat on the mat.", "what is the capital of france?"]
-    colbert = load_encoder(tiny_colbert_model)
-    pylate = load_encoder(tiny_pylate_model, query_prefix="[unused0]", document_prefix="[unused1]")
+    colbert = load_encoder(tiny_colbert_model, dtype="float32")
+    pylate = load_encoder(
+        tiny_pylate_model, query_prefix="[unused0]", document_prefix="[unused1]", dtype="float32"
+    )
     for a, b in zip(
         colbert.encode_queries(texts) + colbert.encode_documents(texts),
         pylate.encode_queries(texts) + pylate.encode_documents(texts),
@@ -81,7 +83,7 @@ def test_pylate_and_colbert_layouts_agree(
     ):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
     # ... and their own markers make a difference.
-    own = load_encoder(tiny_pylate_model).encode_documents(texts)[0]
+    own = load_encoder(tiny_pylate_model, dtype="float32").encode_documents(texts)[0]
     assert not torch.allclose(own, colbert.encode_documents(texts)[0], atol=1e-3)
 
 
@@ -94,8 +96,8 @@ def test_pylate_dense_with_bias_and_tanh(tiny_pylate_model: Path, tmp_path: Path
     state = load_file(str(folder / "1_Dense" / "model.safetensors"))
     state["linear.bias"] = torch.linspace(-1, 1, state["linear.weight"].shape[0])
     save_file(state, str(folder / "1_Dense" / "model.safetensors"))
-    plain = load_encoder(tiny_pylate_model, normalize=False)
-    tanh = load_encoder(folder, normalize=False)
+    plain = load_encoder(tiny_pylate_model, normalize=False, dtype="float32")
+    tanh = load_encoder(folder, normalize=False, dtype="float32")
     # Recompute from the plain (Identity, no bias) projection: tanh(x + b).
     base = plain.encode_documents(["the cat sat"])[0]
     torch.testing.assert_close(
@@ -109,7 +111,9 @@ def test_hf_matches_transformers_directly(tiny_hf_model: Path) -> None:
     batch = tok(["the cat sat on the mat"], return_tensors="pt")
     with torch.no_grad():
         expected = torch.nn.functional.normalize(model(**batch).last_hidden_state[0], dim=-1)
-    got = load_encoder(tiny_hf_model).encode_documents(["the cat sat on the mat"])[0]
+    got = load_encoder(tiny_hf_model, dtype="float32").encode_documents(["the cat sat on the mat"])[
+        0
+    ]
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
 
 

@@ -85,8 +85,11 @@ def test_save_and_load_through_the_engine(tmp_path: Path) -> None:
 def test_text_engine_rerank_by_stored_ids(tiny_colbert_model: Path, tmp_path: Path) -> None:
     texts = ["the cat sat on the mat", "a dog barked", "stocks fell on monday", "rain tomorrow"]
     ids = [f"t{i}" for i in range(len(texts))]
-    qdrant = Engine.from_pretrained(tiny_colbert_model, index="qdrant", path=tmp_path / "q")
-    flat = Engine.from_pretrained(tiny_colbert_model, device="cpu")
+    # float32: the two stores' rounding (float32 in Qdrant, float16 in flat) is what is compared
+    qdrant = Engine.from_pretrained(
+        tiny_colbert_model, index="qdrant", path=tmp_path / "q", dtype="float32"
+    )
+    flat = Engine.from_pretrained(tiny_colbert_model, device="cpu", dtype="float32")
     for e in (qdrant, flat):
         e.add(texts, ids=ids)
     got = qdrant.rerank("a cat on a mat", ids=ids)

@@ -35,7 +35,7 @@ from colmax.store.manifest import Manifest
 
 RealClient = qdrant_client.QdrantClient
 DIM = 8
-URL = "http://qdrant.example:6333"
+URL = "https://qdrant.example:6333"  # a key never goes over plain http to another machine
 pytestmark = pytest.mark.filterwarnings("ignore:(Payload indexes|Local mode):UserWarning")
 
 
@@ -134,9 +134,12 @@ def test_server_mode_round_trip_with_retries_and_batches(
     assert settings["url"] == URL and settings["collection"] == "docs"
     assert settings["shard_number"] == 3 and settings["replication_factor"] == 2
 
-    # Reopen from the folder: the key comes from the environment this time.
+    # Reopen from the folder: the key comes from the environment this time, and goes to the
+    # manifest's url only once the caller names that server.
     monkeypatch.setenv(API_KEY_ENV, "env-key")
-    reopened = _open(tmp_path / "idx", Manifest.read(tmp_path / "idx"))
+    with pytest.raises(InvalidInputError, match="qdrant_url"):
+        _open(tmp_path / "idx", Manifest.read(tmp_path / "idx"))
+    reopened = _open(tmp_path / "idx", Manifest.read(tmp_path / "idx"), url=URL)
     assert server.made[-1]["api_key"] == "env-key"
     assert reopened.ids() == ids
     # save() of a server index writes only the manifest: the data stays on the server.

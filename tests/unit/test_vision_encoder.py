@@ -56,7 +56,7 @@ def _reference(folder: Path, model_class: str, *, queries=(), images=()) -> list
 )
 def test_vectors_equal_transformers(fixture: str, model_class: str, request) -> None:
     folder = request.getfixturevalue(fixture)
-    encoder = load_encoder(folder, batch_size=2, image_batch_size=2)  # batches with padding
+    encoder = load_encoder(folder, batch_size=2, image_batch_size=2, dtype="float32")  # batches with padding
     assert encoder.format == "colpali-hf" and encoder.dim == 16
     pages = _pages()
     expected = _reference(folder, model_class, queries=QUERIES, images=pages)
@@ -154,7 +154,7 @@ def test_missing_weights_are_refused(tiny_colpali_model: Path, tmp_path: Path) -
 
 
 def test_bfloat16_runs_and_returns_float32(tiny_colpali_model: Path) -> None:
-    exact = load_encoder(tiny_colpali_model)
+    exact = load_encoder(tiny_colpali_model, dtype="float32")
     half = load_encoder(tiny_colpali_model, dtype="bfloat16")
     assert half.dtype == torch.bfloat16 and half.config()["dtype"] == "bfloat16"
     a, b = exact.encode_queries(QUERIES[:1])[0], half.encode_queries(QUERIES[:1])[0]

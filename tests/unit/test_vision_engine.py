@@ -180,3 +180,27 @@ def test_uncommitted_files_survive_a_young_collection(pages_engine: Engine) -> N
     assert (pages_engine._pages.folder / orphan).is_file()
     assert collect_garbage(pages_engine.backend, pages_engine._pages, grace_seconds=-1) == 1
     assert not (pages_engine._pages.folder / orphan).exists()
+
+
+@pytest.mark.parametrize("index", ["plaid", "qdrant"])
+def test_pages_on_other_backends(
+    index: str, colpali_encoder, text_pdf: Path, tmp_path: Path
+) -> None:
+    if index == "qdrant":
+        pytest.importorskip("qdrant_edge", reason='pip install "colmax[qdrant]"')
+    engine = Engine(colpali_encoder, index=index, path=tmp_path / index)
+    ids = engine.add_files([text_pdf], dpi=30, pool_factor=3)
+    hits = engine.search("sales table", k=3, explain=True)
+    assert sorted(h.id for h in hits) == sorted(ids)
+    assert hits[0].explanation.to_image(tmp_path / "w.png").read_bytes()[:8] == PNG
+    engine.close()
+    reopened = Engine.load(tmp_path / index)
+    assert [h.id for h in reopened.search("sales table", k=3)] == [h.id for h in hits]
+    assert reopened.page_image(ids[0]).size == engine_page_size(text_pdf)
+    reopened.close()
+
+
+def engine_page_size(pdf: Path) -> tuple[int, int]:
+    from colmax.vision.pages import read_pages
+
+    return next(iter(read_pages(pdf, dpi=30))).image.size

@@ -159,6 +159,23 @@ class Backend(ABC):
         document); those not stored are ignored.
         """
 
+    def add_stream(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        metadatas: Sequence[Mapping[str, Any]],
+        source: Any,
+        show_progress: bool | None = None,
+    ) -> None:
+        """Upsert documents whose vectors are read from a token ``source``
+        (:class:`~colmax.indexes.plaid.TokenSource`) a chunk at a time, in bounded memory;
+        nothing is committed until every document is written.
+
+        Raises:
+            InvalidInputError: the kind does not build from a stream (only ``plaid`` does).
+        """
+        raise InvalidInputError(f"add_stream() needs index='plaid', not {self.kind!r}")
+
     @abstractmethod
     def delete(self, ids: Sequence[str], *, missing: Missing = "raise") -> int:
         """Delete by id, atomically; returns the count.

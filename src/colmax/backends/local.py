@@ -26,13 +26,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from colmax import __version__
+from colmax import __version__, deadline
 from colmax.backends.base import Backend, BackendInfo, BackendOptions, Missing
 from colmax.errors import IndexFormatError, InvalidInputError, UnknownIdError
 from colmax.filters import MATCH_ALL, FilterLike, parse_filter, to_sql
 from colmax.indexes.base import SegmentedIndex
 from colmax.indexes.flat import FlatIndex
-from colmax.indexes.plaid import PlaidIndex, PlaidSettings
+from colmax.indexes.plaid import PlaidIndex, PlaidSettings, TokenSource
 from colmax.store.fsutil import publish_folder, remove_stale_staging, staging_path
 from colmax.store.io_errors import storage_errors
 from colmax.store.manifest import Manifest
@@ -255,16 +255,62 @@ class LocalBackend(Backend):
             self._maybe_merge()
         return self.info()
 
-    def _rebuild_locked(self) -> None:
+    def _rebuild_locked(self, show_progress: bool | None = None) -> None:
         index = self._index
         if len(index) == 0:
             return
         seq = self._storage.next_seq()
-        codec, coded, live = index.trained(seq)
+        codec, coded, live = index.trained(seq, self._storage.folder, show_progress)
         dropped = [s.name for s in index.segments]
         change = Commit(new_segment=coded, dropped_segments=dropped, codec=codec)
         self._commit(change, lambda idx: idx.with_codec(codec, [coded] if coded else [], live))
         logger.info("%s codec %s trained; %d documents coded", self.kind, codec.name, len(live))
+
+    def add_stream(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        metadatas: Sequence[Mapping[str, Any]],
+        source: TokenSource,
+        show_progress: bool | None = None,
+    ) -> None:
+        """Upsert documents whose vectors are read from ``source`` a chunk at a time (plaid).
+
+        Memory holds one chunk of float vectors, the training sample and the coded output's
+        bookkeeping, never the whole input: without a codec yet, the codec is trained on a
+        sample of the live and the new vectors, and every document is coded into one new
+        segment; with one, the new documents are coded with it. Nothing is committed until
+        the segment is complete: an error or KeyboardInterrupt leaves the last committed
+        state (and no files behind).
+
+        Raises:
+            InvalidInputError: not a plaid index.
+            InvalidEmbeddingError, DimensionMismatchError: bad vectors in ``source``.
+        """
+        with self._storage.writing():
+            self._refresh_if_stale()
+            index = self._index
+            replaced = self._storage.docs.keys_for_ids(ids)
+            removed = np.fromiter(replaced.values(), dtype=np.int64, count=len(replaced))
+            next_key = self._storage.docs.meta_int("next_key")
+            keys = np.arange(next_key, next_key + len(ids), dtype=np.int64)
+            base = index.without(removed) if len(removed) else index
+            seq = self._storage.next_seq()
+            rows = [
+                (int(k), i, t, metadata_json(m)) for k, i, t, m in zip(keys, ids, texts, metadatas)
+            ]
+            codec, segment = base.streamed(seq, keys, source, self._storage.folder, show_progress)
+            if codec is None:  # coded with the index's codec: one more segment
+                change = Commit(rows, removed.tolist(), segment, next_key=next_key + len(ids))
+                self._commit(change, lambda idx: idx.with_segment(segment, removed))
+                self._upkeep(self._maybe_merge, "merging segments")
+                return
+            live = np.union1d(base.live_keys(), keys)
+            dropped = [s.name for s in base.segments]
+            change = Commit(
+                rows, removed.tolist(), segment, dropped, next_key + len(ids), codec=codec
+            )
+            self._commit(change, lambda idx: idx.with_codec(codec, [segment], live))
 
     def delete(self, ids: Sequence[str], *, missing: Missing = "raise") -> int:
         with self._storage.writing():
@@ -312,6 +358,7 @@ class LocalBackend(Backend):
         # keys may be a generation newer than the snapshot (a concurrent write): keys the
         # snapshot lacks are ignored, and rows deleted meanwhile are dropped by _hits.
         allowed = self._storage.docs.select_keys(where, params) if tree != MATCH_ALL else None
+        deadline.check()  # before the scoring, the costly part
         results = index.search(list(queries), k, allowed)
         rows = self._storage.docs.fetch({int(key) for r in results for key in r.keys})
         return [_hits(r.keys, r.scores, rows) for r in results]

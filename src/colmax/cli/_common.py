@@ -44,6 +44,16 @@ def add_device_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_download_option(parser: argparse.ArgumentParser) -> None:
+    """``--download``: for the commands that open an index (and load the model it names)."""
+    parser.add_argument(
+        "--download",
+        action="store_true",
+        help="fetch the model the index names from the Hugging Face Hub if it is not on this "
+        "machine (off by default: the name comes from the index folder, not from you)",
+    )
+
+
 def add_compile_option(parser: argparse.ArgumentParser) -> None:
     """``--compile``: for the commands that encode many documents."""
     parser.add_argument(

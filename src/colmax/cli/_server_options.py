@@ -8,6 +8,8 @@ import ipaddress
 import os
 from typing import TYPE_CHECKING
 
+from colmax import limits
+
 if TYPE_CHECKING:
     from colmax.server.settings import ServerSettings
 
@@ -48,25 +50,44 @@ def add_limit_options(parser: argparse.ArgumentParser, per_request: str) -> None
     from colmax.server.settings import ServerSettings
 
     d = ServerSettings()
-    limits = parser.add_argument_group("limits (larger requests get 413 or 422)")
-    limits.add_argument(
+    group = parser.add_argument_group("limits (larger requests get 413 or 422)")
+    group.add_argument(
         "--max-body-bytes", type=int, default=d.max_body_bytes, help="default %(default)s"
     )
-    limits.add_argument("--max-k", type=int, default=d.max_k, help="default %(default)s")
-    limits.add_argument(
+    group.add_argument("--max-k", type=int, default=d.max_k, help="default %(default)s")
+    group.add_argument(
         "--max-queries", type=int, default=d.max_queries, help="per /search (default %(default)s)"
     )
-    limits.add_argument(
+    group.add_argument(
         "--max-documents",
         type=int,
         default=d.max_documents,
         help=f"per {per_request} (default %(default)s)",
     )
-    limits.add_argument(
+    group.add_argument(
         "--max-text-chars",
         type=int,
         default=d.max_text_chars,
         help="per query or document text (default %(default)s)",
+    )
+    group.add_argument(
+        "--max-hits",
+        type=int,
+        default=d.max_hits,
+        help="queries x k of one search (default %(default)s)",
+    )
+    group.add_argument(
+        "--max-response-bytes",
+        type=int,
+        default=d.max_response_bytes,
+        help="larger responses are refused (default %(default)s)",
+    )
+    group.add_argument(
+        "--request-timeout",
+        type=float,
+        default=d.request_timeout,
+        metavar="SECONDS",
+        help="a read's work is stopped after this (default %(default)s)",
     )
     parser.add_argument(
         "--search-threads",
@@ -96,6 +117,10 @@ def settings_from(args: argparse.Namespace) -> ServerSettings:
         max_queries=args.max_queries,
         max_documents=args.max_documents,
         max_text_chars=args.max_text_chars,
+        max_hits=args.max_hits,
+        max_response_bytes=args.max_response_bytes,
+        request_timeout=args.request_timeout,
+        max_connections=getattr(args, "max_connections", limits.MAX_CONNECTIONS),
         chunk_tokens=getattr(args, "chunk_tokens", None),
         chunk_overlap=getattr(args, "chunk_overlap", 0),
         search_threads=args.search_threads,

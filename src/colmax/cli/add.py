@@ -9,6 +9,7 @@ from colmax.cli._common import (
     add_chunk_options,
     add_compile_option,
     add_device_option,
+    add_download_option,
     add_input_options,
     add_pool_option,
     print_err,
@@ -35,6 +36,7 @@ def register(subparsers: Any) -> None:
     add_chunk_options(parser)
     add_pool_option(parser)
     add_device_option(parser)
+    add_download_option(parser)
     add_compile_option(parser)
     parser.set_defaults(func=run)
 
@@ -47,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     with Engine.load(
         args.dir,
         device=args.device,
+        download=args.download,
         compile=args.compile,
         chunk_tokens=args.chunk_tokens,  # None: as the index records
         chunk_overlap=args.chunk_overlap,

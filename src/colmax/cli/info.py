@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from colmax.cli._common import add_device_option
+from colmax.cli._common import add_device_option, add_download_option
 
 __all__ = ["register", "run"]
 
@@ -22,6 +22,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("dir", metavar="DIR", help="the index folder")
     parser.add_argument("--json", action="store_true", help="print the information as JSON")
     add_device_option(parser)
+    add_download_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -29,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     """Open the index and print ``Engine.info()``."""
     from colmax.engine import Engine
 
-    with Engine.load(args.dir, device=args.device) as engine:
+    with Engine.load(args.dir, device=args.device, download=args.download) as engine:
         info = engine.info().to_dict()
     if args.json:
         print(json.dumps(info, indent=2, ensure_ascii=False))
@@ -47,6 +48,15 @@ def run(args: argparse.Namespace) -> int:
         ("document length", encoder.get("document_length")),
         ("generation", info.get("generation")),
     ]
+    plaid = info.get("plaid") or {}
+    if plaid.get("trained"):
+        rows += [
+            ("plaid codec", f"{plaid['centroids']} centroids, {plaid['nbits']} bits"),
+            ("plaid drift", f"residual ratio {plaid['residual_ratio']}, growth {plaid['growth']}x"),
+            ("plaid advice", plaid["advice"]),
+        ]
+    elif plaid:
+        rows.append(("plaid", f"exact until {plaid['exact_until_tokens']} tokens"))
     for name, value in rows:
         if value is not None:
             print(f"{name + ':':<17}{value}")

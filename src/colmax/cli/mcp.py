@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from colmax.cli._common import add_device_option, print_err
+from colmax.cli._common import add_device_option, add_download_option, print_err
 from colmax.cli._server_options import (
     API_KEY_ENV,
     add_auth_options,
@@ -43,6 +43,7 @@ def register(subparsers: Any) -> None:
     add_auth_options(parser, "--allow-writes over HTTP")
     add_limit_options(parser, "add, delete, get or rerank call")
     add_device_option(parser)
+    add_download_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
             f"${API_KEY_ENV}) or --allow-unauthenticated-writes"
         )
         return 2
-    with Engine.load(args.dir, device=args.device) as engine:
+    with Engine.load(args.dir, device=args.device, download=args.download) as engine:
         if not args.http:
             # stdout carries the protocol: every message of ours goes to stderr.
             print_err(f"colmax mcp: {len(engine)} documents from {args.dir} on stdio")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from colmax.cli._common import (
     add_device_option,
+    add_download_option,
     format_hits,
     hit_json,
     parse_filter,
@@ -82,6 +83,7 @@ def register(subparsers: Any) -> None:
         "named q<N>-<rank>.png (N: the query number), and print each path",
     )
     add_device_option(parser)
+    add_download_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -104,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         options.update(hybrid=args.hybrid, **tuning)
     if args.out is not None and not args.explain:
         raise InvalidInputError("--out DIR goes with --explain (it writes heatmap images)")
-    with Engine.load(args.dir, device=args.device) as engine:
+    with Engine.load(args.dir, device=args.device, download=args.download) as engine:
         results = engine.search(list(args.queries), k=k, filter=filter_, **options)
     for i, (query, hits) in enumerate(zip(args.queries, results)):
         images = write_heatmaps(hits, Path(args.out), i + 1) if args.out is not None else {}

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from colmax.cli._common import add_device_option, print_err
+from colmax import limits
+from colmax.cli._common import add_device_option, add_download_option, print_err
 from colmax.cli._server_options import (
     API_KEY_ENV,
     add_auth_options,
@@ -44,8 +45,15 @@ def register(subparsers: Any) -> None:
         "records, from 'colmax index --chunk-tokens')",
     )
     parser.add_argument("--chunk-overlap", type=int, default=0, metavar="M", help="default 0")
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=limits.MAX_CONNECTIONS,
+        help="connections held open at once; more get 503 (default %(default)s)",
+    )
     parser.add_argument("--no-access-log", action="store_true", help="do not log every request")
     add_device_option(parser)
+    add_download_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -70,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
             "(--allowed-host adds one)"
         )
     chunking = {"chunk_tokens": args.chunk_tokens, "chunk_overlap": args.chunk_overlap}
-    with Engine.load(args.dir, device=args.device, **chunking) as engine:
+    with Engine.load(args.dir, device=args.device, download=args.download, **chunking) as engine:
         app = create_app(engine, settings)
         writes = "on" if settings.writes_enabled else "off (no API key)"
         print_err(
@@ -84,5 +92,6 @@ def run(args: argparse.Namespace) -> int:
             log_level="debug" if args.verbose else "info",
             access_log=not args.no_access_log,
             timeout_graceful_shutdown=30,
+            limit_concurrency=settings.max_connections,
         )
     return 0

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from colmax import deadline
 from colmax.encoders.compiled import CompiledModel
 from colmax.encoders.projection import Projection
 from colmax.encoders.settings import EncoderSettings
@@ -46,6 +47,8 @@ class ColBERTEncoder:
         format: checkpoint format, one of :data:`~colmax.encoders.settings.FORMATS`.
         device: where the model runs.
         dtype: the model's floating-point type (outputs are always float32 on the CPU).
+        precision: how the transformer computes: ``"float32"``, ``"bfloat16"``, ``"float16"``
+            or ``"int8"`` (dynamically quantised linear layers, float32 weights elsewhere).
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class ColBERTEncoder:
         revision: str | None = None,
         requested_dtype: str | None = None,
         compile: bool = False,
+        precision: str | None = None,
     ) -> None:
         self._name = name
         self.model = model.eval()
@@ -73,6 +77,7 @@ class ColBERTEncoder:
         self.dtype = dtype
         self.revision = revision
         self._requested_dtype = requested_dtype
+        self.precision = precision or str(dtype).removeprefix("torch.")
         self._dim = projection.output_dim(int(model.config.hidden_size))
 
     @property
@@ -102,7 +107,7 @@ class ColBERTEncoder:
     def __repr__(self) -> str:
         return (
             f"ColBERTEncoder(name={self._name!r}, format={self.format!r}, dim={self._dim}, "
-            f"device={str(self.device)!r}, dtype={str(self.dtype).removeprefix('torch.')!r}"
+            f"device={str(self.device)!r}, precision={self.precision!r}"
             + (", compiled=True)" if self.compiled else ")")
         )
 
@@ -238,6 +243,7 @@ class ColBERTEncoder:
         order = sorted(range(len(prepared)), key=lambda i: -len(prepared[i].input_ids))
         results: list[torch.Tensor] = [torch.empty(0)] * len(prepared)
         for start in range(0, len(order), batch_size):
+            deadline.check()  # a caller's deadline (a server request) stops between batches
             batch_ids = order[start : start + batch_size]
             items = [prepared[i] for i in batch_ids]
             padded = self._forward(items)

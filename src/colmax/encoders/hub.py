@@ -31,7 +31,9 @@ _IGNORE_PATTERNS = [
 ]
 
 
-def resolve_model_folder(model_name_or_path: str, *, revision: str | None = None) -> Path:
+def resolve_model_folder(
+    model_name_or_path: str, *, revision: str | None = None, download: bool = True
+) -> Path:
     """Return a local folder holding the model's files.
 
     A path that exists is used as is. Anything else shaped like a Hub id (``"owner/name"``) is
@@ -41,6 +43,9 @@ def resolve_model_folder(model_name_or_path: str, *, revision: str | None = None
     Args:
         model_name_or_path: a local folder or a Hugging Face Hub repository id.
         revision: Hub branch, tag or commit (ignored for local folders).
+        download: fetch a Hub model that is not in the local cache. ``False`` uses the cache
+            only, with no network request at all (``Engine.load`` does this by default: the
+            model name there comes from a file, not from the caller).
 
     Returns:
         The folder.
@@ -63,6 +68,21 @@ def resolve_model_folder(model_name_or_path: str, *, revision: str | None = None
         raise ModelLoadError(
             f"no model folder at {name!r} (and it is not a Hugging Face Hub id like 'owner/name')"
         )
+    if not download:
+        try:
+            folder = huggingface_hub.snapshot_download(
+                repo_id=name,
+                revision=revision,
+                ignore_patterns=_IGNORE_PATTERNS,
+                local_files_only=True,
+            )
+        except Exception as exc:
+            raise ModelLoadError(
+                f"the model {name!r} is neither a local folder nor in the Hugging Face cache, "
+                "and downloading was not asked for: pass download=True (colmax: --download), "
+                "or fetch it first (huggingface-cli download), if you trust it"
+            ) from exc
+        return Path(folder)
     logger.info("Fetching %s (revision %s) from the Hugging Face Hub", name, revision or "main")
     try:
         folder = huggingface_hub.snapshot_download(

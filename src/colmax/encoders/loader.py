@@ -15,6 +15,7 @@ from colmax.encoders import st_format
 from colmax.encoders.colbert import ColBERTEncoder
 from colmax.encoders.detect import CheckpointInfo, read_checkpoint
 from colmax.encoders.hub import resolve_model_folder
+from colmax.encoders.precision import quantize_int8, resolve_encoder_precision
 from colmax.encoders.projection import Projection, load_pylate_dense, load_stanford_linear
 from colmax.encoders.settings import EncoderSettings, default_settings, setting_names
 from colmax.encoders.tokens import TokenPlan
@@ -29,17 +30,6 @@ __all__ = ["load_encoder"]
 
 logger = logging.getLogger(__name__)
 
-_DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "float": torch.float32,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "half": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-}
-
 
 def load_encoder(
     model_name_or_path: str | Path,
@@ -48,6 +38,7 @@ def load_encoder(
     dtype: str | torch.dtype | None = None,
     revision: str | None = None,
     compile: bool = False,
+    download: bool = True,
     **overrides: Any,
 ) -> ColBERTEncoder:
     """Load a ColBERT checkpoint (colbert-ai, PyLate or sentence-transformers 6), or any Hugging Face encoder, as a token encoder.
@@ -60,9 +51,14 @@ def load_encoder(
         model_name_or_path: a local folder, or a Hugging Face Hub id fetched with
             ``huggingface_hub.snapshot_download`` (cached; honours ``HF_HUB_OFFLINE``).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``; ``None``: CUDA when available.
-        dtype: ``"float32"``, ``"float16"``, ``"bfloat16"`` (or a ``torch.dtype``); ``None``:
-            float16 on CUDA, float32 elsewhere. Outputs are float32 either way.
+        dtype: ``None``/``"auto"`` (bfloat16 where the CPU or GPU runs it natively, see
+            :mod:`colmax.encoders.precision`; ``COLMAX_PRECISION`` overrides on the CPU),
+            ``"float32"`` (the mode of the parity tests against PyLate), ``"float16"``,
+            ``"bfloat16"`` (or a ``torch.dtype``), or ``"int8"`` (CPU: dynamically quantised
+            linear layers). Outputs are float32 and L2-normalised either way.
         revision: Hub branch, tag or commit.
+        download: fetch a Hub model missing from the local cache (``False``: the cache only,
+            no network request; for model names read from a file, as ``Engine.load`` does).
         compile: run the transformer through ``torch.compile`` (Inductor, weights frozen):
             1.2 to 1.3x the documents per second on a CPU, same vectors to within 1e-6, at the
             price of tens of seconds of compilation on first use (again for a batch of one).
@@ -89,7 +85,7 @@ def load_encoder(
         >>> [v.shape for v in enc.encode_queries(["what is late interaction?"])]  # doctest: +SKIP
         [torch.Size([32, 128])]
     """
-    vision = _vision_checkpoint(model_name_or_path, overrides.get("format"), revision)
+    vision = _vision_checkpoint(model_name_or_path, overrides.get("format"), revision, download)
     if vision is not None:  # ColPali / ColQwen: text queries, page images
         from colmax.vision.loader import checkpoint_name, load_vision_encoder
 
@@ -111,9 +107,10 @@ def load_encoder(
         )
     overrides = {k: v for k, v in overrides.items() if v is not None}
     torch_device = _resolve_device(device)
-    torch_dtype, requested_dtype = _resolve_dtype(dtype, torch_device)
+    precision = resolve_encoder_precision(dtype, torch_device)
+    torch_dtype = precision.dtype
 
-    folder = resolve_model_folder(str(model_name_or_path), revision=revision)
+    folder = resolve_model_folder(str(model_name_or_path), revision=revision, download=download)
     info = read_checkpoint(folder, overrides.pop("format", None))
     model, tokenizer = _load_backbone(info.backbone)
     read = dict(info.read)
@@ -131,6 +128,8 @@ def load_encoder(
     plan = _token_plan(tokenizer, model, settings)
     model.to(device=torch_device, dtype=torch_dtype)  # type: ignore[call-arg]  # transformers wraps .to
     projection.to(device=torch_device, dtype=torch_dtype)
+    if precision.int8:
+        model = quantize_int8(model)  # type: ignore[assignment]
 
     local = Path(str(model_name_or_path)).expanduser()
     name = str(local.resolve()) if local.is_dir() else str(model_name_or_path)
@@ -142,20 +141,23 @@ def load_encoder(
         device=torch_device,
         dtype=torch_dtype,
         revision=revision,
-        requested_dtype=requested_dtype,
+        requested_dtype=precision.requested,
         compile=check_flag(compile, "compile"),
+        precision=precision.name,
     )
     logger.info("Loaded %r", encoder)
     return encoder
 
 
-def _vision_checkpoint(model_name_or_path: str | Path, fmt: Any, revision: str | None) -> Any:
+def _vision_checkpoint(
+    model_name_or_path: str | Path, fmt: Any, revision: str | None, download: bool = True
+) -> Any:
     """The vision checkpoint at ``model_name_or_path`` (:mod:`colmax.vision.detect`), or None."""
     from colmax.vision.detect import VISION_FORMATS, read_vision_checkpoint
 
     if fmt is not None and fmt not in VISION_FORMATS:
         return None
-    folder = resolve_model_folder(str(model_name_or_path), revision=revision)
+    folder = resolve_model_folder(str(model_name_or_path), revision=revision, download=download)
     return read_vision_checkpoint(folder, fmt)
 
 
@@ -179,19 +181,8 @@ def _resolve_dtype(
     dtype: str | torch.dtype | None, device: torch.device
 ) -> tuple[torch.dtype, str | None]:
     """The torch dtype to run in, and its canonical name for ``config()`` (None: automatic)."""
-    if dtype is None:
-        return (torch.float16 if device.type == "cuda" else torch.float32), None
-    if isinstance(dtype, torch.dtype):
-        resolved = dtype
-    elif isinstance(dtype, str) and dtype.lower().removeprefix("torch.") in _DTYPES:
-        resolved = _DTYPES[dtype.lower().removeprefix("torch.")]
-    else:
-        resolved = None
-    if resolved not in (torch.float32, torch.float16, torch.bfloat16):
-        raise InvalidInputError(f"dtype must be float32, float16 or bfloat16, got {dtype!r}")
-    if resolved == torch.float16 and device.type == "cpu":
-        logger.warning("float16 on the CPU is slow and less accurate; prefer float32 or bfloat16")
-    return resolved, str(resolved).removeprefix("torch.")
+    precision = resolve_encoder_precision(dtype, device)
+    return precision.dtype, precision.requested
 
 
 @contextlib.contextmanager

@@ -25,6 +25,7 @@ microsecond when no other thread holds it.
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
 from collections.abc import Sequence
@@ -33,11 +34,14 @@ from typing import Any
 
 import torch
 
+from colmax import limits
 from colmax.encoders.settings import EncoderSettings
 
 __all__ = ["PreparedText", "TokenPlan", "tokenizer_lock"]
 
 Span = tuple[int, int]
+
+logger = logging.getLogger(__name__)
 
 _LOCKS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()
@@ -131,7 +135,7 @@ class TokenPlan:
         prefix_id = self.query_prefix_id if is_query else self.document_prefix_id
         length = s.query_length if is_query else s.document_length
         max_length = length - 1 if prefix_id is not None else length
-        processed = [self._preprocess(t) for t in texts]
+        processed = self._cut([self._preprocess(t) for t in texts], length)
         with self.lock:  # the truncation length is shared tokenizer state (module docstring)
             encoded = self.tokenizer(
                 [p for p, _ in processed],
@@ -156,6 +160,31 @@ class TokenPlan:
                     )
                 ]
             out.append(self._finish(ids, types, spans, prefix_id, max_length, is_query))
+        return out
+
+    @staticmethod
+    def _cut(processed: list[tuple[str, int]], length: int) -> list[tuple[str, int]]:
+        """Texts cut at ``length * limits.MAX_CHARS_PER_TOKEN`` characters: the model reads
+        ``length`` tokens, and tokenizing all of a 9 MB text to keep them took seconds and
+        gigabytes. Only text made mostly of whitespace runs can lose a token to the cut. The
+        cut keeps the start, so character spans are unchanged."""
+        limit = length * limits.MAX_CHARS_PER_TOKEN
+        long = [i for i, (text, _) in enumerate(processed) if len(text) > limit]
+        if not long:
+            return processed
+        logger.warning(
+            "%d text(s) longer than %d characters cut there before tokenizing (the model reads "
+            "at most %d tokens; the longest had %d characters); split long documents into "
+            "chunks to index all of them",
+            len(long),
+            limit,
+            length,
+            max(len(processed[i][0]) for i in long),
+        )
+        out = list(processed)
+        for i in long:
+            text, lead = out[i]
+            out[i] = (text[:limit], lead)
         return out
 
     def _finish(

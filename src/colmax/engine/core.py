@@ -160,16 +160,23 @@ class Engine(Writing, Reading):
         index_options: Mapping[str, Any] | None = None,
         chunk_tokens: int | None = None,
         chunk_overlap: int = 0,
+        download: bool = False,
         api_key: str | None = None,
+        qdrant_url: str | None = None,
     ) -> Engine:
         """Open an index folder; the encoder recorded in its manifest is loaded again.
 
+        That model comes from a local folder or the Hugging Face cache; ``download=True``
+        fetches it from the Hub when it is in neither (the name is read from the folder, so
+        a folder from someone else would otherwise decide what is downloaded and run).
         ``compile`` runs that encoder through ``torch.compile`` (see
         :func:`colmax.encoders.load_encoder`). ``index_options`` may repeat the settings the
-        index was made with, and change what can change (plaid search widths); for a Qdrant
-        server index pass ``{"api_key": ...}`` (never stored; ``COLMAX_QDRANT_API_KEY`` works
-        too). ``api_key=`` is a deprecated spelling of that. The other options are those of
-        :class:`Engine`.
+        index was made with, and change what can change (plaid search widths). For a Qdrant
+        server index pass ``{"api_key": ..., "url": ...}``: the key is never stored
+        (``COLMAX_QDRANT_API_KEY`` works too) and is sent only when ``url`` (or
+        ``$COLMAX_QDRANT_URL``) names the server the manifest records, so that a folder from
+        someone else cannot collect it. ``api_key=`` and ``qdrant_url=`` are deprecated
+        spellings of those. The other options are those of :class:`Engine`.
 
         Raises:
             IndexFormatError: the folder is not a colmax index or is damaged.
@@ -183,13 +190,15 @@ class Engine(Writing, Reading):
             config = dict(manifest.encoder)
             config.pop("device", None)
             config.pop("dtype", None)
-            encoder = load_encoder(device=device, dtype=dtype, compile=compile, **config)
+            encoder = load_encoder(
+                device=device, dtype=dtype, compile=compile, download=download, **config
+            )
         return cls(
             encoder,
             dim=None if encoder else manifest.dim,
             path=path,
             lock_timeout=lock_timeout,
-            index_options=deprecated_options(index_options, api_key=api_key),
+            index_options=deprecated_options(index_options, api_key=api_key, qdrant_url=qdrant_url),
             chunk_tokens=chunk_tokens,
             chunk_overlap=chunk_overlap,
         )

@@ -14,6 +14,7 @@ from typing import Any, overload
 import numpy as np
 import torch
 
+from colmax import limits
 from colmax.engine.queries import encode_queries
 from colmax.engine.searching import (
     Parts,
@@ -204,9 +205,14 @@ class Reading:
         Returns:
             Hits sorted by score (ties keep the input order), ``rank`` 0-based, ``position``
             the candidate's place in ``documents`` / ``ids``.
+
+        Raises:
+            InvalidInputError: no candidates given, or more than
+                :data:`colmax.limits.MAX_RERANK_CANDIDATES` (1,000): rerank in batches.
         """
         if documents is None and ids is None:
             raise InvalidInputError("rerank() needs documents=... (texts), ids=..., or both")
+        _check_candidates(documents if documents is not None else ids)
         k = check_k(k) if k is not None else None
         check_flag(explain, "explain")
         check_flag(normalize, "normalize")
@@ -261,3 +267,17 @@ class Reading:
         e = explain_document(parts.encoder, text, qvec, doc, vecs, max_passages=max_passages)
         hit = Hit(doc.id, e.score, doc.text, doc.metadata, 0, explanation=e)
         return explain_pages(parts, text, qvec, [hit])[0].explanation or e
+
+
+def _check_candidates(candidates: Any) -> None:
+    """At most :data:`colmax.limits.MAX_RERANK_CANDIDATES`: they are scored in one padded batch."""
+    limit = limits.MAX_RERANK_CANDIDATES
+    if (
+        isinstance(candidates, Sequence)
+        and not isinstance(candidates, str)
+        and len(candidates) > limit
+    ):
+        raise InvalidInputError(
+            f"rerank() takes at most {limit} candidates per call (colmax.limits."
+            f"MAX_RERANK_CANDIDATES), got {len(candidates)}: rerank in batches, or search first"
+        )

@@ -7,10 +7,11 @@ through the engine splits it the same way.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from colmax.chunking.parents import entries_of, plan_write
 from colmax.chunking.splitter import Chunker
 from colmax.encoders.base import Encoder
 from colmax.engine.queries import encode_documents
-from colmax.errors import InvalidInputError
+from colmax.errors import DimensionMismatchError, InvalidEmbeddingError, InvalidInputError
 from colmax.filters import MATCH_ALL, FilterLike, parse_filter
 from colmax.pooling import pool_documents
 from colmax.types import Document, WrittenIds
@@ -30,7 +31,11 @@ from colmax.validation import (
     check_metadatas,
     check_missing,
     check_pool_factor,
+    check_texts,
 )
+
+if TYPE_CHECKING:
+    from colmax.indexes.plaid.stream import TokenSource
 
 __all__ = ["Writing"]
 
@@ -272,6 +277,56 @@ class Writing:
 
         name = page_image_name(self._backend, id_)
         return self._pages.read(name), self._pages.mime_type(name)
+
+    def add_stream(
+        self,
+        source: TokenSource,
+        ids: Sequence[str] | None = None,
+        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+        documents: Sequence[str] | None = None,
+        *,
+        show_progress: bool | None = None,
+    ) -> list[str]:
+        """Add (upsert) many precomputed documents in bounded memory (``index="plaid"``).
+
+        The vectors are read from ``source`` (:class:`~colmax.indexes.plaid.NpyFileSource`,
+        :class:`~colmax.indexes.plaid.ArraySource`, ...) a chunk of documents at a time and
+        coded as they come; an untrained index trains its codec on a sample of them first.
+        Nothing is committed until every document is coded: an error or Ctrl-C leaves the
+        index as it was. Documents are stored as they are (never chunked).
+
+        Args:
+            source: the documents' token vectors (L2-normalised on the way in).
+            ids, metadatas, documents: as in :meth:`add`, one per document of ``source``.
+            show_progress: progress bars with an ETA; ``None`` shows them for 1 M tokens on.
+
+        Returns:
+            The ids written, in order.
+
+        Raises:
+            InvalidInputError: not a plaid index, or arguments of the wrong length.
+            InvalidEmbeddingError, DimensionMismatchError: bad vectors (nothing is written).
+        """
+        n = len(source.lengths)
+        if source.dim != self._dim:
+            raise DimensionMismatchError(
+                f"the source has dimension {source.dim}, but this index uses {self._dim}"
+            )
+        if n and int(np.min(source.lengths)) < 1:
+            raise InvalidEmbeddingError("every document of the source needs at least one token")
+        if ids is not None:
+            ids_ = check_ids(as_list(ids, "ids"), n)
+        else:
+            ids_ = [uuid.uuid4().hex for _ in range(n)]
+        texts = check_texts(as_list(documents, "documents")) if documents is not None else None
+        if texts is not None and len(texts) != n:
+            raise InvalidInputError(f"got {len(texts)} documents for {n} vectors")
+        metas = check_metadatas(metadatas, n)
+        if n:
+            self._backend.add_stream(
+                ids_, texts or [""] * n, [m or {} for m in metas], source, show_progress
+            )
+        return ids_
 
     def delete(
         self,

@@ -18,6 +18,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
@@ -215,14 +216,35 @@ class SegmentedIndex(Index):
         """True when the next write should (re)train the codec (see :meth:`trained`)."""
         return False
 
-    def trained(self, seq: int) -> tuple[Any, Any, np.ndarray]:
+    def trained(
+        self, seq: int, folder: Path | None = None, show_progress: bool | None = None
+    ) -> tuple[Any, Any, np.ndarray]:
         """A codec trained on the live vectors, every live document coded with it (one
-        segment, or ``None`` when empty) and the live keys: what a rebuild commits.
+        segment written into ``folder``, or ``None`` when empty) and the live keys: what a
+        rebuild commits.
 
         Raises:
             InvalidInputError: this kind has nothing to train.
         """
         raise InvalidInputError(f"index={self.kind!r} has nothing to rebuild")
+
+    def streamed(
+        self,
+        seq: int,
+        keys: np.ndarray,
+        source: Any,
+        folder: Path | None = None,
+        show_progress: bool | None = None,
+    ) -> tuple[Any, Any]:
+        """New documents read from a token ``source`` a chunk at a time, in one segment:
+        ``(None, segment)`` when it joins this snapshot, ``(codec, segment)`` when a codec was
+        trained for it and the segment holds every live document too (the snapshot is
+        replaced). See :meth:`colmax.indexes.plaid.PlaidIndex.streamed`.
+
+        Raises:
+            InvalidInputError: this kind does not build from a stream.
+        """
+        raise InvalidInputError(f"add_stream() needs index='plaid', not {self.kind!r}")
 
     def with_codec(self, codec: Any, segments: Sequence[Any], live: np.ndarray) -> SegmentedIndex:
         """A snapshot that uses ``codec`` over ``segments`` (coded with it, or exact)."""

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import ToolAnnotations
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from colmax import __version__
-from colmax.engine import Engine
+from colmax import Engine, __version__
 from colmax.errors import InvalidInputError
 from colmax.mcp.tools import ColmaxTools
 from colmax.server.middleware import AuthMiddleware, BodyLimitMiddleware
@@ -80,8 +81,11 @@ def streamable_http_app(
     """The MCP server over streamable HTTP, behind the HTTP server's authentication and
     body-size limit.
 
-    With ``settings.api_key`` every request needs ``Authorization: Bearer <key>`` (401
-    otherwise); bodies over ``settings.max_body_bytes`` get 413 before they are parsed.
+    As for ``colmax serve``: only the ``Host`` names ``settings.trusted_hosts()`` allows are
+    answered (without a key, loopback names only: DNS rebinding), with ``settings.api_key``
+    every request needs ``Authorization: Bearer <key>`` (401 otherwise), and bodies over
+    ``settings.max_body_bytes`` get 413 before they are parsed. The SDK's own Host and Origin
+    check is given the same host names.
 
     Args:
         engine: the engine to serve.
@@ -106,7 +110,10 @@ def streamable_http_app(
         )
     server = create_mcp_server(engine, settings, writes=writes)
     app: Any = server.streamable_http_app(
-        streamable_http_path=path, max_request_body_size=settings.max_body_bytes, host=host
+        streamable_http_path=path,
+        max_request_body_size=settings.max_body_bytes,
+        host=host,
+        transport_security=_transport_security(settings),
     )
     app = BodyLimitMiddleware(app, settings.max_body_bytes)
     app = AuthMiddleware(
@@ -114,4 +121,19 @@ def streamable_http_app(
         api_key=settings.api_key,
         allow_unauthenticated_writes=settings.allow_unauthenticated_writes,
     )
-    return app  # type: ignore[no-any-return]
+    # Outermost, as in the HTTP server: another host name is refused before anything runs.
+    return TrustedHostMiddleware(app, allowed_hosts=list(settings.trusted_hosts()))
+
+
+def _transport_security(settings: ServerSettings) -> TransportSecuritySettings:
+    """The SDK's Host/Origin check, on the host names the HTTP server answers."""
+    hosts = settings.trusted_hosts()
+    if "*" in hosts:  # an API key guards the server: any host name, as colmax serve
+        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[pattern for h in hosts for pattern in (h, f"{h}:*")],
+        allowed_origins=[
+            f"{s}://{h}{p}" for h in hosts for s in ("http", "https") for p in ("", ":*")
+        ],
+    )

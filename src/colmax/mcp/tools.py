@@ -6,16 +6,18 @@ server, :class:`~colmax.server.settings.ServerSettings`), one public :class:`~co
 call, and the HTTP server's own result models out (:mod:`colmax.server.schemas`: ids, scores,
 text, metadata), so both doors answer alike. Engine calls run in worker threads: reads up to
 ``settings.search_threads`` at a time, writes one at a time. A :class:`~colmax.errors.ColmaxError`
-becomes a tool error carrying its message (an unknown id, a malformed filter), which the client
-sees with ``isError``.
+becomes a tool error, which the client sees with ``isError``, worded as the HTTP server words it
+(:mod:`colmax.server.faults`): the client's own mistakes (an unknown id, a malformed filter)
+keep their message, server paths scrubbed; server-side conditions (a full disk, a damaged
+folder) get a fixed message and are logged in full.
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 import uuid
 from collections.abc import Callable
-from functools import partial
 from typing import Annotated, Any, Literal, TypeVar, cast
 
 import anyio
@@ -23,12 +25,14 @@ import anyio.to_thread
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from colmax.engine import Engine
+from colmax import Engine
+from colmax.deadline import deadline
 from colmax.errors import ColmaxError
+from colmax.limits import MAX_ID_LENGTH
+from colmax.server.faults import PathScrubber, server_fault
 from colmax.server.schemas import DocumentOut, HitOut
 from colmax.server.settings import ServerSettings
 from colmax.types import Hit
-from colmax.validation import MAX_ID_LENGTH
 
 __all__ = [
     "AddResult",
@@ -40,6 +44,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+R = TypeVar("R", bound=BaseModel)
+
+logger = logging.getLogger(__name__)
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)]
 
@@ -99,8 +106,9 @@ class ColmaxTools:
 
     Args:
         engine: the engine served.
-        settings: the HTTP server's settings, for the same limits (``max_k``,
-            ``max_documents``, ``max_text_chars``) and search threads.
+        settings: the HTTP server's settings, for the same limits (``max_k``, ``max_hits``,
+            ``max_documents``, ``max_text_chars``, ``max_response_bytes``, the
+            ``request_timeout`` of reads) and search threads.
     """
 
     def __init__(self, engine: Engine, settings: ServerSettings) -> None:
@@ -108,12 +116,37 @@ class ColmaxTools:
         self.settings = settings
         self._reads = anyio.CapacityLimiter(settings.search_threads)
         self._writes = anyio.CapacityLimiter(1)
+        self._scrub = PathScrubber(engine)
 
     async def _call(self, limiter: anyio.CapacityLimiter, fn: Callable[..., T], **kwargs: Any) -> T:
+        timeout = self.settings.request_timeout if limiter is self._reads else None
+
+        def work() -> T:
+            if timeout is None:  # writes, as in the HTTP server, run to their commit
+                return fn(**kwargs)
+            with deadline(timeout):
+                return fn(**kwargs)
+
         try:
-            return await anyio.to_thread.run_sync(partial(fn, **kwargs), limiter=limiter)
+            return await anyio.to_thread.run_sync(work, limiter=limiter)
         except ColmaxError as exc:
-            raise ToolError(str(exc)) from exc
+            fault = server_fault(exc)
+            if fault is not None:
+                logger.error("%s: %s", getattr(fn, "__name__", "tool"), exc, exc_info=exc)
+                raise ToolError(fault[1] or self._scrub(str(exc))) from exc
+            raise ToolError(self._scrub(str(exc))) from exc
+
+    def _sized(self, result: R) -> R:
+        """``result``, unless its JSON is over ``settings.max_response_bytes`` (as the HTTP
+        server refuses it)."""
+        size = len(result.model_dump_json().encode("utf-8"))
+        limit = self.settings.max_response_bytes
+        if size > limit:
+            raise ToolError(
+                f"the response would be {size} bytes, over the server's limit of {limit} "
+                "(--max-response-bytes): ask for fewer hits (k) and fetch texts with get"
+            )
+        return result
 
     def functions(self, *, writes: bool) -> dict[str, Callable[..., Any]]:
         """The tool functions by name, their parameters typed with this server's limits.
@@ -123,7 +156,8 @@ class ColmaxTools:
         """
         s = self.settings
         text = Annotated[str, StringConstraints(min_length=1, max_length=s.max_text_chars)]
-        k = Annotated[int, Field(ge=1, le=s.max_k, description="how many results")]
+        # One query per call: k is bounded by max_k and by max_hits (queries x k).
+        k = Annotated[int, Field(ge=1, le=min(s.max_k, s.max_hits), description="how many results")]
         texts = Annotated[list[text], Field(max_length=s.max_documents)]  # type: ignore[valid-type]
         ids = Annotated[list[Id], Field(max_length=s.max_documents)]
         some_ids = Annotated[list[Id], Field(min_length=1, max_length=s.max_documents)]
@@ -190,7 +224,7 @@ class ColmaxTools:
             **options,
         )
         # One query string in, one list of hits out.
-        return SearchResult(hits=[hit_out(h) for h in cast("list[Hit]", hits)])
+        return self._sized(SearchResult(hits=[hit_out(h) for h in cast("list[Hit]", hits)]))
 
     async def rerank(
         self,
@@ -213,13 +247,15 @@ class ColmaxTools:
             k=k,
             explain=explain,
         )
-        return SearchResult(hits=[hit_out(h) for h in hits])
+        return self._sized(SearchResult(hits=[hit_out(h) for h in hits]))
 
     async def get(self, ids: list[str]) -> GetResult:
         """Stored documents by id (text and metadata)."""
         docs = await self._call(self._reads, self.engine.get, ids=ids)
-        return GetResult(
-            documents=[DocumentOut(id=d.id, text=d.text, metadata=d.metadata) for d in docs]
+        return self._sized(
+            GetResult(
+                documents=[DocumentOut(id=d.id, text=d.text, metadata=d.metadata) for d in docs]
+            )
         )
 
     async def add(self, documents: list[DocumentIn]) -> AddResult:

@@ -353,7 +353,7 @@ class PackedDocuments:
 
         Raises:
             InvalidEmbeddingError, DimensionMismatchError, InvalidInputError: as for
-            :meth:`score`, or ``k < 1``.
+                :meth:`score`, or ``k < 1``.
 
         Examples:
             >>> import numpy as np, torch

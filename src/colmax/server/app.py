@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -17,14 +16,9 @@ from colmax import __version__
 from colmax.engine import Engine
 from colmax.errors import (
     ColmaxError,
-    DiskFullError,
-    EncoderMismatchError,
-    IndexFormatError,
-    IndexLockedError,
-    ModelLoadError,
-    StorageError,
     UnknownIdError,
 )
+from colmax.server.faults import PathScrubber, server_fault
 from colmax.server.handlers import Handlers
 from colmax.server.middleware import AuthMiddleware, BodyLimitMiddleware
 from colmax.server.schemas import (
@@ -109,7 +103,7 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
         response_class=Response,
         responses={**_ERRORS, **_NOT_FOUND, 200: {"content": {"image/png": {}}}},
     )(handlers.page_heatmap)
-    _add_error_handlers(app, _private_paths(engine))
+    _add_error_handlers(app, PathScrubber(engine))
     _document_security(app, settings)
     # The last middleware added runs first: authentication, then the body limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)  # type: ignore[arg-type]
@@ -124,62 +118,30 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
 
 
 def _with_body(
-    handler: Callable[[Any], Awaitable[Any]], model: type
-) -> Callable[[Any], Awaitable[Any]]:
+    handler: Callable[[Any, Request], Awaitable[Any]], model: type
+) -> Callable[[Any, Request], Awaitable[Any]]:
     """An endpoint taking a JSON body of ``model``, calling ``handler`` with it.
 
     The request models are built per app (their limits are settings), so the type is set on
     the endpoint here: a postponed, string annotation could not be resolved by FastAPI.
     """
 
-    async def endpoint(body: Any) -> Any:
-        return await handler(body)
+    async def endpoint(body: Any, request: Request) -> Any:
+        return await handler(body, request)
 
-    endpoint.__annotations__ = {"body": model, "return": Any}
+    endpoint.__annotations__ = {"body": model, "request": Request, "return": Any}
     endpoint.__name__ = handler.__name__
     endpoint.__doc__ = handler.__doc__
     return endpoint
 
 
-#: Server-side conditions: status and the message a client gets (the details, paths included,
-#: go to the log only). Checked in order: the first class that matches wins.
-_SERVER_FAULTS: tuple[tuple[type[ColmaxError], int, str], ...] = (
-    (
-        DiskFullError,
-        507,
-        "the index's disk is full: nothing was written; retry once space is freed",
-    ),
-    (IndexLockedError, 503, "another process is writing to the index; retry shortly"),
-    (StorageError, 503, "the index could not be written (I/O error): nothing was changed"),
-    (IndexFormatError, 500, "the index folder is damaged or unreadable; see the server log"),
-    (EncoderMismatchError, 500, "the index and its model do not match; see the server log"),
-    (ModelLoadError, 500, "the model could not be loaded; see the server log"),
-)
-
-
-def _private_paths(engine: Engine) -> list[str]:
-    """Folder names a client must not learn: the index's and the model's (longest first)."""
-    found: set[str] = set()
-    for value in (engine.path, getattr(engine.encoder, "name", None)):
-        if value is None or not Path(str(value)).is_absolute():
-            continue
-        path = Path(str(value))
-        found |= {str(path), str(path.resolve()), str(path.parent), str(path.resolve().parent)}
-    return sorted((p for p in found if p not in ("/", "")), key=len, reverse=True)
-
-
-def _add_error_handlers(app: FastAPI, private: list[str]) -> None:
-    def scrub(message: str) -> str:
-        for path in private:
-            message = message.replace(path, "<server path>")
-        return message
-
+def _add_error_handlers(app: FastAPI, scrub: PathScrubber) -> None:
     @app.exception_handler(ColmaxError)
     async def colmax_error(request: Request, exc: ColmaxError) -> JSONResponse:
-        for cls, status, public in _SERVER_FAULTS:
-            if isinstance(exc, cls):
-                logger.error("%s %s: %s", request.method, request.url.path, exc, exc_info=exc)
-                return JSONResponse({"detail": public}, status_code=status)
+        fault = server_fault(exc)
+        if fault is not None:
+            logger.error("%s %s: %s", request.method, request.url.path, exc, exc_info=exc)
+            return JSONResponse({"detail": fault[1] or scrub(str(exc))}, status_code=fault[0])
         status = 404 if isinstance(exc, UnknownIdError) else 422
         return JSONResponse({"detail": scrub(str(exc))}, status_code=status)
 

@@ -13,8 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from colmax.limits import MAX_ID_LENGTH
 from colmax.server.settings import ServerSettings
-from colmax.validation import MAX_ID_LENGTH
 
 __all__ = ["Schemas", "build_schemas"]
 
@@ -107,7 +107,9 @@ class HitOut(BaseModel):
         "for hybrid search)"
     )
     rank: int = Field(description="0-based position")
-    text: str
+    text: str | None = Field(
+        description="the stored text; null when the request said include_text: false"
+    )
     metadata: dict[str, Any]
     explanation: ExplanationOut | None = Field(
         None, description="token-level explanation, when the request asked for it"
@@ -214,6 +216,9 @@ def build_schemas(settings: ServerSettings) -> Schemas:
         explain: bool = Field(
             False, description="give each hit its token-level explanation (matched spans)"
         )
+        include_text: bool = Field(
+            True, description="false: hits carry no text (smaller responses; fetch texts by id)"
+        )
         hybrid: Literal["rrf", "minmax", "rerank"] | None = Field(
             None,
             description="fuse with BM25 over the stored texts: rrf (reciprocal rank fusion), "
@@ -239,6 +244,12 @@ def build_schemas(settings: ServerSettings) -> Schemas:
                 raise ValueError("pass exactly one of 'query' (a string) and 'queries' (a list)")
             if self.hybrid is None and (self.candidates is not None or self.weight is not None):
                 raise ValueError("'candidates' and 'weight' go with 'hybrid'")
+            n = 1 if self.queries is None else len(self.queries)
+            if n * self.k > settings.max_hits:
+                raise ValueError(
+                    f"{n} queries x k={self.k} asks for {n * self.k} hits, over the server's "
+                    f"limit of {settings.max_hits} per request (--max-hits): ask for fewer"
+                )
             return self
 
     class RerankRequest(_Request):
@@ -251,6 +262,7 @@ def build_schemas(settings: ServerSettings) -> Schemas:
         explain: bool = Field(
             False, description="give each hit its token-level explanation (matched spans)"
         )
+        include_text: bool = Field(True, description="false: hits carry no text")
 
         @model_validator(mode="after")
         def _candidates(self) -> RerankRequest:

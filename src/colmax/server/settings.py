@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from colmax import limits
 from colmax.errors import InvalidInputError
 
 __all__ = ["LOOPBACK_HOSTS", "ServerSettings"]
@@ -26,6 +27,13 @@ class ServerSettings:
         max_queries: queries per ``/search`` request.
         max_documents: documents per ``POST /documents`` and ``/rerank``, ids per ``DELETE``.
         max_text_chars: characters per query or document text.
+        max_hits: hits one search may ask for, ``len(queries) * k`` (422 above).
+        max_response_bytes: a larger response is refused (422; ``include_text: false`` leaves
+            the texts out).
+        request_timeout: seconds a read (search, rerank, get, info) may run; its work is then
+            stopped (503), as it is when the client disconnects. Writes always finish.
+        max_connections: connections ``colmax serve`` holds open at once (uvicorn's
+            ``limit_concurrency``); more get 503 at once.
         chunk_tokens: split added documents into chunks of this many tokens (``None``: no).
         chunk_overlap: tokens shared by neighbouring chunks.
         search_threads: reads (search, rerank, info) running at the same time; more wait.
@@ -43,11 +51,15 @@ class ServerSettings:
 
     api_key: str | None = None
     allow_unauthenticated_writes: bool = False
-    max_body_bytes: int = 16 * 2**20
-    max_k: int = 1000
-    max_queries: int = 64
-    max_documents: int = 1000
-    max_text_chars: int = 100_000
+    max_body_bytes: int = limits.MAX_BODY_BYTES
+    max_k: int = limits.MAX_K
+    max_queries: int = limits.MAX_QUERIES
+    max_documents: int = limits.MAX_DOCUMENTS
+    max_text_chars: int = limits.MAX_TEXT_CHARS
+    max_hits: int = limits.MAX_HITS
+    max_response_bytes: int = limits.MAX_RESPONSE_BYTES
+    request_timeout: float = limits.REQUEST_TIMEOUT_S
+    max_connections: int = limits.MAX_CONNECTIONS
     chunk_tokens: int | None = None
     chunk_overlap: int = 0
     search_threads: int = 8
@@ -64,11 +76,19 @@ class ServerSettings:
             "max_queries",
             "max_documents",
             "max_text_chars",
+            "max_hits",
+            "max_response_bytes",
+            "max_connections",
             "search_threads",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+        timeout = self.request_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise InvalidInputError(
+                f"request_timeout must be a positive number of seconds, got {timeout!r}"
+            )
         hosts = self.allowed_hosts
         if hosts is not None and (
             isinstance(hosts, str) or not hosts or not all(isinstance(h, str) and h for h in hosts)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from colmax import deadline
 from colmax.encoders.tokens import tokenizer_lock
 from colmax.errors import InvalidInputError
 from colmax.validation import as_list, check_texts
@@ -167,6 +168,7 @@ class VisionEncoder:
         out: list[torch.Tensor] = [torch.empty(0)] * len(items)
         with tqdm(total=len(items), desc="Encoding queries", disable=not show) as bar:
             for start in range(0, len(items), size):
+                deadline.check()  # a caller's deadline (a server request) stops between batches
                 chunk = items[start : start + size]
                 for rows, batch in self._batches(chunk, is_text=True):
                     for i, (v, _) in zip(rows, self._run(batch, with_grid=False)):
@@ -230,6 +232,7 @@ class VisionEncoder:
         out: list[EncodedPage | None] = [None] * len(items)
         with tqdm(total=len(items), desc="Encoding pages", disable=not show, unit="page") as bar:
             for start in range(0, len(items), size):
+                deadline.check()
                 chunk = [load_image(x) for x in items[start : start + size]]
                 for rows, batch in self._batches(chunk, is_text=False):
                     for i, (v, g) in zip(rows, self._run(batch, with_grid=True)):

@@ -38,7 +38,7 @@ from colmax.backends.base import Backend, BackendInfo, BackendOptions, Missing
 from colmax.backends.qdrant.driver import Driver, Found, PointData
 from colmax.backends.qdrant.filters import FIELDS_KEY, field_name, filter_fields, translate
 from colmax.backends.qdrant.prefetch import PrefetchEncoding
-from colmax.backends.qdrant.settings import QdrantSettings, resolve_api_key
+from colmax.backends.qdrant.settings import QdrantSettings, credential_for
 from colmax.errors import IndexFormatError, InvalidInputError, UnknownIdError
 from colmax.filters import FilterLike
 from colmax.store.fsutil import publish_folder, staging_path
@@ -139,7 +139,7 @@ class QdrantBackend(Backend):
         if settings.mode == "edge":
             assert folder is not None  # QdrantSettings requires a path for edge
             return cls._create_in_folder(folder, settings, manifest, pooling)
-        driver = cls._connect(folder, dim, settings, pooling, api_key, create=True)
+        driver = cls._connect(folder, dim, settings, pooling, api_key, create=True, url_named=True)
         backend = cls(driver, settings, dim, encoder_config, folder, manifest.chunking)
         backend._index_fields()
         if folder is not None:
@@ -209,7 +209,12 @@ class QdrantBackend(Backend):
         if settings.mode == "memory":
             raise IndexFormatError(f"{folder}/manifest.json: an in-memory index has no folder")
         pooling = settings.prefetch_for(manifest.dim)
-        driver = cls._connect(folder, manifest.dim, settings, pooling, api_key, create=False)
+        # The url came from the folder; the caller named it only by repeating it (checked
+        # equal above): only then may a key go there.
+        named = options_.get("url") is not None
+        driver = cls._connect(
+            folder, manifest.dim, settings, pooling, api_key, create=False, url_named=named
+        )
         return cls(driver, settings, manifest.dim, manifest.encoder, folder, manifest.chunking)
 
     @staticmethod
@@ -221,6 +226,7 @@ class QdrantBackend(Backend):
         api_key: str | None,
         *,
         create: bool,
+        url_named: bool = False,
     ) -> Driver:
         if settings.mode == "edge":
             from colmax.backends.qdrant.edge import EdgeDriver
@@ -231,7 +237,11 @@ class QdrantBackend(Backend):
             return EdgeDriver.open(folder)
         from colmax.backends.qdrant.client import ClientDriver
 
-        key = resolve_api_key(api_key) if settings.mode == "server" else None
+        key = (
+            credential_for(settings.url, api_key, url_named=url_named)
+            if settings.mode == "server"
+            else None
+        )
         return ClientDriver.connect(folder, dim, settings, pooling, key, create=create)
 
     # ------------------------------------------------------------------ facts

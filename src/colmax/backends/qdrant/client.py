@@ -68,6 +68,13 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+def _is_refusal(exc: BaseException) -> bool:
+    """An HTTP error answer of the server (qdrant-client raises it as it is)."""
+    from qdrant_client.http.exceptions import UnexpectedResponse
+
+    return isinstance(exc, UnexpectedResponse)
+
+
 def with_retries(
     call: Callable[[], T],
     retries: int,
@@ -86,6 +93,8 @@ def with_retries(
             return call()
         except Exception as exc:
             if not transient(exc):
+                if _is_refusal(exc):  # 401, 403, 404 (not a Qdrant server): a ColmaxError
+                    raise QdrantConnectionError(f"{what} failed: {exc}") from exc
                 raise
             if attempt == retries:
                 raise QdrantConnectionError(

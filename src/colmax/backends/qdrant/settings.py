@@ -5,6 +5,13 @@ index_options={...})``), and recorded in ``manifest.json`` under ``"index"`` so 
 ``Engine.load(path)`` reconnects the same way. The API key is never recorded: pass it again, or
 set ``COLMAX_QDRANT_API_KEY``.
 
+An API key (given, or from the environment) goes only to a server the caller named: at
+creation the ``url`` comes from the caller; when an index is opened, the url comes from its
+folder, and the key is sent only if the caller names the same server again
+(``Engine.load(path, index_options={"url": ...})`` or ``$COLMAX_QDRANT_URL``). Otherwise a folder from
+someone else would receive your key. A key never travels over plain ``http://`` to another
+machine (loopback addresses excepted).
+
 Modes:
 
 - ``"edge"`` (default with a ``path``): qdrant-edge, Qdrant's engine in this process, keeping
@@ -23,20 +30,25 @@ Examples:
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from colmax.backends.qdrant.prefetch import PREFETCH_KINDS, PrefetchEncoding
 from colmax.errors import IndexFormatError, InvalidInputError
 
-__all__ = ["API_KEY_ENV", "MODES", "QdrantSettings", "resolve_api_key"]
+__all__ = ["API_KEY_ENV", "MODES", "URL_ENV", "QdrantSettings", "credential_for", "resolve_api_key"]
 
 #: Environment variable read when no ``api_key`` is passed.
 API_KEY_ENV = "COLMAX_QDRANT_API_KEY"
+#: Environment variable naming the server ``$COLMAX_QDRANT_API_KEY`` (or a given key) is for,
+#: when an index folder's manifest names the url.
+URL_ENV = "COLMAX_QDRANT_URL"
 MODES = ("edge", "memory", "server")
 _COLLECTION = re.compile(r"[A-Za-z0-9_.-]{1,255}")
 _DATATYPES = ("float16", "float32")
@@ -206,3 +218,66 @@ def resolve_api_key(api_key: str | None) -> str | None:
             raise InvalidInputError("api_key must be a non-empty string")
         return api_key
     return os.environ.get(API_KEY_ENV) or None
+
+
+def credential_for(url: str | None, api_key: str | None, *, url_named: bool) -> str | None:
+    """The API key to send to the server at ``url``, or ``None`` to connect without one.
+
+    Args:
+        url: the server (from the caller, or read from an index folder's manifest).
+        api_key: the key given by the caller (else ``$COLMAX_QDRANT_API_KEY``).
+        url_named: whether the caller named ``url`` itself (creating the index, or confirming
+            it with ``index_options={"url": ...}``); ``$COLMAX_QDRANT_URL`` naming the same
+            server counts too.
+
+    Raises:
+        InvalidInputError: a key for a server the caller did not name, or for plain http to
+            another machine.
+    """
+    key = resolve_api_key(api_key)
+    if key is None or url is None:
+        return None
+    if not url_named and not same_server(url, os.environ.get(URL_ENV)):
+        raise InvalidInputError(
+            f"this index names the Qdrant server {url!r} in its manifest.json, and colmax sends "
+            "an API key only to a server you name: pass index_options={'url': ...} (qdrant_url=) "
+            "with that url (or set "
+            f"${URL_ENV}) if you trust it, or no key"
+        )
+    parts = urlsplit(url)
+    if parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
+        raise InvalidInputError(
+            f"an API key for {url!r} would travel in clear text over plain http: use an "
+            "https:// url (or a loopback address for a local server)"
+        )
+    return key
+
+
+def same_server(a: str | None, b: str | None) -> bool:
+    """Whether two urls name the same scheme, host and port.
+
+    Examples:
+        >>> same_server("http://localhost:6333", "http://LOCALHOST:6333/"), same_server(
+        ...     "https://a.example", "https://b.example")
+        (True, False)
+    """
+    if not a or not b:
+        return False
+    x, y = urlsplit(a), urlsplit(b)
+    return (x.scheme, x.hostname, _port(x)) == (y.scheme, y.hostname, _port(y))
+
+
+def _port(parts: Any) -> int | None:
+    try:
+        return parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:
+        return None
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

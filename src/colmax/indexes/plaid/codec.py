@@ -222,7 +222,7 @@ class ResidualCodec:
         """Fit centroids (k-means), the residual transform and buckets on a sample.
 
         Args:
-            sample: ``(n, dim)`` float32 token vectors, ``n >= n_centroids``.
+            sample: ``(n, dim)`` float32 or float16 token vectors, ``n >= n_centroids``.
             n_centroids: number of centroids.
             nbits: average bits per dimension, 1 to 8 (see :func:`code_bytes`).
             iters: k-means iterations.
@@ -235,14 +235,13 @@ class ResidualCodec:
         """
         if nbits not in NBITS:
             raise ValueError(f"nbits must be one of {NBITS}, got {nbits!r}")  # checked upstream
-        sample = sample.to(torch.float32)
         dim = sample.shape[1]
         centroids = kmeans(sample, n_centroids, iters=iters, seed=seed, progress=progress)
         centroids = centroids.to(torch.float16).to(torch.float32)  # what the file will hold
         router = Router(centroids) if n_centroids >= ROUTE_FROM else None
         gen = torch.Generator().manual_seed(seed)
         pick = torch.randperm(sample.shape[0], generator=gen)[:_QUANTILE_ROWS]
-        part = sample[pick]
+        part = sample[pick].to(torch.float32)
         residuals = part - centroids[nearest(part, centroids, router)]
         rotation = principal_axes(residuals)
         ordered = torch.sort(residuals @ rotation, dim=0).values
@@ -273,10 +272,14 @@ class ResidualCodec:
 
     def _length_ratios(self, vectors: torch.Tensor) -> torch.Tensor:
         """``|x| / |c + decoded r|`` of each vector, before the length byte."""
-        codes = nearest(vectors, self.centroids, self.router)
-        r = vectors - self.centroids[codes]
-        approx = self.centroids[codes] + self._decode_rotated(self._quantise(r))
-        return vectors.norm(dim=1) / approx.norm(dim=1)
+        out = []
+        for a in range(0, vectors.shape[0], _ENCODE_ROWS):  # bounded temporaries
+            x = vectors[a : a + _ENCODE_ROWS]
+            codes = nearest(x, self.centroids, self.router)
+            r = x - self.centroids[codes]
+            approx = self.centroids[codes] + self._decode_rotated(self._quantise(r))
+            out.append(x.norm(dim=1) / approx.norm(dim=1))
+        return torch.cat(out)
 
     def residual_stats(self, vectors: torch.Tensor) -> tuple[float, float]:
         """``(sum |x - c|^2, sum |x - decoded x|^2)`` over ``vectors`` (drift measurements)."""
@@ -288,7 +291,7 @@ class ResidualCodec:
         """``(n, n_code_bytes)`` packed bucket numbers of the rotated residuals."""
         rotated = residuals @ self.rotation
         # searchsorted (left) counts the cutoffs strictly below each value; +inf never is.
-        levels = torch.searchsorted(self.cutoffs, rotated.T.contiguous()).T
+        levels = torch.searchsorted(self.cutoffs, rotated.T.contiguous(), out_int32=True).T
         return self.layout.pack(levels)
 
     def _decode_rotated(self, code: torch.Tensor) -> torch.Tensor:

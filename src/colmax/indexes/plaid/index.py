@@ -31,10 +31,12 @@ import torch
 from colmax.errors import IndexFormatError, InvalidInputError
 from colmax.indexes.base import SearchResult, SegmentedIndex, drop_keys
 from colmax.indexes.flat import FlatIndex
+from colmax.indexes.plaid.build import CodedWriter, build_progress, code_source, sample_source
 from colmax.indexes.plaid.codec import ResidualCodec, new_codec_name
 from colmax.indexes.plaid.search import CodedView, SearchParams, search_coded
-from colmax.indexes.plaid.segment import CodedSegment, is_coded_name
+from colmax.indexes.plaid.segment import CodedSegment, is_coded_name, new_coded_name
 from colmax.indexes.plaid.settings import SEARCH_KEYS, PlaidSettings
+from colmax.indexes.plaid.stream import TokenSource
 from colmax.store.segments import Segment, merge
 
 __all__ = ["AnySegment", "PlaidIndex"]
@@ -73,8 +75,63 @@ class _Sampler:
             mine = picks[(picks >= base) & (picks < base + seg_rows.size)] - base
             base += seg_rows.size
             for a in range(0, mine.size, _SAMPLE_CHUNK):
-                out.append(_rows_f32(seg, seg_rows[mine[a : a + _SAMPLE_CHUNK]]))
-        return torch.cat(out) if out else torch.zeros((0, 0))
+                picked = seg_rows[mine[a : a + _SAMPLE_CHUNK]]
+                out.append(_rows_f32(seg, picked).to(torch.float16))  # see sample_source
+        return torch.cat(out) if out else torch.zeros((0, 0), dtype=torch.float16)
+
+
+def _doc_rows(offsets: np.ndarray, docs: np.ndarray) -> np.ndarray:
+    """Token rows of documents ``docs`` (ascending), concatenated."""
+    starts, lengths = offsets[docs], offsets[docs + 1] - offsets[docs]
+    total = int(lengths.sum())
+    ends = np.cumsum(lengths)
+    return np.arange(total) + np.repeat(starts - (ends - lengths), lengths)
+
+
+class _LiveSource:
+    """The live documents of some segments as a token source (exact rows, or decoded rows of
+    coded segments), followed by an optional ``extra`` source."""
+
+    def __init__(
+        self, segments: Sequence[AnySegment], alive: Sequence[np.ndarray], dim: int
+    ) -> None:
+        self.dim = dim
+        self.parts = [(s, np.flatnonzero(a)) for s, a in zip(segments, alive) if a.any()]
+        counts = [np.diff(s.offsets)[docs] for s, docs in self.parts]
+        self.lengths = np.concatenate(counts) if counts else np.zeros(0, dtype=np.int64)
+        self.starts = np.cumsum([0, *(len(docs) for _, docs in self.parts)])
+        keys = [s.keys[docs] for s, docs in self.parts]
+        self.keys = np.concatenate(keys) if keys else np.zeros(0, dtype=np.int64)
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.lengths.sum())
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        out = []
+        for (seg, docs), base in zip(self.parts, self.starts):
+            a, b = max(start - base, 0), min(stop - base, len(docs))
+            if a < b:
+                out.append(_rows_f32(seg, _doc_rows(np.asarray(seg.offsets), docs[a:b])).numpy())
+        return np.concatenate(out)
+
+
+class _ConcatSource:
+    """Two token sources one after the other."""
+
+    def __init__(self, first: TokenSource, second: TokenSource) -> None:
+        self.first, self.second = first, second
+        self.n_first = len(first.lengths)
+        self.lengths = np.concatenate([first.lengths, second.lengths])
+        self.dim = first.dim
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        out = []
+        if start < self.n_first:
+            out.append(self.first.read(start, min(stop, self.n_first)))
+        if stop > self.n_first:
+            out.append(self.second.read(max(start - self.n_first, 0), stop - self.n_first))
+        return np.concatenate(out)
 
 
 def _rows_f32(segment: AnySegment, rows: np.ndarray) -> torch.Tensor:
@@ -208,19 +265,40 @@ class PlaidIndex(SegmentedIndex):
         """True while there is no codec and the live corpus has reached ``train_tokens``."""
         return self.codec is None and self.token_counts()[0] >= self.settings.train_tokens
 
-    def train_codec(self, seq: int, progress: Callable[[int], None] | None = None) -> ResidualCodec:
+    def train_codec(
+        self,
+        seq: int,
+        progress: Callable[[int], None] | None = None,
+        extra: TokenSource | None = None,
+    ) -> ResidualCodec:
         """Train a codec on a sample of the live token vectors (exact, or decoded where the
-        segments are already coded: a rebuild).
+        segments are already coded: a rebuild) and of ``extra`` (documents being added),
+        drawn in proportion to their sizes.
 
         Args:
             seq: sequence number for the codec's file name.
             progress: called with 1 per k-means iteration (``settings.kmeans_iters`` total).
+            extra: a source of documents that are not in the index yet.
         """
         s = self.settings
         n_live = self.token_counts()[0]
-        k = s.centroids_for(n_live)
-        sample = _Sampler(self.segments, self.alive_masks()).draw(k * s.sample_per_centroid, s.seed)
-        logger.info("training plaid codec: %d centroids on %d of %d tokens", k, len(sample), n_live)
+        n_extra = int(np.asarray(extra.lengths).sum()) if extra is not None else 0
+        k = s.centroids_for(n_live + n_extra)
+        want = k * s.sample_per_centroid
+        from_extra = round(want * n_extra / max(1, n_live + n_extra))
+        parts = []
+        if n_live and want > from_extra:
+            sampler = _Sampler(self.segments, self.alive_masks())
+            parts.append(sampler.draw(want - from_extra, s.seed))
+        if extra is not None and from_extra:
+            parts.append(sample_source(extra, from_extra, s.seed))
+        sample = torch.cat(parts)
+        logger.info(
+            "training plaid codec: %d centroids on %d of %d tokens",
+            k,
+            len(sample),
+            n_live + n_extra,
+        )
         codec = ResidualCodec.train(
             sample,
             k,
@@ -228,34 +306,81 @@ class PlaidIndex(SegmentedIndex):
             iters=s.kmeans_iters,
             seed=s.seed,
             progress=progress,
-            corpus_tokens=n_live,
+            corpus_tokens=n_live + n_extra,
         )
         return codec.named(new_codec_name(seq))
 
-    def recode(self, seq: int, codec: ResidualCodec) -> CodedSegment | None:
-        """Every live document coded with ``codec`` into one segment (``None`` if empty).
+    def recode(
+        self,
+        seq: int,
+        codec: ResidualCodec,
+        folder: Path | None = None,
+        progress: Callable[[int], None] | None = None,
+        extra: tuple[np.ndarray, TokenSource] | None = None,
+    ) -> CodedSegment | None:
+        """Every live document, then the ``extra`` documents (keys and their source), coded
+        with ``codec`` into one segment (``None`` if there are none).
 
-        Memory holds the coded output (``dim * nbits / 8 + 2`` bytes per token) and one
-        chunk of float32 vectors at a time.
+        The segment streams into ``folder``'s files (in memory without a folder): memory
+        holds one chunk of float32 vectors at a time, not the output.
+
+        Args:
+            seq: sequence number for the segment's name.
+            codec: the codec to code with.
+            folder: the index folder, or ``None``.
+            progress: called with the number of tokens coded after each chunk.
+            extra: ``(keys, source)`` of documents being added.
         """
-        parts = [
-            CodedSegment.from_segment(seq, s, a, codec)
-            if isinstance(s, Segment)
-            else _recode(seq, s, a, codec)
-            for s, a in zip(self.segments, self.alive_masks())
-            if a.any()
-        ]
-        if not parts:
+        live = _LiveSource(self.segments, self.alive_masks(), self.dim)
+        keys: np.ndarray = live.keys
+        source: Any = live
+        if extra is not None:
+            keys = np.concatenate([keys, np.asarray(extra[0], dtype=np.int64)])
+            source = _ConcatSource(live, extra[1]) if len(live.lengths) else extra[1]
+        if not len(keys):
             return None
-        return CodedSegment.merge(seq, parts, [np.ones(p.n_docs, bool) for p in parts])
+        return self.code_documents(seq, keys, source, codec, folder, progress)
+
+    def code_documents(
+        self,
+        seq: int,
+        keys: np.ndarray,
+        source: TokenSource,
+        codec: ResidualCodec | None = None,
+        folder: Path | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> CodedSegment:
+        """New documents (``keys`` and their vectors in ``source``) coded with ``codec``
+        (default: this index's) into a segment streamed into ``folder`` (see :meth:`recode`)."""
+        codec = codec or self.codec
+        if codec is None:
+            raise ValueError("no codec to code with")  # internal: callers train first
+        writer = CodedWriter(folder, new_coded_name(seq), codec, keys, np.asarray(source.lengths))
+        try:
+            code_source(source, codec, writer, progress)
+        except BaseException:
+            writer.abort()
+            raise
+        return writer.finish()
 
     def drift(self) -> dict[str, Any]:
-        """How far the corpus has moved from the codec's training sample.
+        """How far the corpus has moved from the codec's training sample, and whether a
+        re-train (``optimize()``) is advised.
+
+        Two measurements, both taken while coding (no extra pass over the data):
+
+        - ``residual_ratio``: mean squared distance of the coded tokens to their centroids
+          over that of the training sample. Tokens that do not look like the sample sit
+          farther from every centroid (their residuals carry more energy, and 2-bit codes
+          lose more of it); above :data:`DRIFT_RATIO` a re-train is advised.
+        - ``growth``: live tokens over the corpus size at training. The number of centroids
+          follows ``sqrt(tokens)``; past :data:`GROWTH_RATIO` the inverted lists are twice as
+          long as a fresh build's would be.
 
         Returns:
             ``{"trained": bool}`` plus, once trained: ``codec`` (name), ``centroids``,
-            ``trained_tokens`` (corpus size at training), ``residual_ratio`` (mean squared
-            residual of the coded tokens / of the training sample), ``rebuild_recommended``.
+            ``nbits``, ``trained_tokens`` (corpus size at training), ``residual_ratio``,
+            ``growth``, ``rebuild_recommended`` and ``advice`` (one sentence).
         """
         if self.codec is None:
             return {"trained": False, "exact_until_tokens": self.settings.train_tokens}
@@ -269,6 +394,21 @@ class PlaidIndex(SegmentedIndex):
         )
         live = self.token_counts()[0]
         grown = live / max(1, stats.corpus_tokens)
+        reasons = []
+        if ratio > DRIFT_RATIO:
+            reasons.append(
+                f"tokens sit {ratio - 1:.0%} farther (squared) from their centroids than the "
+                f"training sample did (limit {DRIFT_RATIO - 1:.0%})"
+            )
+        if grown > GROWTH_RATIO:
+            reasons.append(
+                f"the corpus is {grown:.1f}x its size at training (limit {GROWTH_RATIO:g}x)"
+            )
+        advice = (
+            f"re-train advised: {'; '.join(reasons)}. Run engine.rebuild()"
+            if reasons
+            else "no re-train needed"
+        )
         return {
             "trained": True,
             "codec": self.codec.name,
@@ -276,7 +416,9 @@ class PlaidIndex(SegmentedIndex):
             "nbits": self.codec.nbits,
             "trained_tokens": stats.corpus_tokens,
             "residual_ratio": round(ratio, 4),
-            "rebuild_recommended": bool(ratio > DRIFT_RATIO or grown > GROWTH_RATIO),
+            "growth": round(grown, 3),
+            "rebuild_recommended": bool(reasons),
+            "advice": advice,
         }
 
     # ------------------------------------------------------------------ backend hooks
@@ -298,11 +440,39 @@ class PlaidIndex(SegmentedIndex):
             )
         return self.with_settings(PlaidSettings.from_json({**self.settings.to_json(), **options}))
 
-    def trained(self, seq: int) -> tuple[ResidualCodec, CodedSegment | None, np.ndarray]:
-        """A codec trained on the live vectors, every live document re-coded with it, and the
-        live keys (what a rebuild commits)."""
-        codec = self.train_codec(seq)
-        return codec, self.recode(seq, codec), self.live_keys()
+    def trained(
+        self, seq: int, folder: Path | None = None, show_progress: bool | None = None
+    ) -> tuple[ResidualCodec, CodedSegment | None, np.ndarray]:
+        """A codec trained on the live vectors, every live document re-coded with it (streamed
+        into ``folder``'s files), and the live keys (what a rebuild commits)."""
+        with build_progress(self.token_counts()[0], "plaid re-code", show_progress) as progress:
+            codec = self.train_codec(seq, progress.kmeans)
+            coded = self.recode(seq, codec, folder, progress.coded)
+        return codec, coded, self.live_keys()
+
+    def streamed(
+        self,
+        seq: int,
+        keys: np.ndarray,
+        source: TokenSource,
+        folder: Path | None = None,
+        show_progress: bool | None = None,
+    ) -> tuple[ResidualCodec | None, CodedSegment]:
+        """New documents (``keys``, vectors read from ``source`` a chunk at a time) coded into
+        one segment streamed into ``folder``: with this index's codec (then ``(None,
+        segment)``), or, without one yet, with a codec trained on a sample of the live and
+        the new vectors, every live document re-coded into the same segment (then ``(codec,
+        segment)``: the snapshot is replaced)."""
+        tokens = int(np.asarray(source.lengths).sum())
+        with build_progress(tokens, "plaid build", show_progress) as progress:
+            if self.codec is not None:
+                return None, self.code_documents(seq, keys, source, None, folder, progress.coded)
+            progress.add_total(self.token_counts()[0])
+            codec = self.train_codec(seq, progress.kmeans, extra=source)
+            coded = self.recode(seq, codec, folder, progress.coded, extra=(keys, source))
+        if coded is None:  # internal: keys is never empty here
+            raise ValueError("nothing to code")
+        return codec, coded
 
     def segment_reader(self, codec: ResidualCodec | None) -> Callable[..., Any]:
         """Opens exact segments, and coded ones with ``codec``."""
@@ -361,19 +531,6 @@ class PlaidIndex(SegmentedIndex):
                 scores.append(exact[qi].scores)
             results.append(_top(keys, scores, k))
         return results
-
-
-def _recode(
-    seq: int, segment: CodedSegment, alive: np.ndarray, codec: ResidualCodec
-) -> CodedSegment:
-    """A coded segment re-coded with another codec (through its decoded vectors)."""
-    lengths = np.diff(segment.offsets)
-    rows = np.flatnonzero(np.repeat(alive, lengths))
-    chunks = (
-        _rows_f32(segment, rows[a : a + _SAMPLE_CHUNK]).numpy()
-        for a in range(0, rows.size, _SAMPLE_CHUNK)
-    )
-    return CodedSegment._coded(segment.name, segment.keys[alive], lengths[alive], chunks, codec)
 
 
 def _ok_mask(view: CodedView, allowed: np.ndarray | None) -> torch.Tensor | None:

@@ -48,10 +48,17 @@ class InvertedLists:
         list_offsets: ``(n_centroids + 1,)`` int64; centroid ``c``'s documents are
             ``docs[list_offsets[c]:list_offsets[c + 1]]``.
         docs: ``(n_pairs,)`` int64 document positions.
+        cell_offsets: ``(n_centroids + 1,)`` int64; the tokens coded to centroid ``c`` are
+            ``cell_rows[cell_offsets[c]:cell_offsets[c + 1]]`` (token rows of the segment)
+            and belong to documents ``cell_docs[...]`` (same range).
+        cell_rows, cell_docs: ``(n_tokens,)`` int32.
     """
 
     list_offsets: torch.Tensor
     docs: torch.Tensor
+    cell_offsets: torch.Tensor
+    cell_rows: torch.Tensor
+    cell_docs: torch.Tensor
 
     @classmethod
     def build(cls, codes: np.ndarray, offsets: np.ndarray, n_centroids: int) -> InvertedLists:
@@ -66,11 +73,27 @@ class InvertedLists:
         counts = np.bincount(sorted_codes[first], minlength=n_centroids)
         list_offsets = np.zeros(n_centroids + 1, dtype=np.int64)
         np.cumsum(counts, out=list_offsets[1:])
-        return cls(torch.from_numpy(list_offsets), torch.from_numpy(sorted_docs[first]))
+        cell_offsets = np.zeros(n_centroids + 1, dtype=np.int64)
+        np.cumsum(np.bincount(sorted_codes, minlength=n_centroids), out=cell_offsets[1:])
+        return cls(
+            torch.from_numpy(list_offsets),
+            torch.from_numpy(sorted_docs[first]),
+            torch.from_numpy(cell_offsets),
+            torch.from_numpy(order.astype(np.int32)),
+            torch.from_numpy(sorted_docs.astype(np.int32)),
+        )
 
     @property
     def n_pairs(self) -> int:
         return int(self.docs.shape[0])
+
+    def cells(self, centroids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(rows, docs, lengths)``: the token rows and documents of each of ``centroids``
+        (not necessarily distinct), concatenated, and how many each contributed."""
+        starts = self.cell_offsets[centroids]
+        lengths = self.cell_offsets[centroids + 1] - starts
+        at = ranges(starts, lengths)
+        return self.cell_rows[at], self.cell_docs[at], lengths
 
     def pairs(self, centroids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(docs, centroids)`` of every list entry of the given (distinct) centroids."""

@@ -11,7 +11,7 @@ AVX-512 BF16, see ``docs/benchmarks.md``); memory stays bounded by ``chunk`` x `
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -19,6 +19,7 @@ __all__ = ["ROUTE_FROM", "Router", "assign", "kmeans", "nearest"]
 
 _CHUNK_ELEMENTS = 1 << 24  # similarities held per assignment chunk (64 MiB of float32)
 _ROUTE_CHUNK = 1 << 15  # points routed per step
+_POINT_CHUNK = 1 << 16  # k-means points converted to float32 and assigned per step
 #: From this many centroids on, nearest-centroid search goes through a :class:`Router`.
 ROUTE_FROM = 1024
 #: Groups (of about sqrt(k)) searched per point. On SciFact MiniLM tokens with 4,096
@@ -135,7 +136,7 @@ def kmeans(
     centroids stay in use.
 
     Args:
-        points: ``(n, dim)`` float32, ``n >= k``.
+        points: ``(n, dim)`` float32 or float16, ``n >= k``.
         k: number of centroids.
         iters: Lloyd iterations (the index needs routing, not a converged optimum: ColBERTv2
             and PLAID train for a handful of iterations too).
@@ -155,19 +156,37 @@ def kmeans(
     if not 0 < k <= n:
         raise ValueError(f"k-means needs 1 <= k <= n points, got k={k}, n={n}")  # internal
     gen = torch.Generator().manual_seed(seed)
-    centroids = points[torch.randperm(n, generator=gen)[:k]].clone()
+    centroids = points[torch.randperm(n, generator=gen)[:k]].to(torch.float32)
+    labels = torch.empty(n, dtype=torch.int64)
     for _ in range(iters):
         router = Router(centroids, seed=seed) if k >= ROUTE_FROM else None
-        labels = nearest(points, centroids, router)
-        sums = torch.zeros_like(centroids).index_add_(0, labels, points)
-        counts = torch.bincount(labels, minlength=k)
+        sums = torch.zeros_like(centroids)
+        counts = torch.zeros(k, dtype=torch.int64)
+        # In chunks: the points may be float16 (half the memory of a large sample), and no
+        # temporary is ever as large as the sample.
+        for a, x in _chunks(points):
+            chunk_labels = nearest(x, centroids, router)
+            labels[a : a + x.shape[0]] = chunk_labels
+            sums.index_add_(0, chunk_labels, x)
+            counts += torch.bincount(chunk_labels, minlength=k)
         filled = counts > 0
-        centroids[filled] = sums[filled] / counts[filled].unsqueeze(1).to(points.dtype)
+        centroids[filled] = sums[filled] / counts[filled].unsqueeze(1).to(torch.float32)
         empty = torch.nonzero(~filled).flatten()
         if empty.numel():
-            dist = ((points - centroids[labels]) ** 2).sum(dim=1)
+            dist = torch.cat(
+                [
+                    ((x - centroids[labels[a : a + x.shape[0]]]) ** 2).sum(dim=1)
+                    for a, x in _chunks(points)
+                ]
+            )
             far = torch.topk(dist, min(int(empty.numel()), n)).indices
-            centroids[empty[: far.numel()]] = points[far]
+            centroids[empty[: far.numel()]] = points[far].to(torch.float32)
         if progress is not None:
             progress(1)
     return centroids
+
+
+def _chunks(points: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
+    """``(start, float32 rows)`` of ``points``, :data:`_POINT_CHUNK` at a time."""
+    for a in range(0, points.shape[0], _POINT_CHUNK):
+        yield a, points[a : a + _POINT_CHUNK].to(torch.float32)

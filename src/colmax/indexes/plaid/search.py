@@ -39,6 +39,7 @@ from colmax.indexes.plaid.segment import CodedSegment
 __all__ = ["CodedView", "SearchParams", "search_coded"]
 
 _T_MULTIPLE = 32
+_MODE = __import__("os").environ.get("COLMAX_PLAID_STAGE2", "pairs")
 
 
 @dataclass(frozen=True)
@@ -247,6 +248,88 @@ def _probe(
         nprobe = min(4 * nprobe, n_centroids)
 
 
+def _probe_tokens(
+    views: list[CodedView],
+    oks: list[torch.Tensor | None],
+    sims: torch.Tensor,
+    t_real: int,
+    params: SearchParams,
+) -> _Pool:
+    """Stages 1-2, WARP-style: query token ``i`` scores the documents of its own ``nprobe``
+    cells with ``S[i, c]``, and every other document with ``floor_i``."""
+    n_centroids = sims.shape[1]
+    nprobe = min(params.nprobe, n_centroids)
+    top = torch.topk(sims[:t_real], nprobe, dim=1)
+    floor = top.values[:, -1].contiguous()
+    cells = top.indices.reshape(-1)
+    vals = top.values.reshape(-1)
+    tok = torch.arange(t_real).repeat_interleave(nprobe)
+    parts = []
+    for v, (view, ok) in enumerate(zip(views, oks)):
+        lo = view.ivf.list_offsets
+        starts, lengths = lo[cells], lo[cells + 1] - lo[cells]
+        total = int(lengths.sum())
+        docs = view.ivf.docs[ranges(starts, lengths)]
+        key = docs * t_real + torch.repeat_interleave(tok, lengths, output_size=total)
+        val = torch.repeat_interleave(vals, lengths, output_size=total)
+        n_docs = view.segment.n_docs
+        best = floor.repeat(n_docs)
+        best.scatter_reduce_(0, key, val, "amax")
+        score = best.view(n_docs, t_real).sum(dim=1)
+        touched = torch.zeros(n_docs, dtype=torch.bool)
+        touched[docs] = True
+        if ok is not None:
+            touched &= ok
+        pos = torch.nonzero(touched).flatten()
+        if pos.numel():
+            parts.append((v, pos, score[pos]))
+    return _Pool.of(parts).top(params.ndocs)
+
+
+def _probe_warp(
+    views: list[CodedView],
+    oks: list[torch.Tensor | None],
+    sims: torch.Tensor,
+    columns_table: torch.Tensor,
+    codec: ResidualCodec,
+    t_real: int,
+    params: SearchParams,
+) -> _Pool:
+    """Stages 1-2 as WARP does them: query token ``i`` scores every token of its own
+    ``nprobe`` cells exactly against its code, ``(S[i, c] + q_i . r) * s``, without rebuilding
+    a vector; a document's score sums, over query tokens, its best scored token, or ``floor_i``
+    (the weakest probed cell's score) where none of its tokens was in token ``i``'s cells."""
+    nprobe = min(params.nprobe, sims.shape[1])
+    top = torch.topk(sims[:t_real], nprobe, dim=1)
+    floor = top.values[:, -1].contiguous()
+    cells = top.indices.reshape(-1)
+    cell_score = top.values.reshape(-1)
+    cell_token = torch.arange(t_real).repeat_interleave(nprobe)
+    parts = []
+    for v, (view, ok) in enumerate(zip(views, oks)):
+        rows, docs32, lengths = view.ivf.cells(cells)
+        total = int(rows.shape[0])
+        token = torch.repeat_interleave(cell_token, lengths, output_size=total)
+        base = torch.repeat_interleave(cell_score, lengths, output_size=total)
+        docs = docs32.to(torch.int64)
+        if ok is not None:
+            keep = ok[docs]
+            rows, docs, token, base = rows[keep], docs[keep], token[keep], base[keep]
+        if docs.numel() == 0:
+            continue
+        packed = torch.from_numpy(np.take(view.segment.residuals, rows.numpy(), axis=0))
+        score = base + codec.score_residual_columns(packed, columns_table, token)
+        score *= codec.scales(packed)
+        n_docs = view.segment.n_docs
+        best = floor.repeat(n_docs)
+        best.scatter_reduce_(0, docs * t_real + token, score, "amax")
+        touched = torch.zeros(n_docs, dtype=torch.bool)
+        touched[docs] = True
+        pos = torch.nonzero(touched).flatten()
+        parts.append((v, pos, best.view(n_docs, t_real)[pos].sum(dim=1)))
+    return _Pool.of(parts).top(params.ndocs)
+
+
 def _all_eligible(views: list[CodedView], oks: list[torch.Tensor | None]) -> _Pool:
     parts = []
     for i, (view, ok) in enumerate(zip(views, oks)):
@@ -363,14 +446,19 @@ def search_coded(
     n_eligible = sum(
         int(v.segment.n_docs) if ok is None else int(ok.sum()) for v, ok in zip(views, oks)
     )
+    table = codec.lookup_table(q)
+    t_real = query.shape[0]
+    columns_table = table.T.contiguous()
     if n_eligible <= params.ndocs:
         pool = _all_eligible(views, oks)
     else:
-        pool = _probe(views, oks, sims, st, params, min(params.ndocs, n_eligible))
-    table = codec.lookup_table(q)
+        if _MODE == "tokens" and oks == [None] * len(oks):
+            pool = _probe_tokens(views, oks, sims, query.shape[0], params)
+        elif _MODE == "warp" and oks == [None] * len(oks):
+            pool = _probe_warp(views, oks, sims, columns_table, codec, t_real, params)
+        else:
+            pool = _probe(views, oks, sims, st, params, min(params.ndocs, n_eligible))
     if pool.pos.shape[0] > params.nfinal:
-        t_real = query.shape[0]
-        columns_table = table.T.contiguous()
         parts = [
             (v, pos, _stage3(views[v], pos, st, columns_table, codec, t_real))
             for v, pos in pool.by_view()

@@ -59,6 +59,8 @@ class CodedSegment:
         codec: the codec the tokens were coded with (not part of the files).
         residual_sq: sum over tokens of ``|x - c|^2`` when coded (drift measure).
         error_sq: sum over tokens of the squared quantisation error.
+        written_to: the index folder whose ``segments/`` already holds this segment's files
+            (a streamed build wrote them; :meth:`write` there is then a no-op).
     """
 
     name: str
@@ -69,6 +71,7 @@ class CodedSegment:
     codec: ResidualCodec
     residual_sq: float = 0.0
     error_sq: float = 0.0
+    written_to: Path | None = None
 
     # ------------------------------------------------------------------ facts
     @property
@@ -193,6 +196,8 @@ class CodedSegment:
 
     def write(self, folder: Path) -> None:
         """Write the five files (each atomically) under ``folder/segments/``."""
+        if self.written_to is not None and self.written_to == folder:
+            return
         seg_dir = folder / SEGMENT_DIR
         seg_dir.mkdir(exist_ok=True)
         arrays = {
@@ -251,6 +256,7 @@ class CodedSegment:
             codec,
             float(meta[5]),
             float(meta[6]),
+            folder,
         )
         seg._validate(where, n_docs, n_tokens)
         return seg
