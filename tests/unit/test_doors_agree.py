@@ -1,13 +1,15 @@
-"""One index, five doors, the same answers.
+"""One index, five doors (six with MCP), the same answers.
 
 An index built by ``colmax index corpus.jsonl --chunk-tokens 48`` is searched through
 ``Engine.search``, ``colmax search --json``, the server's ``POST /search``, the LangChain
-retriever and the LlamaIndex retriever, with the same query, filter and hybrid settings; every
-door must return the same ids (chunks grouped into their documents) and the same scores.
+retriever, the LlamaIndex retriever and (when ``colmax[mcp]`` is installed) the MCP ``search``
+tool, with the same query, filter and hybrid settings; every door must return the same ids
+(chunks grouped into their documents) and the same scores.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import random
 from collections.abc import Callable
@@ -152,12 +154,27 @@ def _llamaindex_door(index: Path, s: dict[str, Any], capsys: Any) -> Result:
     return [(n.node.node_id, float(n.score or 0.0)) for n in nodes]
 
 
+def _mcp_door(index: Path, s: dict[str, Any], capsys: Any) -> Result:
+    import anyio
+
+    from colmax.mcp.tools import ColmaxTools
+    from colmax.server.settings import ServerSettings
+
+    with Engine.load(index) as engine:
+        tools = ColmaxTools(engine, ServerSettings())
+        search = tools.functions(writes=False)["search"]
+        result = anyio.run(lambda: search(query=QUERY, k=K, **s))
+    return [(h.id, h.score) for h in result.hits]
+
+
 DOORS: dict[str, Callable[[Path, dict[str, Any], Any], Result]] = {
     "cli": _cli_door,
     "server": _server_door,
     "langchain": _langchain_door,
     "llamaindex": _llamaindex_door,
 }
+if importlib.util.find_spec("mcp") is not None:
+    DOORS["mcp"] = _mcp_door
 
 
 @pytest.mark.parametrize("setting", list(SETTINGS))
