@@ -11,7 +11,10 @@ installs colpali-engine into the main environment without its torchvision depend
 torchvision wheels are CUDA builds whose operators do not load with the CPU torch used here.
 colpali-engine imports one torchvision-only transformers module for a pure function,
 ``smart_resize``; :func:`_without_torchvision` provides it from transformers' Pillow twin of
-that module (a copy of the same function). Nothing colpali-engine computes is replaced.
+that module (a copy of the same function). Its Qwen2-VL processors (ColQwen2) would also load
+a video processor, which needs torchvision: both colmax and the reference then build the
+processor from the folder's image processor and tokenizer without one
+(:mod:`colmax.vision.processors`). Nothing colpali-engine computes is replaced.
 """
 
 from __future__ import annotations
@@ -48,9 +51,27 @@ import colpali_engine.models as engine_models  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from colmax.encoders import load_encoder  # noqa: E402
+from colmax.vision.processors import images_only, needs_images_only  # noqa: E402
 from colmax.vision.tiny import make_tiny_colpali_engine  # noqa: E402
 
 QUERIES = ["revenue growth", "what is the total of the sales table in the north region ?", "page"]
+
+
+def _reference_processor(processor_class: type, folder: Path) -> object:
+    """colpali-engine's processor for ``folder``. Without torchvision (this CPU build's case)
+    its Qwen2-VL processors cannot load their video processor: the reference is then built from
+    the folder's own image processor and tokenizer, loaded here by transformers, with only the
+    video-processor class check skipped (colmax.vision.processors.images_only); the query and
+    image processing that runs is colpali-engine's."""
+    if not needs_images_only(processor_class):
+        return processor_class.from_pretrained(folder)
+    from transformers import AutoTokenizer, Qwen2VLImageProcessorPil
+
+    return images_only(
+        processor_class,
+        Qwen2VLImageProcessorPil.from_pretrained(folder),
+        AutoTokenizer.from_pretrained(folder),
+    )
 
 
 def _pages() -> list[Image.Image]:
@@ -59,31 +80,16 @@ def _pages() -> list[Image.Image]:
     return [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for w, h in sizes]
 
 
-_NO_TORCHVISION = importlib.util.find_spec("torchvision") is None
-
-
-@pytest.mark.parametrize(
-    "model_class",
-    [
-        pytest.param(
-            "ColQwen2",
-            marks=pytest.mark.skipif(
-                _NO_TORCHVISION,
-                reason="colpali-engine's ColQwen2Processor is a Qwen2VLProcessor, whose video "
-                "processor needs torchvision (transformers' own ColQwen2 is checked in "
-                "tests/unit/test_vision_encoder.py)",
-            ),
-        ),
-        "ColPali",
-    ],
-)
+@pytest.mark.parametrize("model_class", ["ColQwen2", "ColPali"])
 def test_vectors_equal_colpali_engine(model_class: str, tmp_path: Path) -> None:
     folder = make_tiny_colpali_engine(tmp_path / model_class, model_class=model_class)
-    encoder = load_encoder(folder, batch_size=2, image_batch_size=2, dtype="float32")  # padded batches
+    encoder = load_encoder(
+        folder, batch_size=2, image_batch_size=2, dtype="float32"
+    )  # padded batches
     assert encoder.format == "colpali-engine" and encoder.dim == 128
 
     model = getattr(engine_models, model_class).from_pretrained(folder, device_map="cpu").eval()
-    processor = getattr(engine_models, f"{model_class}Processor").from_pretrained(folder)
+    processor = _reference_processor(getattr(engine_models, f"{model_class}Processor"), folder)
     expected = []
     with torch.inference_mode():
         for q in QUERIES:  # one at a time: no padding in the reference

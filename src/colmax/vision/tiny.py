@@ -121,15 +121,19 @@ def make_tiny_colpali_engine(
     """
     import colpali_engine.models as engine_models
 
+    from colmax.vision.processors import images_only, needs_images_only
+
     if model_class == "ColQwen2":
         tokenizer, images, vlm = _qwen2_parts()
     elif model_class == "ColPali":
         tokenizer, images, vlm = _paligemma_parts(64, 8)
     else:
         raise ValueError(f"model_class must be ColQwen2 or ColPali, got {model_class!r}")
-    processor = getattr(engine_models, f"{model_class}Processor")(
-        image_processor=images, tokenizer=tokenizer
-    )
+    processor_class = getattr(engine_models, f"{model_class}Processor")
+    if needs_images_only(processor_class):
+        processor = images_only(processor_class, images, tokenizer)
+    else:
+        processor = processor_class(image_processor=images, tokenizer=tokenizer)
     torch.manual_seed(seed)
     model = getattr(engine_models, model_class)(vlm).eval()
     return _save(folder, model, processor)
@@ -217,7 +221,13 @@ def _save(folder: str | Path, model: Any, processor: Any) -> Path:
     hf_logging.disable_progress_bar()
     try:
         model.save_pretrained(out)
-        processor.save_pretrained(out)
+        if getattr(processor, "video_processor", "") is None:
+            # An images-only processor (no torchvision, see colmax.vision.processors) cannot
+            # save itself; its parts are what a colpali-engine checkpoint holds.
+            processor.image_processor.save_pretrained(out)
+            processor.tokenizer.save_pretrained(out)
+        else:
+            processor.save_pretrained(out)
     finally:
         if bars:
             hf_logging.enable_progress_bar()
