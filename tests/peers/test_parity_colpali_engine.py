@@ -20,6 +20,7 @@ processor from the folder's image processor and tokenizer without one
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import sys
 import types
@@ -80,7 +81,7 @@ def _pages() -> list[Image.Image]:
     return [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for w, h in sizes]
 
 
-@pytest.mark.parametrize("model_class", ["ColQwen2", "ColPali"])
+@pytest.mark.parametrize("model_class", ["ColQwen2", "ColPali", "ColIdefics3"])
 def test_vectors_equal_colpali_engine(model_class: str, tmp_path: Path) -> None:
     folder = make_tiny_colpali_engine(tmp_path / model_class, model_class=model_class)
     encoder = load_encoder(
@@ -104,3 +105,44 @@ def test_vectors_equal_colpali_engine(model_class: str, tmp_path: Path) -> None:
         torch.testing.assert_close(g, e.float(), atol=1e-4, rtol=0)
     grid = encoder.encode_pages(_pages()[:1])[0].grid
     assert grid is not None and grid.size > 0
+
+
+def test_tiled_pages_get_a_grid_of_their_tiles(tmp_path: Path) -> None:
+    """ColSmol / ColIdefics3 cut a page into rows x cols tiles plus a global image. The grid is
+    the tiles side by side, each tile's tokens row-major, in the order the processor emits
+    the tiles; the global image's vectors are not placed on the page."""
+    folder = make_tiny_colpali_engine(tmp_path / "ColIdefics3", model_class="ColIdefics3")
+    encoder = load_encoder(folder, image_batch_size=2, dtype="float32")
+    processor = _reference_processor(engine_models.ColIdefics3Processor, folder)
+    side = math.isqrt(processor.image_seq_len)
+    for page, encoded in zip(_pages(), encoder.encode_pages(_pages()), strict=True):
+        info = processor.image_processor(
+            [page.convert("RGB")], return_row_col_info=True, return_tensors="pt"
+        )
+        n_rows, n_cols = int(info["rows"][0][0]), int(info["cols"][0][0])
+        assert n_rows * n_cols > 1, "the test pages must be cut into tiles"
+        grid = encoded.grid
+        assert grid is not None and grid.shape == (n_rows * side, n_cols * side)
+        tiles = [
+            grid[r * side : (r + 1) * side, c * side : (c + 1) * side].ravel()
+            for r in range(n_rows)
+            for c in range(n_cols)
+        ]
+        flat = np.concatenate(tiles)
+        # Each tile a run of consecutive vector rows, tiles in the processor's order...
+        assert (np.diff(flat) > 0).all() and all((np.diff(t) == 1).all() for t in tiles)
+        # ...and the global image's run (the last image tokens) left out.
+        assert len(encoded.vectors) > flat.max() + processor.image_seq_len
+
+
+def test_tiled_page_heatmap(tmp_path: Path) -> None:
+    from colmax import Engine
+
+    folder = make_tiny_colpali_engine(tmp_path / "ColIdefics3", model_class="ColIdefics3")
+    engine = Engine.from_pretrained(folder, path=tmp_path / "idx", dtype="float32")
+    engine.add(images=_pages(), ids=["a", "b", "c"])
+    hit = engine.search("revenue growth", k=1, explain=True)[0]
+    out = hit.explanation.to_image(tmp_path / "why.png")
+    with Image.open(out) as drawn:
+        assert drawn.size == engine.page_image(hit.id).size
+    engine.close()
