@@ -477,7 +477,7 @@ class Engine:
             return 0
         check_ids(ids_, len(ids_))  # types first (an unhashable id), then duplicates
         deleted = self._backend.delete(ids_)
-        if self._pages.folder is not None:  # page images no document needs any more
+        if self._pages.names():  # page images no document needs any more (folder or memory)
             from colmax.vision.engine_pages import collect_garbage
 
             collect_garbage(self._backend, self._pages)
