@@ -371,7 +371,7 @@ class Writing:
             check_ids(ids_, len(ids_))  # types first (an unhashable id), then duplicates
             doomed = entries_of(self._backend, ids_, missing)
         deleted = self._backend.delete(doomed, missing=missing) if doomed else 0
-        if deleted and self._pages.folder is not None:  # page images no document needs
+        if deleted and self._pages.names():  # page images no document needs (folder or memory)
             from colmax.vision.engine_pages import collect_garbage
 
             collect_garbage(self._backend, self._pages)
