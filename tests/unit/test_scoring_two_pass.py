@@ -219,12 +219,12 @@ def test_group_padded_merges_neighbouring_lengths() -> None:
     assert group_padded(np.zeros(0, np.int64), 0.25).size == 0
 
 
-def test_automatic_first_pass_prefers_native_int8(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_automatic_first_pass_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
     from colmax.hardware import ENV_VAR, detect
 
     monkeypatch.delenv(ENV_VAR, raising=False)
     hw = detect()
-    want = "int8" if hw.native_int8 else ("bfloat16" if hw.native_bf16 else "float32")
+    want = "bfloat16" if hw.native_bf16 else ("int8" if hw.native_int8 else "float32")
     assert first_pass_precision("auto") == want
     assert first_pass_precision("bfloat16") == "bfloat16"  # an explicit choice wins
     monkeypatch.setenv(ENV_VAR, "bfloat16")

@@ -64,14 +64,14 @@ _SLICE_ROWS = 1 << 16  # rows rounded per step while building the copy (bounded 
 
 def first_pass_precision(requested: str = "auto") -> str:
     """The first pass of exact top-k: an explicit choice, else ``COLMAX_PRECISION``, else
-    int8 where this CPU runs int8 GEMMs natively (VNNI, AMX), else bfloat16 where native,
-    else ``"float32"`` (no first pass).
+    bfloat16 where this CPU runs it natively, else int8 where int8 GEMMs are native (VNNI
+    without bfloat16, e.g. Cascade Lake, Alder Lake), else ``"float32"`` (no first pass).
 
-    Why int8 before bfloat16: the first pass is a skinny GEMM (15-32 query tokens against
-    every document token) that reads the whole copy once, and int8 halves the bytes. On the
-    AVX512-BF16 + VNNI host of ``docs/benchmarks.md`` ("Precision") SciFact top-10 took
-    ~450 ms per query with int8 against ~550-700 ms with bfloat16 (baseline ~1,580 ms), although
-    int8's coarser rounding re-scores ~150 documents instead of ~13. Results are identical.
+    On the AVX512-BF16 + VNNI host of ``docs/benchmarks.md`` ("Precision") the two low
+    precisions tie on SciFact top-10 (int8's GEMM alone is ~15% faster: it reads half the
+    bytes, but its coarser rounding re-scores ~150-180 documents per query against ~13), so
+    bfloat16, which leaves less to the re-scoring whatever ``k``, is preferred where both are
+    native. Results are identical on every path.
 
     Args:
         requested: ``"auto"``, ``"float32"``, ``"bfloat16"`` or ``"int8"``.
@@ -82,7 +82,9 @@ def first_pass_precision(requested: str = "auto") -> str:
     if requested != "auto" or os.environ.get(ENV_VAR, "").lower() not in ("", "auto"):
         return resolve_precision(requested)
     hw = detect()
-    return "int8" if hw.native_int8 else hw.precision("cpu")
+    if hw.native_bf16:
+        return "bfloat16"
+    return "int8" if hw.native_int8 else "float32"
 
 
 def _gamma(n: int) -> float:

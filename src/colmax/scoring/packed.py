@@ -9,9 +9,9 @@ How it is fast (every choice measured; numbers in ``docs/benchmarks.md``):
 
 * **precision follows the CPU.** :meth:`PackedDocuments.score` computes in float32 (the
   float16 copy widens exactly, block by block). :meth:`PackedDocuments.top_k`, the search
-  path, first scores everything in int8 where the CPU runs int8 GEMMs natively (VNNI, AMX),
-  else in bfloat16 where that is native (3-6x float32 on AVX512-BF16/AMX; 10-50x *slower* on
-  AVX2-only CPUs, hence the check in :mod:`colmax.hardware`), then re-scores in float32 and
+  path, first scores everything in bfloat16 where the CPU runs it natively (3-6x float32 on
+  AVX512-BF16/AMX; 10-50x *slower* on AVX2-only CPUs, hence the check in
+  :mod:`colmax.hardware`), else in int8 where int8 GEMMs are native (VNNI), then re-scores in float32 and
   float64 only the documents its per-score error bound cannot exclude
   (:mod:`colmax.scoring.lowp`, :mod:`colmax.scoring.cascade`): same ids, order and scores on
   every path. Where nothing is native the first pass is the float32 pass itself.
@@ -105,7 +105,7 @@ LOW_BLOCK_ELEMENTS = 1 << 22
 MAX_QUERY_TOKENS_PER_PASS = 1024
 _MIN_BLOCK_ROWS = 2048
 _MAX_WASTE = 1.0 / 32  # padding allowed when merging neighbouring lengths into one group
-_SUBSET_ROWS = 1 << 14  # rows gathered per step when scoring a subset of documents
+_SUBSET_ROWS = 1 << 16  # rows gathered per step when scoring a subset of documents
 # A gathered subset (re-scoring, filters) pads its documents into a few length groups: each
 # distinct length costs one amax call, and 150 re-scored SciFact documents had ~150 lengths
 # (130 ms of re-scoring per query on a busy host, most of it waiting on those calls).
@@ -224,8 +224,8 @@ class PackedDocuments:
                 or CPU tensor. It is read once and not kept.
             offsets: ``(n_docs + 1,)`` integers, ``offsets[0] == 0``,
                 ``offsets[-1] == n_tokens``, strictly increasing (every doc has >= 1 token).
-            compute_dtype: the first pass of :meth:`top_k`: ``"auto"`` (int8 where this
-                machine runs int8 GEMMs natively, else bfloat16 where that is native, else
+            compute_dtype: the first pass of :meth:`top_k`: ``"auto"`` (bfloat16 where this
+                machine runs it natively, else int8 where int8 GEMMs are native, else
                 float32; ``COLMAX_PRECISION`` overrides; see
                 :func:`~colmax.scoring.lowp.first_pass_precision`), ``"float32"`` (no first pass), ``"bfloat16"`` or
                 ``"int8"`` (correct on any CPU, fast only where native). Results are the same
