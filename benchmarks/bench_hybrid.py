@@ -167,7 +167,7 @@ def main() -> None:
     for dataset in args.datasets:
         vecs = load_vectors(dataset)
         engine, bm25, queries, build_s = build(vecs, dataset)
-        print(f"\n{dataset}: {len(vecs.doc_ids)} documents, {engine.info()['tokens']} vectors, "
+        print(f"\n{dataset}: {len(vecs.doc_ids)} documents, {engine.info().tokens} vectors, "
               f"{len(vecs.query_ids)} queries; BM25 index built in {build_s:.2f}s")  # fmt: skip
         nan = float("nan")
         ndcg = (

@@ -119,7 +119,7 @@ def evaluate(vecs: CachedVectors, docs: list, k: int = 100) -> dict:
     engine = Engine(dim=vecs.dim)
     for i in range(0, len(docs), ADD_BATCH):
         engine.add(embeddings=docs[i : i + ADD_BATCH], ids=vecs.doc_ids[i : i + ADD_BATCH])
-    tokens = engine.info()["tokens"]
+    tokens = engine.info().tokens
     queries = vecs.queries()
     run: dict[str, dict[str, float]] = {}
     start = time.perf_counter()

@@ -4,7 +4,7 @@ A real server process (``python -m colmax.cli serve``, API key on, as deployed) 
 index of a BEIR data set built from the shared benchmark vector cache (MiniLM, dim 384). Clients
 are threads with one keep-alive ``httpx.Client`` each, sending ``POST /search`` (k=10) for the
 data set's judged queries in turn. The baseline, run side by side, is the same searches made
-in-process (``search_parents`` on an ``Engine`` opened on the same folder, the exact code path
+in-process (``Engine.search`` on an ``Engine`` opened on the same folder, the exact code path
 the server runs) with the same number of threads, so the difference is what HTTP, JSON and the
 server's scheduling cost. Phases are interleaved within every repeat and medians reported.
 
@@ -45,7 +45,6 @@ from vectors_cache import CACHE, DATA, load_vectors
 
 from colmax import Engine
 from colmax.beir import load_beir
-from colmax.chunking import search_parents
 
 KEY = "bench-key"
 Worker = Callable[[], Callable[[int], bool]]  # makes one client's request function
@@ -174,7 +173,7 @@ def health_worker(url: str) -> Worker:
 def inproc_worker(engine: Engine, queries: list[str], k: int) -> Worker:
     def make() -> Callable[[int], bool]:
         def call(i: int) -> bool:
-            return len(search_parents(engine, queries[i % len(queries)], k=k)) == k
+            return len(engine.search(queries[i % len(queries)], k=k)) == k
 
         return call
 

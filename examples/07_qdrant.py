@@ -37,7 +37,10 @@ def main() -> None:
     # Embedded: a folder, like any colmax index. Server: the URL and a collection name; the
     # folder then holds only the manifest (connection settings, never the API key).
     engine = Engine.from_pretrained(
-        model, index="qdrant", path=folder, qdrant_url=url, collection="colmax-example"
+        model,
+        index="qdrant",
+        path=folder,
+        index_options={"url": url, "collection": "colmax-example"},
     )
     engine.add(
         [text for text, _ in DOCS.values()],
@@ -54,7 +57,7 @@ def main() -> None:
 
     # Reopen from the folder: same model, same collection, same results. (Naming the server
     # again is what lets an API key go to the url the folder records.)
-    with Engine.load(folder, qdrant_url=url) as again:
+    with Engine.load(folder, index_options={"url": url}) as again:
         print("reopened:", len(again), [h.id for h in again.search("heat load", k=1)])
 
     # Two-stage search for large collections: a pooled vector per document (mean or MUVERA)

@@ -16,7 +16,7 @@ A paragraph ending in ``::`` (reST's literal-block marker) keeps a single colon.
 
 It also loads the subfolders of ``colmax`` that have no ``__init__.py`` (``colmax/store``,
 ``colmax/indexes``): Python imports them as namespace packages, but griffe skips them, so
-``::: colmax.store.filters`` would not be found. Once those folders get an ``__init__.py``
+``::: colmax.store.documents`` would not be found. Once those folders get an ``__init__.py``
 this part does nothing.
 """
 

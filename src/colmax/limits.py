@@ -21,6 +21,7 @@ __all__ = [
     "MAX_FILTER_CONDITIONS",
     "MAX_FILTER_DEPTH",
     "MAX_HITS",
+    "MAX_ID_LENGTH",
     "MAX_K",
     "MAX_QUERIES",
     "MAX_RERANK_CANDIDATES",
@@ -30,6 +31,8 @@ __all__ = [
 ]
 
 # ---------------------------------------------------------------------------- the engine
+#: Characters in one document id (ids are SQLite keys and travel in every hit).
+MAX_ID_LENGTH = 1024
 #: Conditions in one metadata filter (each field test; a ``$in`` list of any length is one).
 #: A filter is evaluated per document in SQLite: 9,999 ``$or`` branches over 5,000 documents
 #: took 12 s, stalling every other reader meanwhile.

@@ -12,7 +12,7 @@ import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from colmax.errors import (
     InvalidEmbeddingError,
     InvalidInputError,
 )
+from colmax.limits import MAX_ID_LENGTH
 
 __all__ = [
     "MAX_ID_LENGTH",
@@ -36,6 +37,7 @@ __all__ = [
     "check_ids",
     "check_k",
     "check_metadatas",
+    "check_missing",
     "check_pool_factor",
     "check_texts",
     "metadata_json",
@@ -44,7 +46,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MAX_ID_LENGTH = 1024
 #: Levels of nested dicts/lists allowed in metadata (``{"a": [1]}`` has 2). SQLite's JSON
 #: functions refuse documents nested ~1000 deep, and Python's encoder recurses: a bound keeps
 #: one document from breaking every filtered search.
@@ -190,6 +191,13 @@ def check_flag(value: Any, name: str) -> bool:
     if not isinstance(value, bool):
         raise InvalidInputError(f"{name} must be True or False, got {value!r}")
     return value
+
+
+def check_missing(value: Any) -> Literal["raise", "skip"]:
+    """``missing=``: ``"raise"`` or ``"skip"``."""
+    if value not in ("raise", "skip"):
+        raise InvalidInputError(f"missing must be 'raise' or 'skip', got {value!r}")
+    return value  # type: ignore[no-any-return]
 
 
 def check_pool_factor(pool_factor: Any) -> int:

@@ -34,7 +34,7 @@ PUBLIC_MODULES = [
     "colmax.scoring",
     "colmax.backends",
     "colmax.backends.base",
-    "colmax.store.filters",
+    "colmax.filters",
     "colmax.evaluation",
     "colmax.beir",
 ]

@@ -149,7 +149,7 @@ def _search(engine: Engine, queries: list[np.ndarray], flt: Any = None) -> list[
 def _one_blas_thread(engine: Engine) -> Any:
     """qdrant-client's local mode scores document by document with numpy; on a busy 2-core
     machine OpenBLAS's threads spin (15x slower in a check here), so hold them to one."""
-    if engine.path is not None or engine.info()["index"] != "qdrant":
+    if engine.path is not None or engine.info().index != "qdrant":
         return nullcontext()
     try:
         from threadpoolctl import threadpool_limits
@@ -217,7 +217,7 @@ def test_reopened_edge_folder_answers_the_same(setup: dict[str, Any]) -> None:
     edge.close()
     reopened = Engine.load(setup["folder"])
     setup["engines"]["edge"] = reopened
-    assert reopened.info()["index"] == "qdrant" and len(reopened) == setup["n"]
+    assert reopened.info().index == "qdrant" and len(reopened) == setup["n"]
     for b, a in zip(before, _search(reopened, queries)):
         assert [(h.id, h.score) for h in a] == [(h.id, h.score) for h in b]
     queries = setup["queries"][::FILTER_EVERY]

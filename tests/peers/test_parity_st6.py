@@ -109,7 +109,7 @@ def test_engine_equals_sentence_transformers(
     reference = MultiVectorEncoder(str(folder), device="cpu")
     engine = Engine.from_pretrained(folder, device="cpu", dtype="float32")
     assert engine.encoder is not None
-    assert engine.info()["encoder"]["format"] == "sentence-transformers"
+    assert engine.info().encoder["format"] == "sentence-transformers"
     for texts, theirs_fn, ours_fn in (
         (QUERIES, reference.encode_query, engine.encoder.encode_queries),
         (DOCUMENTS, reference.encode_document, engine.encoder.encode_documents),

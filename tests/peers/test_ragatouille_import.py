@@ -119,7 +119,7 @@ def test_import_keeps_ids_texts_metadata_and_model(
     for doc in imported.get(list(built.corpus)[::17]):
         assert doc.text == built.corpus[doc.id]
         assert doc.metadata == built.metadatas[doc.id]
-    encoder = imported.info()["encoder"]
+    encoder = imported.info().encoder
     assert Path(encoder["model_name_or_path"]) == stanford_checkpoint
     assert encoder["document_length"] == 256  # RAGatouille's max_document_length
     assert encoder["query_length"] == 32

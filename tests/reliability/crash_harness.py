@@ -241,7 +241,7 @@ def _state_mismatch(observed: dict[str, Engine | None], state: State) -> str | N
 def _folder_problems(folder: Path, engine: Engine) -> list[str]:
     problems = []
     files = sorted(p.name for p in (folder / "segments").iterdir())
-    if len(files) != 3 * engine.info()["segments"]:
+    if len(files) != 3 * engine.info().details["segments"]:
         problems.append(f"{folder.name}: orphan files after open: {files}")
     temps = [str(p.relative_to(folder)) for p in folder.rglob(".*.tmp")]
     if temps:

@@ -127,7 +127,7 @@ def test_a_merge_that_does_not_fit_after_the_commit(
             ids=["a", "b", "big"],
             embeddings=[raw_vectors(1, 2), raw_vectors(2, 2), raw_vectors(3, BIG)],
         )
-        segments_before = engine.info()["segments"]
+        segments_before = engine.info().details["segments"]
         with file_size_limit(LIMIT), caplog.at_level(logging.WARNING):
             if write == "upsert":
                 engine.add(["a2", "b2"], ids=["a", "b"], embeddings=[raw_vectors(4, 2)] * 2)
@@ -137,8 +137,8 @@ def test_a_merge_that_does_not_fit_after_the_commit(
                 expected = ["big"]
         assert "merging segments" in caplog.text
         assert engine.ids() == expected
-        assert engine.info()["segments"] >= segments_before  # the merge did not happen
-        listed = 3 * engine.info()["segments"]
+        assert engine.info().details["segments"] >= segments_before  # the merge did not happen
+        listed = 3 * engine.info().details["segments"]
         assert len(list((fast_dir / "idx" / "segments").iterdir())) == listed, "merge files left"
         with Engine.load(fast_dir / "idx") as again:
             assert again.ids() == expected

@@ -1,6 +1,6 @@
 """Metadata filters with hostile field names, values and shapes, checked against a reference.
 
-A plain-Python evaluator of the documented filter language (``colmax.store.filters``) decides
+A plain-Python evaluator of the documented filter language (``colmax.filters``) decides
 which documents match, or that the filter is malformed. ``search(filter=...)`` must return
 exactly those documents or raise ``FilterError``; nothing else may escape (no SQLite error, no
 injection: field names and values are bound parameters), and the index is never changed.

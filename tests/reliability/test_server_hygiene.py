@@ -168,10 +168,6 @@ def test_allowed_hosts_and_a_key_open_the_door(engine: Engine) -> None:
 def test_reads_and_writes_work_over_both_backends(
     engine: Engine, request: pytest.FixtureRequest
 ) -> None:
-    if engine.backend.kind == "qdrant":
-        # /info and the write responses read "tokens" / "generation", which the Qdrant
-        # backend's info() lacks (a KeyError, 500); issue 19 types the backend info.
-        request.applymarker(pytest.mark.xfail(reason="server info over Qdrant: issue 19"))
     headers = {"Authorization": f"Bearer {KEY}"}
     with _client(engine, api_key=KEY) as client:
         info = client.get("/info", headers=headers)

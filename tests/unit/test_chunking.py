@@ -1,4 +1,5 @@
-"""Token-aware chunking, chunk -> parent mapping, and chunk-aware upsert/delete."""
+"""Token-aware chunking, and chunking as an engine option: split on add, grouped on search,
+whole documents on delete, the same through every constructor."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from transformers import AutoTokenizer
 from colmax import Engine
 from colmax.chunking import (
     Chunker,
-    _windows,
     chunker_for,
     collapse_hits,
     delete_documents,
@@ -20,7 +20,9 @@ from colmax.chunking import (
     search_parents,
     upsert_documents,
 )
+from colmax.chunking.splitter import _windows
 from colmax.errors import InvalidInputError, UnknownIdError
+from colmax.store.manifest import Manifest
 from colmax.types import Hit
 
 
@@ -142,72 +144,150 @@ def test_chunker_for_uses_the_encoder_tokenizer(engine: Engine) -> None:
 # ---------------------------------------------------------------- collapsing
 
 
+def _chunk(parent: str, n: int, score: float, rank: int, text: str = "t") -> Hit:
+    return Hit(f"{parent}#{n}", score, text, {"parent_id": parent, "chunk_index": n}, rank)
+
+
 def test_collapse_keeps_best_chunk_per_parent() -> None:
     hits = [
-        Hit("a#2", 9.0, "best a", {"parent_id": "a", "chunk_index": 2}, 0),
+        _chunk("a", 2, 9.0, 0, "best a"),
         Hit("b", 8.5, "whole b", {"x": 1}, 1),
-        Hit("a#0", 8.0, "worse a", {"parent_id": "a", "chunk_index": 0}, 2),
-        Hit("c#0", 7.0, "c", {"parent_id": "c"}, 3),
+        _chunk("a", 0, 8.0, 2, "worse a"),
+        _chunk("c", 0, 7.0, 3, "c"),
+        # a parent_id of the user's own, not a chunk made by colmax: passes through
+        Hit("d", 6.0, "d", {"parent_id": "a"}, 4),
     ]
     out = collapse_hits(hits)
     assert [(h.id, h.rank, h.text) for h in out] == [
         ("a", 0, "best a"),
         ("b", 1, "whole b"),
         ("c", 2, "c"),
+        ("d", 3, "d"),
     ]
     assert out[0].metadata == {"parent_id": "a", "chunk_index": 2, "chunk_id": "a#2"}
     assert out[1].metadata == {"x": 1}
     assert [h.id for h in collapse_hits(hits, k=2)] == ["a", "b"]
 
 
-def test_search_parents_fetches_until_k_distinct_parents(engine: Engine) -> None:
+def test_search_groups_chunks_until_k_distinct_parents(engine: Engine) -> None:
     many = [f"cat sat on the mat {i}" for i in range(12)]
     engine.add(
         [*many, "paris france capital", "dog house"],
         ids=[f"a#{i}" for i in range(12)] + ["b#0", "c"],
-        metadatas=[{"parent_id": "a"}] * 12 + [{"parent_id": "b"}, {}],
+        metadatas=[{"parent_id": "a", "chunk_index": i} for i in range(12)]
+        + [{"parent_id": "b", "chunk_index": 0}, {}],
     )
-    hits = search_parents(engine, "cat sat on the mat", k=3, fetch_factor=2)
-    assert sorted(h.id for h in hits) == ["a", "b", "c"]  # type: ignore[union-attr]
-    everything = engine.search("cat sat on the mat", k=100)
-    assert hits == collapse_hits(everything, k=3)  # type: ignore[arg-type]
-    batch = search_parents(engine, ["cat sat on the mat", "dog house"], k=2, fetch_factor=2)
-    assert batch[0] == collapse_hits(everything, k=2)  # type: ignore[arg-type]
-    assert len(batch[1]) == 2  # type: ignore[arg-type]
+    hits = engine.search("cat sat on the mat", k=3)
+    assert sorted(h.id for h in hits) == ["a", "b", "c"]
+    everything = engine.search("cat sat on the mat", k=100, group_chunks=False)
+    assert len(everything) == 14 and hits == collapse_hits(everything, k=3)
+    batch = engine.search(["cat sat on the mat", "dog house"], k=2)
+    assert batch[0] == collapse_hits(everything, k=2)
+    assert len(batch[1]) == 2
 
 
-# ---------------------------------------------------------------- upsert and delete
+# ---------------------------------------------------------------- the engine option
 
 
-def test_upsert_replaces_every_piece_of_the_previous_version(engine: Engine) -> None:
-    chunker = Chunker(3, 0)
-    long = "one two three four five six seven eight nine ten"
-    upsert_documents(engine, ["p", "q"], [long, "q text"], [{"v": 1}, None], chunker=chunker)
-    assert existing_chunk_ids(engine, "p") == ["p#0", "p#1", "p#2", "p#3"]
-    upsert_documents(engine, ["p"], ["short now"], [{"v": 2}], chunker=chunker)
-    assert existing_chunk_ids(engine, "p") == ["p#0"]
-    assert engine.get(["p#0"])[0].metadata["v"] == 2
-    # unchunked replacement of a chunked document, then chunked again
-    upsert_documents(engine, ["p"], ["whole"], None)
-    assert existing_chunk_ids(engine, "p") == [] and "p" in engine
-    upsert_documents(engine, ["p"], [long], None, chunker=chunker)
-    assert "p" not in engine and len(existing_chunk_ids(engine, "p")) == 4
-    assert sorted(engine.ids()) == ["p#0", "p#1", "p#2", "p#3", "q#0"]
+@pytest.fixture()
+def chunked(tiny_colbert_model: Path, tmp_path: Path) -> Engine:
+    return Engine.from_pretrained(
+        tiny_colbert_model, device="cpu", path=tmp_path / "chunked", chunk_tokens=3
+    )
+
+
+LONG = "one two three four five six seven eight nine ten"
+
+
+def test_chunking_is_recorded_and_every_constructor_chunks_the_same(
+    chunked: Engine, tiny_colbert_model: Path
+) -> None:
+    written = chunked.add([LONG, "q text"], ids=["p", "q"], metadatas=[{"v": 1}, None])
+    assert written == ["p", "q"] and written.entries == 5  # 4 chunks of p, 1 of q
+    assert sorted(chunked.ids()) == ["p#0", "p#1", "p#2", "p#3", "q#0"]
+    chunk = chunked.get(["p#1"])[0]
+    meta = chunk.metadata
+    assert meta["v"] == 1 and meta["parent_id"] == "p" and meta["chunk_index"] == 1
+    assert LONG[meta["char_start"] : meta["char_end"]] == chunk.text
+    assert chunked.info().chunking == {"tokens": 3, "overlap": 0}
+    folder = chunked.path
+    assert folder is not None and Manifest.read(folder).chunking == {"tokens": 3, "overlap": 0}
+    chunked.close()
+    for again in (Engine.load(folder), Engine(path=folder)):  # no chunk_tokens given
+        assert again.chunker is not None and again.chunker.max_tokens == 3
+        again.close()
+    reopened = Engine.load(folder, device="cpu")
+    reopened.add(["new words here and more"], ids=["r"])
+    assert sorted(i for i in reopened.ids() if i.startswith("r")) == ["r#0", "r#1"]
+    hits = reopened.search("five six seven", k=3)
+    assert len({h.id for h in hits}) == len(hits) and "p" in [h.id for h in hits]
+    assert all("#" not in h.id for h in hits)
+    reopened.close()
+
+
+def test_add_replaces_every_piece_of_the_previous_version(chunked: Engine) -> None:
+    chunked.add([LONG, "q text"], ids=["p", "q"], metadatas=[{"v": 1}, None])
+    assert existing_chunk_ids(chunked, "p") == ["p#0", "p#1", "p#2", "p#3"]
+    chunked.add(["short now"], ids=["p"], metadatas=[{"v": 2}])
+    assert existing_chunk_ids(chunked, "p") == ["p#0"]
+    assert chunked.get(["p#0"])[0].metadata["v"] == 2
+    # stored whole (chunking off), then chunked again: each write removes the other form
+    chunked.set_chunking(None)
+    chunked.add(["whole"], ids=["p"])
+    assert existing_chunk_ids(chunked, "p") == [] and "p" in chunked
+    chunked.set_chunking(3)
+    chunked.add([LONG], ids=["p"])
+    assert "p" not in chunked and len(existing_chunk_ids(chunked, "p")) == 4
+    assert sorted(chunked.ids()) == ["p#0", "p#1", "p#2", "p#3", "q#0"]
 
 
 def test_a_document_merely_named_like_a_chunk_is_not_one(engine: Engine) -> None:
     engine.add(["x"], ids=["r#0"])
     assert existing_chunk_ids(engine, "r") == []
     with pytest.raises(UnknownIdError):
-        delete_documents(engine, ["r"])
+        engine.delete(["r"])
 
 
-def test_delete_documents_takes_parents_and_is_all_or_nothing(engine: Engine) -> None:
-    upsert_documents(engine, ["p", "w"], ["a b c d e f g", "whole"], None, chunker=Chunker(2))
-    engine.add(["plain"], ids=["plain"])
-    before = sorted(engine.ids())
+def test_delete_takes_parents_and_is_all_or_nothing(chunked: Engine) -> None:
+    chunked.add(["a b c d e f g h i j k l", "whole"], ids=["p", "w"])
+    chunked.set_chunking(None)
+    chunked.add(["plain"], ids=["plain"])
+    before = sorted(chunked.ids())
     with pytest.raises(UnknownIdError, match="nope"):
-        delete_documents(engine, ["p", "nope"])
-    assert sorted(engine.ids()) == before
-    assert delete_documents(engine, ["p", "plain", "p"]) == 5  # 4 chunks + 1 plain document
-    assert engine.ids() == ["w#0"]
+        chunked.delete(["p", "nope"])
+    assert sorted(chunked.ids()) == before
+    assert chunked.delete(["p", "plain"]) == 5  # 4 chunks + 1 plain document
+    assert chunked.ids() == ["w#0"]
+    assert chunked.delete(["w", "gone"], missing="skip") == 1 and len(chunked) == 0
+
+
+def test_delete_by_filter_takes_whole_chunked_documents(chunked: Engine) -> None:
+    chunked.add([LONG, "q text", "r text"], ids=["p", "q", "r"], metadatas=[{"y": 1}, {"y": 2}, {}])
+    assert chunked.delete(filter={"y": {"$gte": 1}}) == 5
+    assert chunked.ids() == ["r#0"]
+    assert chunked.delete(filter={"y": 9}) == 0
+    with pytest.raises(InvalidInputError, match="every document"):
+        chunked.delete(filter={})
+    with pytest.raises(InvalidInputError, match="not both"):
+        chunked.delete(["r"], filter={"y": 1})
+
+
+def test_bad_chunking_fails_before_a_folder_is_made(
+    tiny_colbert_model: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(InvalidInputError, match="chunk"):
+        Engine.from_pretrained(
+            tiny_colbert_model, path=tmp_path / "x", chunk_tokens=4, chunk_overlap=4
+        )
+    assert not (tmp_path / "x").exists()
+
+
+def test_the_deprecated_helpers_still_work(engine: Engine) -> None:
+    with pytest.warns(DeprecationWarning, match="engine.add"):
+        written = upsert_documents(engine, ["p"], [LONG], None, chunker=Chunker(3))
+    assert written == ["p#0", "p#1", "p#2", "p#3"]
+    with pytest.warns(DeprecationWarning, match="group"):
+        hits = search_parents(engine, "five six", k=1)
+    assert [h.id for h in hits] == ["p"]  # type: ignore[union-attr]
+    with pytest.warns(DeprecationWarning, match="delete"):
+        assert delete_documents(engine, ["p"]) == 4

@@ -163,7 +163,7 @@ def test_import_builds_a_searchable_index(
     assert sorted(engine.ids()) == ["a", "b", "e#0", "e#1", "z"]
     assert engine.get(["e#1"])[0].metadata["parent_id"] == "e"
     # The recorded checkpoint and lengths became the encoder: text queries work.
-    config = engine.info()["encoder"]
+    config = engine.info().encoder
     assert config["model_name_or_path"] == str(tiny_colbert_model)
     assert config["document_length"] == 64 and config["query_length"] == 32
     assert len(engine.search("gamma delta", k=3)) == 3

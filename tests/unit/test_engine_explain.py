@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from colmax import Engine, Hit
-from colmax.chunking import Chunker, collapse_hits, search_parents, upsert_documents
+from colmax.chunking import collapse_hits
 from colmax.errors import InvalidInputError, NoEncoderError, UnknownIdError
 from colmax.explain import Explanation, explain
 
@@ -139,15 +139,10 @@ def test_hit_stays_positional_and_defaults_to_no_extras() -> None:
 
 
 def test_chunk_hits_keep_the_best_chunk_explanation(tiny_colbert_model: Path) -> None:
-    engine = Engine.from_pretrained(tiny_colbert_model, device="cpu")
+    engine = Engine.from_pretrained(tiny_colbert_model, device="cpu", chunk_tokens=12)
     long_text = "the cat sat on the mat. " * 6 + "paris is the capital of france. " * 2
-    upsert_documents(
-        engine,
-        ["long", "car"],
-        [long_text, TEXTS["car"]],
-        chunker=Chunker(12, 0, engine.encoder.tokenizer),  # type: ignore[union-attr]
-    )
-    parents = search_parents(engine, QUERY, k=2, explain=True)
+    engine.add([long_text, TEXTS["car"]], ids=["long", "car"])
+    parents = engine.search(QUERY, k=2, explain=True)
     assert {h.id for h in parents} == {"long", "car"}
     for hit in parents:
         e = hit.explanation
@@ -155,11 +150,11 @@ def test_chunk_hits_keep_the_best_chunk_explanation(tiny_colbert_model: Path) ->
         stored = hit.metadata.get("chunk_id", hit.id)
         assert e.id == stored and e.text == hit.text
         assert e.score == pytest.approx(hit.score, abs=FP16_ATOL)
-    plain = search_parents(engine, QUERY, k=2)
+    plain = engine.search(QUERY, k=2)
     assert [h.id for h in plain] == [h.id for h in parents]
     assert all(h.explanation is None for h in plain)
     # collapse_hits carries explanations and hybrid scores over.
-    chunks = engine.search(QUERY, k=10, explain=True)
+    chunks = engine.search(QUERY, k=10, explain=True, group_chunks=False)
     tagged = [replace(h, scores={"late": h.score}) for h in chunks]
     for hit in collapse_hits(tagged):
         assert hit.explanation is not None and hit.scores is not None

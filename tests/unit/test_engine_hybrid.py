@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from colmax import Engine
-from colmax.engine_hybrid import BM25_DIR
 from colmax.errors import InvalidInputError
 from colmax.hybrid import BM25Index, hybrid_search
+from colmax.hybrid.side import BM25_DIR
 
 DOCS = {
     "cat": ("the cat sat on the mat", {"year": 2020, "topic": "pets"}),
@@ -100,7 +100,7 @@ def test_the_bm25_cache_is_saved_reused_and_follows_other_writers(
     assert path is not None and not (path / BM25_DIR).exists()  # built on first use only
     first = folder_engine.search(QUERY, k=3, hybrid="rrf")
     meta = json.loads((path / BM25_DIR / "colmax-bm25.json").read_text())
-    assert meta["generation"] == folder_engine.info()["generation"]
+    assert meta["generation"] == folder_engine.info().generation
     assert sorted(meta["ids"]) == sorted(DOCS)
 
     other = Engine.load(path, device="cpu")

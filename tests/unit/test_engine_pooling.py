@@ -40,7 +40,7 @@ def test_precomputed_vectors_are_pooled_before_storing(tmp_path: Path, factor: i
     engine.close()
     with Engine.load(tmp_path / "idx") as loaded:  # what was stored is what comes back
         assert _rows(loaded, ["a", "b", "c"]) == [math.ceil(len(d) / factor) for d in docs]
-        assert loaded.info()["tokens"] == sum(math.ceil(len(d) / factor) for d in docs)
+        assert loaded.info().tokens == sum(math.ceil(len(d) / factor) for d in docs)
 
 
 def test_encoded_texts_are_pooled_and_still_searchable(tiny_colbert_model: Path) -> None:
@@ -82,10 +82,10 @@ def test_explaining_a_pooled_document_encodes_its_text(tiny_colbert_model: Path)
 @pytest.mark.parametrize("factor", [0, -2, 1.5, "2", True, None])
 def test_bad_pool_factors_write_nothing(tmp_path: Path, factor: object) -> None:
     engine = Engine(dim=4, path=tmp_path / "idx")
-    generation = engine.info()["generation"]
+    generation = engine.info().generation
     with pytest.raises(InvalidInputError, match="pool_factor must be a positive int"):
         engine.add(embeddings=[np.eye(4)], ids=["a"], pool_factor=factor)  # type: ignore[arg-type]
-    assert len(engine) == 0 and engine.info()["generation"] == generation
+    assert len(engine) == 0 and engine.info().generation == generation
 
 
 def test_missing_scipy_is_a_clear_error_before_any_work(

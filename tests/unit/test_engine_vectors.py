@@ -226,7 +226,7 @@ def test_many_small_writes_merge_segments_and_stay_correct() -> None:
         engine.add([i], ids=[i], embeddings=[v])
     engine.delete(ids[:10])
     info = engine.info()
-    assert info["segments"] <= 9 and info["documents"] == 20
+    assert info.details["segments"] <= 9 and info.documents == 20
     q = unit_rows(np.random.default_rng(8), 5)
     assert [h.id for h in engine.search(query_embeddings=q, k=20)] == brute_force(
         q, vecs[10:], ids[10:], 20

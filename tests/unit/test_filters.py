@@ -6,7 +6,7 @@ import sqlite3
 import pytest
 
 from colmax.errors import FilterError
-from colmax.store.filters import compile_filter
+from colmax.filters import compile_filter
 
 DOCS = {
     "a": {"year": 2020, "lang": "en", "draft": False, "tags": ["news", "tech"], "score": 0.5},
@@ -100,3 +100,25 @@ def test_deep_nesting_is_bounded() -> None:
         flt = {"$not": flt}
     with pytest.raises(FilterError, match="deeper"):
         compile_filter(flt)
+
+
+def test_a_filter_is_parsed_once_into_one_tree_every_compiler_takes() -> None:
+    from colmax.backends.qdrant.filters import translate
+    from colmax.filters import AllOf, Condition, Not, parse_filter, to_sql
+
+    flt = {"year": {"$gte": 2021}, "$not": {"lang": "de"}}
+    tree = parse_filter(flt)
+    assert tree == AllOf((Condition("year", "$gte", 2021), Not(Condition("lang", "$eq", "de"))))
+    assert parse_filter(tree) is tree  # a tree passes through: no second parse
+    assert to_sql(tree) == to_sql(flt) == compile_filter(flt)
+    assert translate(tree) == translate(flt)
+
+
+def test_the_old_module_path_still_works_and_says_where_it_moved() -> None:
+    import importlib
+    import sys
+
+    sys.modules.pop("colmax.store.filters", None)
+    with pytest.warns(DeprecationWarning, match="colmax.filters"):
+        old = importlib.import_module("colmax.store.filters")
+    assert old.compile_filter is compile_filter

@@ -40,6 +40,7 @@ def test_public_api_is_pinned() -> None:
             "BM25Index",
             "BM25Settings",
             "FusedHit",
+            "check_hybrid",
             "hybrid_search",
             "minmax_fusion",
             "reciprocal_rank_fusion",

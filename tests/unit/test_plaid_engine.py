@@ -61,13 +61,15 @@ def test_plaid_round_trips_through_a_folder_and_matches_flat(
     path = tmp_path / "idx"
     engine = Engine(dim=DIM, index="plaid", path=path, index_options=OPTIONS)
     engine.add(embeddings=docs[:50], ids=_ids(50))  # below train_tokens: exact
-    assert engine.info()["plaid"]["trained"] is False
+    assert engine.info().details["plaid"]["trained"] is False
     small = Engine(dim=DIM)
     small.add(embeddings=docs[:50], ids=_ids(50))
     assert _top(engine, queries[:5], 3) == _top(small, queries[:5], 3)  # exact until trained
     engine.add(embeddings=docs[50:], ids=_ids(len(docs) - 50, 50))  # crosses it: trained
     info = engine.info()
-    assert info["index"] == "plaid" and info["plaid"]["trained"] and info["segments"] == 1
+    assert (
+        info.index == "plaid" and info.details["plaid"]["trained"] and info.details["segments"] == 1
+    )
     before = _top(engine, queries)
     engine.close()
     manifest = json.loads((path / "manifest.json").read_text())
@@ -95,16 +97,18 @@ def test_rebuild_retrains_and_removes_the_old_codec(
     corpus: tuple[list[np.ndarray], list[np.ndarray]], tmp_path: Path
 ) -> None:
     docs, queries = corpus
-    backend = LocalBackend.create(tmp_path / "idx", _manifest())
-    backend.upsert(_ids(len(docs)), ["t"] * len(docs), [{}] * len(docs), docs)
-    first = backend.info()["plaid"]["codec"]
-    report = backend.rebuild()
+    engine = Engine(dim=DIM, index="plaid", path=tmp_path / "idx", index_options=OPTIONS)
+    engine.add(embeddings=docs, ids=_ids(len(docs)))
+    first = engine.info().details["plaid"]["codec"]
+    report = engine.rebuild().details["plaid"]  # what docs/plaid.md documents
     assert report["trained"] and report["codec"] != first
     names = {p.name.split(".")[0] for p in (tmp_path / "idx" / CODEC_DIR).glob("*.npy")}
     assert names == {report["codec"]}
-    hits = backend.search([_t(q) for q in queries[:3]], 5)
+    hits = engine.search(query_embeddings=queries[:3], k=5)
     assert all(len(h) == 5 for h in hits)
-    backend.close()
+    engine.close()
+    with pytest.raises(InvalidInputError, match="plaid"):
+        Engine(dim=DIM).rebuild()
     with pytest.raises(InvalidInputError, match="plaid"):
         LocalBackend.create(None, _manifest(kind="flat", settings={})).rebuild()
 
@@ -118,23 +122,41 @@ def test_save_copies_codec_and_coded_segments(
     before = _top(engine, queries)
     engine.save(tmp_path / "copy")
     copy = Engine(path=tmp_path / "copy")
-    assert copy.info()["index"] == "plaid" and copy.info()["plaid"]["trained"]
+    assert copy.info().index == "plaid" and copy.info().details["plaid"]["trained"]
     assert _top(copy, queries) == before
     copy.close()
 
 
-def test_search_widths_can_change_when_opening(
+def _recall(found: list[list[str]], exact: list[list[str]]) -> float:
+    return float(np.mean([len(set(f) & set(e)) / len(e) for f, e in zip(found, exact)]))
+
+
+def test_search_widths_change_the_result_set(
     corpus: tuple[list[np.ndarray], list[np.ndarray]], tmp_path: Path
 ) -> None:
     docs, queries = corpus
-    backend = LocalBackend.create(tmp_path / "idx", _manifest())
-    backend.upsert(_ids(len(docs)), ["t"] * len(docs), [{}] * len(docs), docs)
-    backend.close()
-    wide = LocalBackend.open(tmp_path / "idx", search_options={"nprobe": 64, "ndocs": 4096})
-    assert len(wide.search([_t(queries[0])], 10)[0]) == 10
-    wide.close()
+    flat = Engine(dim=DIM)
+    flat.add(embeddings=docs, ids=_ids(len(docs)))
+    exact = _top(flat, queries)
+    engine = Engine(dim=DIM, index="plaid", path=tmp_path / "idx", index_options=OPTIONS)
+    engine.add(embeddings=docs, ids=_ids(len(docs)))
+    engine.set_search_widths(nprobe=1, ndocs=12, nfinal=10)  # look at almost nothing
+    narrow = _top(engine, queries)
+    engine.set_search_widths(nprobe=64, ndocs=4096, nfinal=400)  # look at everything
+    wide = _top(engine, queries)
+    assert narrow != wide  # the widths reach the search
+    assert _recall(narrow, exact) < _recall(wide, exact)
+    assert _recall(wide, exact) > 0.9
+    engine.close()
+    # The same widths when opening (index_options), for this process only.
+    reopened = Engine(path=tmp_path / "idx", index_options={"nprobe": 1, "ndocs": 12, "nfinal": 10})
+    assert _top(reopened, queries) == narrow
+    reopened.close()
+    assert _top(Engine(path=tmp_path / "idx"), queries) != narrow  # nothing was recorded
     with pytest.raises(InvalidInputError, match="nprobe"):
-        LocalBackend.open(tmp_path / "idx", search_options={"nbits": 4})
+        Engine(path=tmp_path / "idx", index_options={"nbits": 4})
+    with pytest.raises(InvalidInputError, match="search settings"):
+        flat.set_search_widths(nprobe=4)
 
 
 def test_damaged_codec_raises_index_format_error(

@@ -86,12 +86,14 @@ def test_add_stream_trains_codes_and_finds(corpus: tuple, tmp_path: Path) -> Non
     tokens, offsets = _packed(docs[:300])
     engine.add_stream(ArraySource(tokens, offsets), ids=_ids(300), show_progress=False)
     info = engine.info()
-    assert info["documents"] == 300 and info["plaid"]["trained"] and info["segments"] == 1
-    codec = info["plaid"]["codec"]
+    assert (
+        info.documents == 300 and info.details["plaid"]["trained"] and info.details["segments"] == 1
+    )
+    codec = info.details["plaid"]["codec"]
     more = ListSource(docs[300:])  # a codec exists now: coded with it, not retrained
     engine.add_stream(more, ids=_ids(100, 300), metadatas=[{"n": i} for i in range(100)])
     info = engine.info()
-    assert info["documents"] == 400 and info["plaid"]["codec"] == codec
+    assert info.documents == 400 and info.details["plaid"]["codec"] == codec
     assert engine.get(["d350"])[0].metadata == {"n": 50}
     assert _recall(_top(flat, queries), _top(engine, queries)) >= 0.8  # as engine.add gets
     assert not [f for f in _files(path) if f.startswith(".")]  # no temporary files left
@@ -103,11 +105,13 @@ def test_add_stream_codes_exact_documents_already_there(corpus: tuple, tmp_path:
     docs, queries = corpus
     engine = Engine(dim=DIM, index="plaid", path=tmp_path / "idx", index_options=OPTIONS)
     engine.add(embeddings=docs[:40], ids=_ids(40))  # below train_tokens: exact
-    assert engine.info()["plaid"]["trained"] is False
+    assert engine.info().details["plaid"]["trained"] is False
     tokens, offsets = _packed(docs[40:])
     engine.add_stream(ArraySource(tokens, offsets), ids=_ids(360, 40))
     info = engine.info()
-    assert info["documents"] == 400 and info["plaid"]["trained"] and info["segments"] == 1
+    assert (
+        info.documents == 400 and info.details["plaid"]["trained"] and info.details["segments"] == 1
+    )
     hits = engine.search(query_embeddings=docs[5], k=1)
     assert hits[0].id == "d5"  # type: ignore[union-attr]
 
@@ -156,7 +160,7 @@ def test_ctrl_c_leaves_the_last_committed_state(
     assert (engine.info(), _top(engine, queries), _files(path)) == before
     engine.close()
     reopened = Engine(path=path)
-    assert reopened.info()["documents"] == before[0]["documents"]
+    assert reopened.info().documents == before[0].documents
     assert _top(reopened, queries) == before[1]
 
 
@@ -197,14 +201,14 @@ def test_drift_advises_a_retrain_and_colmax_info_shows_it(
     path = tmp_path / "idx"
     engine = Engine(dim=DIM, index="plaid", path=path, index_options=OPTIONS)
     engine.add_stream(ListSource(docs))
-    drift = engine.info()["plaid"]
+    drift = engine.info().details["plaid"]
     assert not drift["rebuild_recommended"] and drift["advice"] == "no re-train needed"
     rng = np.random.default_rng(5)  # documents unlike anything the centroids were trained on
     other = [_norm(rng.standard_normal((20, DIM))) for _ in range(400)]
     engine.add_stream(ListSource(other), ids=_ids(400, 1000))
-    drift = engine.info()["plaid"]
+    drift = engine.info().details["plaid"]
     assert drift["residual_ratio"] > 1.25 and drift["rebuild_recommended"]
-    assert drift["advice"].startswith("re-train advised") and "optimize()" in drift["advice"]
+    assert drift["advice"].startswith("re-train advised") and "rebuild()" in drift["advice"]
     engine.close()
     capsys.readouterr()
     assert main(["info", str(path)]) == 0

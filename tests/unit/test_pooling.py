@@ -39,7 +39,12 @@ def _naive_ward(x: np.ndarray, k: int) -> list[np.ndarray]:
 
 
 def test_public_api_is_pinned() -> None:
-    assert sorted(colmax.pooling.__all__) == ["pool_documents", "pool_vectors", "pool_with_rows", "pooled_length"]
+    assert sorted(colmax.pooling.__all__) == [
+        "pool_documents",
+        "pool_vectors",
+        "pool_with_rows",
+        "pooled_length",
+    ]
 
 
 @settings(max_examples=40, deadline=None)

@@ -33,6 +33,21 @@ N = 40
 MODES = ["edge", "memory"]
 
 
+def _create(path, dim, encoder_config=None, **options):  # type: ignore[no-untyped-def]
+    """``QdrantBackend.create`` with the registry's (folder, manifest, options) signature."""
+    from colmax.backends.base import BackendOptions
+    from colmax.store.manifest import Manifest
+
+    manifest = Manifest(dim=dim, index_kind="qdrant", encoder=encoder_config)
+    return QdrantBackend.create(path, manifest, BackendOptions(options))
+
+
+def _open(path, manifest, **options):  # type: ignore[no-untyped-def]
+    from colmax.backends.base import BackendOptions
+
+    return QdrantBackend.open(path, manifest, BackendOptions(options))
+
+
 def unit(rng: np.random.Generator, n: int) -> np.ndarray:
     v = rng.normal(size=(n, DIM))
     # Rounded to float16 first, as the flat index stores them, so the comparisons below
@@ -54,7 +69,7 @@ def make(mode: str, tmp_path: Path, **options: object) -> QdrantBackend:
     path = None if mode == "memory" else tmp_path / "index"
     if mode != "memory":
         options = {"mode": mode, **options}
-    return QdrantBackend.create(path, dim=DIM, encoder_config={"model": "m"}, **options)
+    return _create(path, DIM, encoder_config={"model": "m"}, **options)
 
 
 @pytest.fixture(params=MODES)
@@ -142,8 +157,8 @@ def test_point_ids_are_uuid5_with_the_id_in_the_payload(filled: QdrantBackend) -
 
 def test_info(filled: QdrantBackend) -> None:
     info = filled.info()
-    assert info["documents"] == N and info["dim"] == DIM and info["index"] == "qdrant"
-    assert info["mode"] in MODES
+    assert info.documents == N and info.dim == DIM and info.index == "qdrant"
+    assert info.details["mode"] in MODES
 
 
 def test_reopen_folder(tmp_path: Path, corpus: tuple) -> None:
@@ -157,7 +172,7 @@ def test_reopen_folder(tmp_path: Path, corpus: tuple) -> None:
     manifest = Manifest.read(tmp_path / "index")
     assert manifest.index_kind == "qdrant" and manifest.encoder == {"model": "m"}
     assert manifest.index_settings["mode"] == mode
-    reopened = QdrantBackend.open(tmp_path / "index", manifest)
+    reopened = _open(tmp_path / "index", manifest)
     try:
         assert reopened.search(q, k=5, filter={"even": False}) == before
         assert reopened.ids() == ids and reopened.encoder_config == {"model": "m"}
@@ -169,7 +184,7 @@ def test_edge_folder_is_locked_while_open(tmp_path: Path) -> None:
     backend = make("edge", tmp_path)
     try:
         with pytest.raises(IndexLockedError):
-            QdrantBackend.open(tmp_path / "index", Manifest.read(tmp_path / "index"))
+            _open(tmp_path / "index", Manifest.read(tmp_path / "index"))
         # Another process is refused too (the shard's WAL lock is an OS file lock); without
         # colmax in the child, so that the check takes a fraction of a second.
         code = "import sys, qdrant_edge; qdrant_edge.EdgeShard.load(sys.argv[1])"
@@ -190,7 +205,7 @@ def test_save_copies_into_an_edge_folder(mode: str, tmp_path: Path, corpus: tupl
     before = backend.search(q, k=6, filter={"tag": {"$ne": "y"}})
     target = backend.save(tmp_path / "copy")
     backend.close()
-    copy = QdrantBackend.open(target, Manifest.read(target))
+    copy = _open(target, Manifest.read(target))
     try:
         assert copy.settings.mode == "edge"
         assert copy.ids() == ids[1:]
@@ -216,9 +231,9 @@ def test_create_refuses_a_non_empty_folder_and_bad_options(tmp_path: Path) -> No
     with pytest.raises(InvalidInputError, match="muvera"):
         make("memory", tmp_path, prefetch="muvera", pooling={"k_sim": 99})
     with pytest.raises(InvalidInputError, match="keeps the index in a folder"):
-        QdrantBackend.create(None, dim=DIM, encoder_config=None, mode="edge")
+        _create(None, DIM, encoder_config=None, mode="edge")
     with pytest.raises(InvalidInputError, match="mode must be one of"):
-        QdrantBackend.create(tmp_path / "l", dim=DIM, encoder_config=None, mode="local")
+        _create(tmp_path / "l", DIM, encoder_config=None, mode="local")
 
 
 def test_manifest_never_holds_the_api_key(tmp_path: Path) -> None:
@@ -235,11 +250,11 @@ def test_open_rejects_damaged_settings(tmp_path: Path) -> None:
     manifest = Manifest.read(tmp_path / "index")
     manifest.index_settings["datatype"] = "int4"
     with pytest.raises(IndexFormatError, match="datatype"):
-        QdrantBackend.open(tmp_path / "index", manifest)
+        _open(tmp_path / "index", manifest)
     manifest.index_settings["datatype"] = "float16"
     manifest.index_settings["mystery"] = 1
     with pytest.raises(IndexFormatError, match="mystery"):
-        QdrantBackend.open(tmp_path / "index", manifest)
+        _open(tmp_path / "index", manifest)
 
 
 @pytest.mark.parametrize("mode", ["edge", "memory"])
@@ -307,9 +322,9 @@ def test_closed_backend_refuses_use(tmp_path: Path) -> None:
 def test_open_accepts_the_recorded_options_only(tmp_path: Path) -> None:
     make("edge", tmp_path, collection="docs", prefetch="mean").close()
     manifest = Manifest.read(tmp_path / "index")
-    again = QdrantBackend.open(tmp_path / "index", manifest, collection="docs", prefetch="mean")
+    again = _open(tmp_path / "index", manifest, collection="docs", prefetch="mean")
     again.close()
     with pytest.raises(InvalidInputError, match="created with prefetch='mean'"):
-        QdrantBackend.open(tmp_path / "index", manifest, prefetch="muvera")
+        _open(tmp_path / "index", manifest, prefetch="muvera")
     with pytest.raises(InvalidInputError, match="fixed at creation"):
-        QdrantBackend.open(tmp_path / "index", manifest, shards=2)
+        _open(tmp_path / "index", manifest, shards=2)

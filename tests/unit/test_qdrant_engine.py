@@ -52,7 +52,7 @@ def test_engine_calls_match_the_flat_index(engine: Engine) -> None:
     assert engine.get(["d2"])[0].metadata == metas[2]
     assert engine.delete(["d2"]) == 1 and len(engine) == 19 and "d2" not in engine
     assert engine.ids() == [i for i in ids if i != "d2"]
-    assert engine.info()["index"] == "qdrant"
+    assert engine.info().index == "qdrant"
     flat.close()
 
 

@@ -22,9 +22,9 @@ pytest.importorskip("qdrant_edge")
 pytest.importorskip("qdrant_client")
 
 from colmax.backends.qdrant import QdrantBackend
-from colmax.backends.qdrant_filters import Clause, Match, Range, filter_fields, translate
+from colmax.backends.qdrant.filters import Clause, Match, Range, filter_fields, translate
 from colmax.errors import FilterError
-from colmax.store.filters import compile_filter
+from colmax.filters import compile_filter
 from colmax.validation import metadata_json
 
 DIM = 4
@@ -41,6 +41,21 @@ DOCS: dict[str, dict[str, Any]] = {
 }
 
 
+def _create(path, dim, encoder_config=None, **options):  # type: ignore[no-untyped-def]
+    """``QdrantBackend.create`` with the registry's (folder, manifest, options) signature."""
+    from colmax.backends.base import BackendOptions
+    from colmax.store.manifest import Manifest
+
+    manifest = Manifest(dim=dim, index_kind="qdrant", encoder=encoder_config)
+    return QdrantBackend.create(path, manifest, BackendOptions(options))
+
+
+def _open(path, manifest, **options):  # type: ignore[no-untyped-def]
+    from colmax.backends.base import BackendOptions
+
+    return QdrantBackend.open(path, manifest, BackendOptions(options))
+
+
 @pytest.fixture(scope="module")
 def sqlite_db() -> sqlite3.Connection:
     conn = sqlite3.connect(":memory:")
@@ -54,7 +69,7 @@ def sqlite_db() -> sqlite3.Connection:
 def _backend(mode: str, folder: Path) -> QdrantBackend:
     options = {} if mode == "memory" else {"mode": mode}
     path = None if mode == "memory" else folder / mode
-    backend = QdrantBackend.create(path, dim=DIM, encoder_config=None, **options)
+    backend = _create(path, DIM, encoder_config=None, **options)
     vectors = [np.eye(DIM, dtype=np.float32)[:1] for _ in DOCS]
     backend.upsert(list(DOCS), ["t"] * len(DOCS), list(DOCS.values()), vectors)
     return backend

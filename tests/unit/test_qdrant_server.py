@@ -24,12 +24,12 @@ import qdrant_client
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from colmax.backends.qdrant import QdrantBackend
-from colmax.backends.qdrant_client_driver import (
+from colmax.backends.qdrant.client import (
     QdrantConnectionError,
     is_transient,
     with_retries,
 )
-from colmax.backends.qdrant_settings import API_KEY_ENV, QdrantSettings, resolve_api_key
+from colmax.backends.qdrant.settings import API_KEY_ENV, QdrantSettings, resolve_api_key
 from colmax.errors import IndexFormatError, InvalidInputError
 from colmax.store.manifest import Manifest
 
@@ -68,6 +68,21 @@ class StandIn:
         return getattr(self._inner, name)
 
 
+def _create(path, dim, encoder_config=None, **options):  # type: ignore[no-untyped-def]
+    """``QdrantBackend.create`` with the registry's (folder, manifest, options) signature."""
+    from colmax.backends.base import BackendOptions
+    from colmax.store.manifest import Manifest
+
+    manifest = Manifest(dim=dim, index_kind="qdrant", encoder=encoder_config)
+    return QdrantBackend.create(path, manifest, BackendOptions(options))
+
+
+def _open(path, manifest, **options):  # type: ignore[no-untyped-def]
+    from colmax.backends.base import BackendOptions
+
+    return QdrantBackend.open(path, manifest, BackendOptions(options))
+
+
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> type[StandIn]:
     monkeypatch.setattr(qdrant_client, "QdrantClient", StandIn)
@@ -88,10 +103,10 @@ def vectors(n: int, seed: int = 0) -> list[np.ndarray]:
 def test_server_mode_round_trip_with_retries_and_batches(
     server: type[StandIn], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("colmax.backends.qdrant_client_driver.time.sleep", lambda s: None)
-    backend = QdrantBackend.create(
+    monkeypatch.setattr("colmax.backends.qdrant.client.time.sleep", lambda s: None)
+    backend = _create(
         tmp_path / "idx",
-        dim=DIM,
+        DIM,
         encoder_config=None,
         url=URL,
         api_key="secret-key",
@@ -123,8 +138,8 @@ def test_server_mode_round_trip_with_retries_and_batches(
     # manifest's url only once the caller names that server.
     monkeypatch.setenv(API_KEY_ENV, "env-key")
     with pytest.raises(InvalidInputError, match="qdrant_url"):
-        QdrantBackend.open(tmp_path / "idx", Manifest.read(tmp_path / "idx"))
-    reopened = QdrantBackend.open(tmp_path / "idx", Manifest.read(tmp_path / "idx"), url=URL)
+        _open(tmp_path / "idx", Manifest.read(tmp_path / "idx"))
+    reopened = _open(tmp_path / "idx", Manifest.read(tmp_path / "idx"), url=URL)
     assert server.made[-1]["api_key"] == "env-key"
     assert reopened.ids() == ids
     # save() of a server index writes only the manifest: the data stays on the server.
@@ -136,8 +151,8 @@ def test_server_mode_round_trip_with_retries_and_batches(
 def test_upload_gives_up_after_max_retries(
     server: type[StandIn], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("colmax.backends.qdrant_client_driver.time.sleep", lambda s: None)
-    backend = QdrantBackend.create(None, dim=DIM, encoder_config=None, url=URL, max_retries=1)
+    monkeypatch.setattr("colmax.backends.qdrant.client.time.sleep", lambda s: None)
+    backend = _create(None, DIM, encoder_config=None, url=URL, max_retries=1)
     server.failures = 5
     with pytest.raises(QdrantConnectionError, match="after 2 attempts"):
         backend.upsert(["a"], ["a"], [{}], vectors(1))
@@ -145,22 +160,20 @@ def test_upload_gives_up_after_max_retries(
 
 
 def test_existing_collection_is_reused_or_refused(server: type[StandIn]) -> None:
-    first = QdrantBackend.create(None, dim=DIM, encoder_config=None, url=URL)
+    first = _create(None, DIM, encoder_config=None, url=URL)
     first.upsert(["a"], ["a"], [{}], vectors(1))
-    again = QdrantBackend.create(None, dim=DIM, encoder_config=None, url=URL)
+    again = _create(None, DIM, encoder_config=None, url=URL)
     assert again.ids() == ["a"]
     with pytest.raises(IndexFormatError, match="16-d MaxSim"):
-        QdrantBackend.create(None, dim=16, encoder_config=None, url=URL)
+        _create(None, 16, encoder_config=None, url=URL)
     with pytest.raises(IndexFormatError, match="pooled vectors"):
-        QdrantBackend.create(None, dim=DIM, encoder_config=None, url=URL, prefetch="mean")
+        _create(None, DIM, encoder_config=None, url=URL, prefetch="mean")
 
 
 def test_unreachable_server_fails_fast_with_a_clear_error() -> None:
     start = time.perf_counter()
     with pytest.raises(QdrantConnectionError, match="connect failed after 1 attempts"):
-        QdrantBackend.create(
-            None, dim=DIM, encoder_config=None, url="http://127.0.0.1:9", max_retries=0
-        )
+        _create(None, DIM, encoder_config=None, url="http://127.0.0.1:9", max_retries=0)
     assert time.perf_counter() - start < 10
 
 

@@ -172,6 +172,24 @@ def test_deleted_pages_lose_their_files(pages_engine: Engine, monkeypatch) -> No
         pages_engine.page_image(id_)  # the others are intact
 
 
+def test_deleted_pages_lose_their_images_in_memory_too(colpali_encoder, text_pdf: Path) -> None:
+    engine = Engine(colpali_encoder)  # no folder: images live in the engine's memory
+    engine.add_files([text_pdf], dpi=40)
+    store = engine._pages
+    before = store.names()
+    engine.delete(engine.ids()[:1])
+    assert store.names() == before  # younger than the grace period: maybe not committed yet
+    past = time.time() - 3600
+    store._stored_at = dict.fromkeys(store._stored_at, past)  # as os.utime on disk
+    engine.delete(engine.ids()[:1])
+    assert len(store.names()) == len(before) - 2  # both deleted pages' images
+    for id_ in engine.ids():
+        engine.page_image(id_)  # the other is intact
+    orphan = store.put(b"not committed yet", ".png")
+    engine.delete(engine.ids())
+    assert store.names() == {orphan}  # young: kept until the grace period has passed
+
+
 def test_uncommitted_files_survive_a_young_collection(pages_engine: Engine) -> None:
     from colmax.vision.engine_pages import collect_garbage
 

@@ -4,39 +4,22 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from langchain_core.documents import Document
 
 from colmax import Engine, Hit
-from colmax.validation import MAX_ID_LENGTH
+from colmax.types import EXPLANATION_KEY, SCORES_KEY
 
 __all__ = [
     "EXPLANATION_KEY",
     "SCORES_KEY",
     "as_engine",
-    "candidate_ids",
     "fill_ids",
-    "hit_extras",
     "to_document",
     "with_page_image",
 ]
-
-#: Metadata key of a hit's explanation (``Explanation.to_dict()``), when asked for.
-EXPLANATION_KEY = "colmax_explanation"
-#: Metadata key of a hybrid hit's per-side scores (``{"late": ..., "bm25": ...}``).
-SCORES_KEY = "colmax_scores"
-
-
-def hit_extras(hit: Hit) -> dict[str, Any]:
-    """The explanation and hybrid scores a hit carries, as metadata entries (none: ``{}``)."""
-    extras: dict[str, Any] = {}
-    if hit.explanation is not None:
-        extras[EXPLANATION_KEY] = hit.explanation.to_dict()
-    if hit.scores is not None:
-        extras[SCORES_KEY] = dict(hit.scores)
-    return extras
 
 
 def to_document(hit: Hit, *, with_score: bool = False) -> Document:
@@ -47,23 +30,22 @@ def to_document(hit: Hit, *, with_score: bool = False) -> Document:
     explanation and hybrid scores are added as ``colmax_explanation`` / ``colmax_scores``.
     """
     metadata = {**hit.metadata, "id": hit.id, "score": hit.score} if with_score else hit.metadata
-    extras = hit_extras(hit)
+    extras = hit.extras()
     if extras:
         metadata = {**metadata, **extras}
     return Document(page_content=hit.text, metadata=metadata, id=hit.id)
 
 
-def with_page_image(engine: Engine, document: Document, *, include_image: bool) -> Document:
+def with_page_image(
+    engine: Engine, hit: Hit, document: Document, *, include_image: bool
+) -> Document:
     """``document``, with its page image when its hit is a page (``Engine.add_files``).
 
     Adds ``metadata["image_path"]`` (the stored file, for an index folder) and, with
     ``include_image``, ``metadata["image_base64"]`` and ``metadata["image_mime_type"]`` for a
     multimodal LLM. Text documents are returned as they are.
     """
-    from colmax.vision.ingest import IMAGE_KEY
-    from colmax.vision.store import is_page_name
-
-    if not is_page_name(document.metadata.get(IMAGE_KEY)) or document.id is None:
+    if not hit.is_page or document.id is None:
         return document
     extra: dict[str, Any] = {}
     path = engine.page_image_path(document.id)
@@ -86,24 +68,6 @@ def fill_ids(ids: Iterable[str | None] | None, n: int) -> list[str] | None:
     if len(filled) != n:
         raise ValueError(f"got {len(filled)} ids for {n} texts; pass one id per text")
     return filled
-
-
-def candidate_ids(ids: Sequence[Any]) -> list[str]:
-    """Distinct ids for rerank candidates: each usable ``Document.id`` is kept (so the engine
-    can reuse its stored vectors when the text matches), the others become fresh UUIDs."""
-    out: list[str] = []
-    seen: set[str] = set()
-    for id_ in ids:
-        usable = (
-            isinstance(id_, str)
-            and 0 < len(id_) <= MAX_ID_LENGTH
-            and "\x00" not in id_
-            and id_ not in seen
-        )
-        name = id_ if usable else str(uuid.uuid4())
-        seen.add(name)
-        out.append(name)
-    return out
 
 
 def as_engine(engine: Any) -> Engine:

@@ -2,7 +2,7 @@
 
 colmax filters are dicts evaluated in SQLite over each document's JSON metadata
 (``{"year": {"$gte": 2021}}``, ``$eq $ne $in $nin $gt $gte $lt $lte $contains $exists``,
-``$and $or $not``; see :mod:`colmax.store.filters`). The Mongo-style dicts most LangChain
+``$and $or $not``; see :mod:`colmax.filters`). The Mongo-style dicts most LangChain
 vector stores take (Chroma, PGVector, Qdrant's dict form, ...) are already that language and
 pass through unchanged. LangChain's structured-query objects (``Comparison`` / ``Operation``, as
 produced by ``SelfQueryRetriever``) are translated by :class:`ColmaxTranslator`.

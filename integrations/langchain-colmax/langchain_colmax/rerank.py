@@ -11,7 +11,6 @@ from langchain_core.documents.compressor import BaseDocumentCompressor
 from pydantic import ConfigDict, Field
 
 from colmax import Engine, Hit
-from langchain_colmax._convert import candidate_ids, hit_extras
 
 __all__ = ["ColmaxRerank"]
 
@@ -97,18 +96,18 @@ class ColmaxRerank(BaseDocumentCompressor):
         if not scorable:
             return []
         texts = [docs[i].page_content for i in scorable]
-        if self.use_stored_vectors:
-            names = candidate_ids([docs[i].id for i in scorable])
-            hits = self.engine.rerank(query, texts, k=self.top_n, ids=names, explain=self.explain)
-        else:
-            names = [str(j) for j in range(len(texts))]  # the engine's own names for raw texts
-            hits = self.engine.rerank(query, texts, k=self.top_n, explain=self.explain)
-        position = {name: i for name, i in zip(names, scorable)}
-        return [_with_score(docs[position[hit.id]], hit) for hit in hits]
+        # Ids only let the engine reuse stored vectors; hits come back by input position.
+        ids = [docs[i].id for i in scorable] if self.use_stored_vectors else None
+        hits = self.engine.rerank(query, texts, k=self.top_n, ids=ids, explain=self.explain)
+        return [
+            _with_score(docs[scorable[hit.position]], hit)
+            for hit in hits
+            if hit.position is not None  # always set by rerank
+        ]
 
 
 def _with_score(doc: Document, hit: Hit) -> Document:
     """A copy of ``doc`` (same class and fields) with ``metadata["relevance_score"]`` (and the
     explanation when the hit has one)."""
-    metadata = {**doc.metadata, "relevance_score": hit.score, **hit_extras(hit)}
+    metadata = {**doc.metadata, "relevance_score": hit.score, **hit.extras()}
     return doc.model_copy(update={"metadata": metadata})

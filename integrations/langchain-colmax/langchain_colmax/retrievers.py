@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForRetrieverRun,
@@ -16,7 +16,7 @@ from langchain_core.runnables.config import run_in_executor
 from langchain_core.structured_query import FilterDirective
 from pydantic import ConfigDict, Field
 
-from colmax import Engine, Hit
+from colmax import Engine
 from langchain_colmax._convert import fill_ids, to_document, with_page_image
 from langchain_colmax.filters import to_colmax_filter
 
@@ -52,7 +52,7 @@ class ColmaxRetriever(BaseRetriever):
 
     Instantiate:
         ```python
-        from colmax import Engine, Hit
+        from colmax import Engine
         from langchain_colmax import ColmaxRetriever
 
         engine = Engine.load("my-index")  # or Engine.from_pretrained(model) + engine.add(...)
@@ -92,6 +92,8 @@ class ColmaxRetriever(BaseRetriever):
     """Hybrid only: hits taken from each side before fusing."""
     hybrid_weight: float = Field(default=0.5, ge=0, le=1)
     """Hybrid only: weight of the late-interaction side (BM25 gets the rest)."""
+    group_chunks: bool = True
+    """One result per chunked document (its best chunk), as every colmax door returns them."""
     include_images: bool = False
     """Page hits (PDF pages, images: ``Engine.add_files``): add the page image as
     ``metadata["image_base64"]`` / ``["image_mime_type"]`` for multimodal LLMs. Page hits
@@ -193,21 +195,22 @@ class ColmaxRetriever(BaseRetriever):
 
     def _search(self, query: str, k: int | None, filter: Filter | None) -> list[Document]:
         flt = to_colmax_filter(filter if filter is not None else self.filter)
-        hits = cast(
-            "list[Hit]",
-            self.engine.search(
-                query,
-                k=self.k if k is None else k,
-                filter=flt,
-                explain=self.explain,
-                hybrid=self.hybrid,  # the engine ignores the next two without it
-                candidates=self.hybrid_candidates,
-                weight=self.hybrid_weight,
-            ),
+        hits = self.engine.search(
+            query,
+            k=self.k if k is None else k,
+            filter=flt,
+            explain=self.explain,
+            hybrid=self.hybrid,  # the engine ignores the next two without it
+            candidates=self.hybrid_candidates,
+            weight=self.hybrid_weight,
+            group_chunks=self.group_chunks,
         )
         return [
             with_page_image(
-                self.engine, to_document(hit, with_score=True), include_image=self.include_images
+                self.engine,
+                hit,
+                to_document(hit, with_score=True),
+                include_image=self.include_images,
             )
             for hit in hits
         ]

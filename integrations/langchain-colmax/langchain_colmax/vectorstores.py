@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 from langchain_core.documents import Document
@@ -14,8 +14,6 @@ from langchain_core.structured_query import FilterDirective
 from langchain_core.vectorstores import VectorStore
 
 from colmax import Engine, Hit
-from colmax.errors import NoEncoderError, UnknownIdError
-from colmax.types import Document as StoredDocument
 from langchain_colmax._convert import as_engine, fill_ids, to_document
 from langchain_colmax.filters import to_colmax_filter
 
@@ -222,23 +220,13 @@ class ColmaxVectorStore(VectorStore):
         """
         _no_extra(kwargs, "delete")
         wanted = self._engine.ids() if ids is None else list(dict.fromkeys(ids))
-        for attempt in range(3):
-            try:
-                self._engine.delete([i for i in wanted if i in self._engine])
-                return True
-            except UnknownIdError:  # another writer deleted one of them in between: retry
-                if attempt == 2:
-                    raise
+        self._engine.delete(wanted, missing="skip")
         return True
 
     # ------------------------------------------------------------------ reads
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         """The stored documents for ``ids``, in that order; unknown ids are left out."""
-        found = [i for i in dict.fromkeys(ids) if i in self._engine]
-        try:
-            stored = self._engine.get(found)
-        except UnknownIdError:  # deleted meanwhile by another writer: fetch one by one
-            stored = [d for i in found for d in self._get_one(i)]
+        stored = self._engine.get(list(dict.fromkeys(ids)), missing="skip")
         return [Document(page_content=d.text, metadata=d.metadata, id=d.id) for d in stored]
 
     def similarity_search(
@@ -280,17 +268,12 @@ class ColmaxVectorStore(VectorStore):
     def _similarity_search_with_relevance_scores(
         self, query: str, k: int = 4, **kwargs: Any
     ) -> list[tuple[Document, float]]:
-        # Relevance = MaxSim / number of query vectors: the mean best cosine similarity, in
-        # [-1, 1] and comparable across queries (raw MaxSim grows with the query length).
+        # Relevance = MaxSim / number of query vectors (the engine's normalize=True): the mean
+        # best cosine similarity, in [-1, 1] and comparable across queries.
         filter = kwargs.pop("filter", None)
         _no_extra(kwargs, "similarity_search_with_relevance_scores")
-        encoder = self._engine.encoder
-        if encoder is None:
-            raise NoEncoderError("this engine has no encoder: use similarity_search_by_vector")
-        qvecs = encoder.encode_queries([query])[0]
-        hits = self._search(vectors=qvecs, k=k, filter=filter)
-        n_q = qvecs.shape[0]
-        return [(to_document(h), h.score / n_q) for h in hits]
+        hits = self._search(query=query, k=k, filter=filter, normalize=True)
+        return [(to_document(h), h.score) for h in hits]
 
     async def _asimilarity_search_with_relevance_scores(
         self, query: str, k: int = 4, **kwargs: Any
@@ -307,18 +290,16 @@ class ColmaxVectorStore(VectorStore):
         query: str | None = None,
         vectors: Any = None,
         explain: bool = False,
+        normalize: bool = False,
     ) -> list[Hit]:
         flt = to_colmax_filter(filter)
-        hits = self._engine.search(
-            query, k=k, filter=flt, query_embeddings=vectors, explain=explain
+        if vectors is not None:
+            return self._engine.search(
+                k=k, filter=flt, query_embeddings=vectors, explain=explain, normalize=normalize
+            )
+        return self._engine.search(
+            query or "", k=k, filter=flt, explain=explain, normalize=normalize
         )
-        return cast("list[Hit]", hits)  # one query in, one list of hits out
-
-    def _get_one(self, id_: str) -> list[StoredDocument]:
-        try:
-            return self._engine.get([id_])
-        except UnknownIdError:
-            return []
 
 
 def _no_extra(kwargs: dict[str, Any], method: str) -> None:

@@ -13,7 +13,7 @@ from llama_index.core.vector_stores import (
 )
 from llama_index.retrievers.colmax import to_colmax_filter
 
-from colmax.store.filters import compile_filter
+from colmax.filters import compile_filter
 
 F = MetadataFilter
 

@@ -3,7 +3,8 @@
 Lives in memory (``path=None``) or in an index folder (see :mod:`colmax.store.storage` for the
 layout and the commit protocol). The index (``flat``: exact; ``plaid``: compressed, see
 :mod:`colmax.indexes.plaid`) is an immutable snapshot that each write replaces, so searches never
-take a lock while scoring.
+take a lock while scoring. The backend drives every kind through the
+:class:`~colmax.indexes.base.SegmentedIndex` interface; only :data:`INDEX_CLASSES` names them.
 
 A plaid index starts exact (float16 segments) and is trained once the live corpus reaches
 ``train_tokens``: the write that crosses it trains a codec on the live vectors, codes every
@@ -26,50 +27,25 @@ import numpy as np
 import torch
 
 from colmax import __version__, deadline
-from colmax.backends.base import Backend
+from colmax.backends.base import Backend, BackendInfo, BackendOptions, Missing
 from colmax.errors import IndexFormatError, InvalidInputError, UnknownIdError
+from colmax.filters import MATCH_ALL, FilterLike, parse_filter, to_sql
+from colmax.indexes.base import SegmentedIndex
 from colmax.indexes.flat import FlatIndex
-from colmax.indexes.plaid import (
-    CodedSegment,
-    PlaidIndex,
-    PlaidSettings,
-    ResidualCodec,
-    TokenSource,
-    build_progress,
-    is_coded_name,
-)
-from colmax.store.filters import compile_filter
+from colmax.indexes.plaid import PlaidIndex, PlaidSettings, TokenSource
 from colmax.store.fsutil import publish_folder, remove_stale_staging, staging_path
 from colmax.store.io_errors import storage_errors
 from colmax.store.manifest import Manifest
-from colmax.store.segments import Segment
 from colmax.store.storage import Commit, Storage, check_free, is_index_folder
 from colmax.types import Document, Hit
 from colmax.validation import metadata_json
 
-__all__ = ["LOCAL_KINDS", "LocalBackend"]
+__all__ = ["INDEX_CLASSES", "LOCAL_KINDS", "LocalBackend"]
 
 logger = logging.getLogger(__name__)
 
-#: Index kinds this backend serves.
-LOCAL_KINDS = ("flat", "plaid")
-_MAX_SEGMENTS = 8
-_RELOAD_PATIENCE = 10.0  # seconds a reader keeps retrying while writers replace segments
-#: Keys of the manifest's ``index`` section the backend writes (state, not user settings).
-_STATE_KEYS = ("drift",)
-#: plaid settings that may change when an existing index is opened (search widths only).
-_SEARCH_KEYS = ("nprobe", "ndocs", "nfinal")
-Row = tuple[str, str, dict[str, Any]]  # id, text, metadata
-LocalIndex = FlatIndex | PlaidIndex
 
-
-def _make_index(manifest: Manifest) -> LocalIndex:
-    if manifest.index_kind not in LOCAL_KINDS:
-        raise InvalidInputError(
-            f"unknown local index {manifest.index_kind!r}; available: {list(LOCAL_KINDS)}"
-        )
-    if manifest.index_kind == "plaid":
-        return PlaidIndex(manifest.dim, _plaid_settings(manifest))
+def _flat(manifest: Manifest) -> SegmentedIndex:
     if manifest.index_settings:
         raise InvalidInputError(
             f"the flat index takes no options, got {sorted(manifest.index_settings)}"
@@ -77,25 +53,29 @@ def _make_index(manifest: Manifest) -> LocalIndex:
     return FlatIndex(manifest.dim)
 
 
-def _plaid_settings(manifest: Manifest) -> PlaidSettings:
+def _plaid(manifest: Manifest) -> SegmentedIndex:
     raw = {k: v for k, v in manifest.index_settings.items() if k not in _STATE_KEYS}
-    return PlaidSettings.from_json(raw)
+    return PlaidIndex(manifest.dim, PlaidSettings.from_json(raw))
 
 
-def _segment_reader(codec: ResidualCodec | None) -> Any:
-    """Opens exact segments, and coded ones with ``codec``."""
+#: The index kinds this backend serves: kind -> empty index from a manifest.
+INDEX_CLASSES: dict[str, Callable[[Manifest], SegmentedIndex]] = {"flat": _flat, "plaid": _plaid}
+#: Index kinds this backend serves.
+LOCAL_KINDS: tuple[str, ...] = tuple(INDEX_CLASSES)
+_MAX_SEGMENTS = 8
+_RELOAD_PATIENCE = 10.0  # seconds a reader keeps retrying while writers replace segments
+#: Keys of the manifest's ``index`` section the backend writes (state, not user settings).
+_STATE_KEYS = ("drift",)
+Row = tuple[str, str, dict[str, Any]]  # id, text, metadata
 
-    def read(folder: Path, name: str, dim: int, n_docs: int, n_tokens: int) -> Any:
-        if not is_coded_name(name):
-            return Segment.read(folder, name, dim, n_docs, n_tokens)
-        if codec is None:
-            raise IndexFormatError(
-                f"{folder}: segment {name} is coded but the database names no codec; "
-                "the index folder is damaged."
-            )
-        return CodedSegment.read(folder, name, n_docs, n_tokens, codec)
 
-    return read
+def _make_index(manifest: Manifest) -> SegmentedIndex:
+    make = INDEX_CLASSES.get(manifest.index_kind)
+    if make is None:
+        raise InvalidInputError(
+            f"unknown local index {manifest.index_kind!r}; available: {list(LOCAL_KINDS)}"
+        )
+    return make(manifest)
 
 
 class LocalBackend(Backend):
@@ -107,58 +87,55 @@ class LocalBackend(Backend):
     def __init__(self, storage: Storage) -> None:
         self._storage = storage
         self._state_lock = threading.RLock()
-        self._index = _make_index(storage.manifest)
+        self._index: SegmentedIndex = _make_index(storage.manifest)
         self.kind = storage.manifest.index_kind
         self._generation = 0
         self._reload()
 
     @classmethod
     def create(
-        cls, path: Path | None, manifest: Manifest, *, lock_timeout: float = 60.0
+        cls, folder: Path | None, manifest: Manifest, options: BackendOptions | None = None
     ) -> LocalBackend:
-        """A new empty backend in memory (``path=None``) or in a new folder."""
-        _make_index(manifest)  # unknown kinds fail before a folder is created
-        if path is None:
+        """A new empty backend in memory (``folder=None``) or in a new folder.
+
+        ``options.index`` are the kind's settings (plaid: :class:`PlaidSettings`; flat: none).
+        """
+        options = options or BackendOptions()
+        if options.index:
+            manifest.index_settings = dict(options.index)
+        _make_index(manifest)  # unknown kinds and bad settings fail before a folder is created
+        if folder is None:
             return cls(Storage.in_memory(manifest))
-        return cls(Storage.create(path, manifest, lock_timeout))
+        return cls(Storage.create(folder, manifest, options.lock_timeout))
 
     @classmethod
     def open(
-        cls,
-        path: Path,
-        *,
-        lock_timeout: float = 60.0,
-        search_options: Mapping[str, Any] | None = None,
+        cls, folder: Path, manifest: Manifest | None = None, options: BackendOptions | None = None
     ) -> LocalBackend:
         """Open an existing index folder.
 
-        ``search_options`` (plaid only: ``nprobe``, ``ndocs``, ``nfinal``) override the
-        recorded search widths for this process; they are not written to the folder.
+        ``options.index`` may hold search widths (plaid: ``nprobe``, ``ndocs``, ``nfinal``):
+        they apply in this process and are not written to the folder.
 
         Raises:
             InvalidInputError: options this index kind cannot change after creation.
         """
-        backend = cls(Storage.open(path, lock_timeout=lock_timeout))
-        if search_options:
-            backend.set_search_options(search_options)
+        options = options or BackendOptions()
+        backend = cls(Storage.open(folder, lock_timeout=options.lock_timeout))
+        if options.index:
+            try:
+                backend.set_search_options(options.index)
+            except InvalidInputError as exc:
+                backend.close()
+                raise InvalidInputError(
+                    f"{folder} is an existing {backend.kind!r} index; its settings are fixed "
+                    f"when it is created ({exc})"
+                ) from exc
         return backend
 
     def set_search_options(self, options: Mapping[str, Any]) -> None:
-        """Change plaid search widths (``nprobe``, ``ndocs``, ``nfinal``) in this process.
-
-        Raises:
-            InvalidInputError: not a plaid index, an unknown key or an invalid value.
-        """
-        bad = sorted(set(options) - set(_SEARCH_KEYS))
-        if self.kind != "plaid" or bad:
-            raise InvalidInputError(
-                f"only {list(_SEARCH_KEYS)} of a plaid index can change after it is created "
-                f"(index {self.kind!r}, got {sorted(options)})"
-            )
         with self._state_lock:
-            index = self._plaid()
-            raw = {**index.settings.to_json(), **options}
-            self._index = index.with_settings(PlaidSettings.from_json(raw))
+            self._index = self._index.with_search_options(options)
 
     # ------------------------------------------------------------------ facts
     @property
@@ -172,6 +149,10 @@ class LocalBackend(Backend):
     @property
     def encoder_config(self) -> dict[str, Any] | None:
         return self._storage.manifest.encoder
+
+    @property
+    def chunking(self) -> dict[str, int] | None:
+        return self._storage.manifest.chunking
 
     @property
     def generation(self) -> int:
@@ -195,25 +176,29 @@ class LocalBackend(Backend):
     def text_snapshot(self) -> tuple[int, list[str], list[str]]:
         return self._storage.docs.texts_snapshot()
 
-    def matching_ids(self, filter: Mapping[str, Any]) -> set[str]:
-        where, params = compile_filter(filter)
+    def matching_ids(self, filter: FilterLike) -> set[str]:
+        where, params = to_sql(filter)
         return set(self._storage.docs.select_ids(where, params))
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> BackendInfo:
         self._refresh_if_stale()
-        index = self._index
+        with self._state_lock:
+            index, generation = self._index, self._generation
         live, dead = index.token_counts()
-        return {
-            "documents": len(index),
-            "tokens": live,
-            "dead_tokens": dead,
-            "segments": len(index.segments),
-            "dim": self.dim,
-            "index": self.kind,
-            "path": str(self.path) if self.path else None,
-            "generation": self._generation,
-            **({"plaid": index.drift()} if isinstance(index, PlaidIndex) else {}),
-        }
+        report = index.report()
+        return BackendInfo(
+            documents=len(index),
+            dim=self.dim,
+            index=self.kind,
+            path=str(self.path) if self.path else None,
+            tokens=live,
+            generation=generation,
+            details={
+                "dead_tokens": dead,
+                "segments": len(index.segments),
+                **({self.kind: report} if report is not None else {}),
+            },
+        )
 
     # ------------------------------------------------------------------ writes
     def upsert(
@@ -222,10 +207,12 @@ class LocalBackend(Backend):
         texts: Sequence[str],
         metadatas: Sequence[Mapping[str, Any]],
         vectors: Sequence[np.ndarray],
+        *,
+        remove: Sequence[str] = (),
     ) -> None:
         with self._storage.writing():
             self._refresh_if_stale()
-            replaced = self._storage.docs.keys_for_ids(ids)
+            replaced = self._storage.docs.keys_for_ids([*ids, *remove])
             next_key = self._storage.docs.meta_int("next_key")
             keys = np.arange(next_key, next_key + len(ids), dtype=np.int64)
             segment = self._index.build_segment(self._storage.next_seq(), keys, list(vectors))
@@ -237,52 +224,47 @@ class LocalBackend(Backend):
             self._commit(change, lambda idx: idx.with_segment(segment, removed))
             # The upsert is committed: what follows is upkeep, and must not make it raise (a
             # client retrying an add without ids would store the documents twice).
-            if isinstance(self._index, PlaidIndex) and self._index.needs_training():
+            if self._index.needs_training():
                 self._upkeep(self._rebuild_locked, "training the plaid codec")
             else:
                 self._upkeep(self._maybe_merge, "merging segments")
 
-    def rebuild(self) -> dict[str, Any]:
+    def rebuild(self) -> BackendInfo:
         """Train the plaid codec again on the live vectors and re-code every document.
 
-        Worth it when ``info()["plaid"]["rebuild_recommended"]`` (the corpus grew or moved
-        away from the sample the centroids were trained on). Coded documents are re-coded
-        from their decoded vectors (the originals are not kept), which adds their
-        quantisation error once more. Blocks other writers while it runs; readers continue
-        on the previous snapshot.
-
-        Returns:
-            The new drift report (``info()["plaid"]``).
+        Worth it when ``info().details["plaid"]["rebuild_recommended"]`` (the corpus grew or
+        moved away from the sample the centroids were trained on). Coded documents are re-coded
+        from their decoded vectors (the originals are not kept), which adds their quantisation
+        error once more. Blocks other writers while it runs; readers continue on the previous
+        snapshot.
 
         Raises:
             InvalidInputError: the index is not a plaid index.
         """
-        self._plaid()
+        if self._index.codec_reader() is None:  # kinds without a codec have nothing to train
+            raise InvalidInputError(f"this applies to index='plaid', not {self.kind!r}")
         with self._storage.writing():
             self._refresh_if_stale()
             self._rebuild_locked()
-        return self._plaid().drift()
+        return self.info()
 
-    def _plaid(self) -> PlaidIndex:
-        index = self._index
-        if not isinstance(index, PlaidIndex):
-            raise InvalidInputError(f"this applies to index='plaid', not {self.kind!r}")
-        return index
+    def optimize(self) -> BackendInfo:
+        """Rewrite mostly-dead and small segments now instead of at the next write."""
+        with self._storage.writing():
+            self._refresh_if_stale()
+            self._maybe_merge()
+        return self.info()
 
     def _rebuild_locked(self, show_progress: bool | None = None) -> None:
-        index = self._plaid()
+        index = self._index
         if len(index) == 0:
             return
         seq = self._storage.next_seq()
-        tokens = index.token_counts()[0]
-        with build_progress(tokens, "plaid re-code", show_progress) as progress:
-            codec = index.train_codec(seq, progress.kmeans)
-            coded = index.recode(seq, codec, self._storage.folder, progress.coded)
-        live = index.live_keys()
+        codec, coded, live = index.trained(seq, self._storage.folder, show_progress)
         dropped = [s.name for s in index.segments]
         change = Commit(new_segment=coded, dropped_segments=dropped, codec=codec)
         self._commit(change, lambda idx: idx.with_codec(codec, [coded] if coded else [], live))
-        logger.info("plaid codec %s trained; %d documents coded", codec.name, len(live))
+        logger.info("%s codec %s trained; %d documents coded", self.kind, codec.name, len(live))
 
     def add_stream(
         self,
@@ -305,76 +287,86 @@ class LocalBackend(Backend):
             InvalidInputError: not a plaid index.
             InvalidEmbeddingError, DimensionMismatchError: bad vectors in ``source``.
         """
-        index = self._plaid()
         with self._storage.writing():
             self._refresh_if_stale()
-            index = self._plaid()
+            index = self._index
             replaced = self._storage.docs.keys_for_ids(ids)
             removed = np.fromiter(replaced.values(), dtype=np.int64, count=len(replaced))
             next_key = self._storage.docs.meta_int("next_key")
             keys = np.arange(next_key, next_key + len(ids), dtype=np.int64)
             base = index.without(removed) if len(removed) else index
             seq = self._storage.next_seq()
-            folder = self._storage.folder
             rows = [
                 (int(k), i, t, metadata_json(m)) for k, i, t, m in zip(keys, ids, texts, metadatas)
             ]
-            tokens = int(np.asarray(source.lengths).sum())
-            with build_progress(tokens, "plaid build", show_progress) as progress:
-                if base.codec is not None:
-                    segment = base.code_documents(seq, keys, source, None, folder, progress.coded)
-                    change = Commit(rows, removed.tolist(), segment, next_key=next_key + len(ids))
-                    self._commit(change, lambda idx: idx.with_segment(segment, removed))
-                    self._maybe_merge()
-                    return
-                progress.add_total(base.token_counts()[0])
-                codec = base.train_codec(seq, progress.kmeans, extra=source)
-                coded = base.recode(seq, codec, folder, progress.coded, extra=(keys, source))
+            codec, segment = base.streamed(seq, keys, source, self._storage.folder, show_progress)
+            if codec is None:  # coded with the index's codec: one more segment
+                change = Commit(rows, removed.tolist(), segment, next_key=next_key + len(ids))
+                self._commit(change, lambda idx: idx.with_segment(segment, removed))
+                self._upkeep(self._maybe_merge, "merging segments")
+                return
             live = np.union1d(base.live_keys(), keys)
             dropped = [s.name for s in base.segments]
             change = Commit(
-                rows, removed.tolist(), coded, dropped, next_key + len(ids), codec=codec
+                rows, removed.tolist(), segment, dropped, next_key + len(ids), codec=codec
             )
-            self._commit(change, lambda idx: idx.with_codec(codec, [coded] if coded else [], live))
+            self._commit(change, lambda idx: idx.with_codec(codec, [segment], live))
 
-    def delete(self, ids: Sequence[str]) -> int:
+    def delete(self, ids: Sequence[str], *, missing: Missing = "raise") -> int:
         with self._storage.writing():
             self._refresh_if_stale()
-            keys = self._keys_or_raise(ids)
+            keys = self._keys(ids, missing)
+            if not keys:
+                return 0
             removed = np.asarray(keys, dtype=np.int64)
             self._commit(Commit(removed_keys=keys), lambda idx: idx.without(removed))
             self._upkeep(self._maybe_merge, "merging segments")
         return len(keys)
 
     # ------------------------------------------------------------------ reads
-    def get(self, ids: Sequence[str]) -> list[Document]:
-        keys = self._keys_or_raise(ids)
+    def get(self, ids: Sequence[str], *, missing: Missing = "raise") -> list[Document]:
+        keys = self._keys(ids, missing)
         rows = self._storage.docs.fetch(keys)
-        return [Document(*rows[k]) for k in keys]
+        return [Document(*rows[k]) for k in keys if k in rows]
 
     def get_vectors(self, ids: Sequence[str]) -> list[np.ndarray]:
         return [v for _, v in self.get_with_vectors(ids)]
 
-    def get_with_vectors(self, ids: Sequence[str]) -> list[tuple[Document, np.ndarray]]:
+    def get_with_vectors(
+        self, ids: Sequence[str], *, missing: Missing = "raise"
+    ) -> list[tuple[Document, np.ndarray]]:
         # One snapshot for rows and vectors: a concurrent delete cannot split them.
         with self._state_lock:
             index = self._index
-            keys = self._keys_or_raise(ids)
+            keys = self._keys(ids, missing)
             rows = self._storage.docs.fetch(keys)
+        if missing == "skip":  # the snapshot may be older than the rows: keep what both hold
+            live = index.live_keys()
+            keys = [k for k in keys if k in rows and _holds(live, k)]
         vecs = index.get_vectors(np.asarray(keys, dtype=np.int64))
         return [(Document(*rows[k]), v) for k, v in zip(keys, vecs)]
 
+    def score_stored(self, query: torch.Tensor, ids: Sequence[str]) -> list[tuple[Document, float]]:
+        # One snapshot for rows and scores, as get_with_vectors; the index scores in place.
+        with self._state_lock:
+            index = self._index
+            keys = self._keys(ids, "raise")
+            rows = self._storage.docs.fetch(keys)
+        scores = index.score_keys(query, np.asarray(keys, dtype=np.int64))
+        return [(Document(*rows[k]), float(s)) for k, s in zip(keys, scores, strict=True)]
+
     def search(
-        self, queries: Sequence[torch.Tensor], k: int, filter: Mapping[str, Any] | None = None
+        self, queries: Sequence[torch.Tensor], k: int, filter: FilterLike = None
     ) -> list[list[Hit]]:
-        where, params = compile_filter(filter)
+        tree = parse_filter(filter)
+        where, params = to_sql(tree)
         self._refresh_if_stale()
         with self._state_lock:
             index = self._index
         # Outside the lock: a slow filter must not hold up other searches or writers. The
         # keys may be a generation newer than the snapshot (a concurrent write): keys the
         # snapshot lacks are ignored, and rows deleted meanwhile are dropped by _hits.
-        allowed = self._storage.docs.select_keys(where, params) if filter else None
+        allowed = self._storage.docs.select_keys(where, params) if tree != MATCH_ALL else None
         deadline.check()  # before the scoring, the costly part
         results = index.search(list(queries), k, allowed)
         rows = self._storage.docs.fetch({int(key) for r in results for key in r.keys})
@@ -403,22 +395,22 @@ class LocalBackend(Backend):
                         f"{target} holds a {other.kind!r} index of dimension {other.dim}, not "
                         f"{self.kind!r} of dimension {self.dim}"
                     )
-                other._replace_all(snapshot, rows, _codec_of(index))
+                other._replace_all(snapshot, rows, index.codec)
             finally:
                 other.close()
         else:
             # Build the complete copy beside the target, then rename it into place: a crash
             # leaves either no index at ``target`` or the whole one.
+            mine = self._storage.manifest
             manifest = Manifest(
                 dim=self.dim,
                 index_kind=self.kind,
                 encoder=self.encoder_config,
                 index_settings={
-                    k: v
-                    for k, v in self._storage.manifest.index_settings.items()
-                    if k not in _STATE_KEYS
+                    k: v for k, v in mine.index_settings.items() if k not in _STATE_KEYS
                 },
                 colmax_version=__version__,
+                chunking=mine.chunking,
             )
             remove_stale_staging(target)  # an earlier save to it that was killed
             check_free(target)
@@ -427,7 +419,7 @@ class LocalBackend(Backend):
                 with storage_errors("saving the index", target):
                     other = LocalBackend(Storage.create(staging, manifest))
                     try:
-                        other._replace_all(snapshot, rows, _codec_of(index))
+                        other._replace_all(snapshot, rows, index.codec)
                     finally:
                         other.close()
                     publish_folder(staging, target)
@@ -440,12 +432,14 @@ class LocalBackend(Backend):
         self._storage.close()
 
     # ------------------------------------------------------------------ internals
-    def _keys_or_raise(self, ids: Sequence[str]) -> list[int]:
+    def _keys(self, ids: Sequence[str], missing: Missing) -> list[int]:
         found = self._storage.docs.keys_for_ids(ids)
-        missing = [i for i in ids if i not in found]
-        if missing:
+        if missing == "skip":
+            return [found[i] for i in ids if i in found]
+        absent = [i for i in ids if i not in found]
+        if absent:
             raise UnknownIdError(
-                f"{len(missing)} id(s) not in the index, e.g. {missing[:5]!r}; nothing was changed"
+                f"{len(absent)} id(s) not in the index, e.g. {absent[:5]!r}; nothing was changed"
             )
         return [found[i] for i in ids]
 
@@ -457,8 +451,9 @@ class LocalBackend(Backend):
             if self._generation < generation:
                 self._index, self._generation = update(self._index), generation
         live, _ = self._index.token_counts()
-        if isinstance(self._index, PlaidIndex):  # where a user looks for "should I rebuild?"
-            self._storage.manifest.index_settings["drift"] = self._index.drift()
+        report = self._index.report()
+        if report is not None:  # where a user looks for "should I rebuild?"
+            self._storage.manifest.index_settings["drift"] = report
         self._storage.write_manifest({"documents": len(self._index), "tokens": live}, generation)
 
     def _upkeep(self, step: Callable[[], None], what: str) -> None:
@@ -471,7 +466,7 @@ class LocalBackend(Backend):
 
     def _maybe_merge(self) -> None:
         """Rewrite segments that are mostly dead, and fold small ones once there are many."""
-        index: Any = self._index
+        index = self._index
         chosen = index.merge_candidates(_MAX_SEGMENTS)
         if not chosen:
             return
@@ -496,16 +491,16 @@ class LocalBackend(Backend):
         self,
         snapshot: tuple[list[Any], list[np.ndarray]],
         rows: dict[int, tuple[str, str, dict]],
-        codec: ResidualCodec | None = None,
+        codec: Any = None,
     ) -> None:
         """Replace everything by the live documents of ``snapshot`` (another index's), in one
-        commit. ``codec``: the plaid codec ``snapshot``'s coded segments use; it is adopted."""
+        commit. ``codec``: the codec ``snapshot``'s coded segments use; it is adopted."""
         segments, alive = snapshot
         with self._storage.writing():
             self._refresh_if_stale()
-            target: Any = self._index
+            target: SegmentedIndex = self._index
             if codec is not None:
-                target = PlaidIndex(self.dim, self._plaid().settings, codec)
+                target = target.with_codec(codec, [], np.zeros(0, dtype=np.int64))
             merged = (
                 target.merge_segments(self._storage.next_seq(), segments, alive) if rows else None
             )
@@ -535,13 +530,14 @@ class LocalBackend(Backend):
             if generation > self._generation or self._generation == 0:  # never go back
                 self._index, self._generation = index, generation
 
-    def _read_index(self, rows: list[tuple[str, int, int]], live: np.ndarray) -> Any:
-        index: Any = self._index
-        if isinstance(index, PlaidIndex):
-            codec = self._storage.read_codec(ResidualCodec.read, known=index.codec)
+    def _read_index(self, rows: list[tuple[str, int, int]], live: np.ndarray) -> SegmentedIndex:
+        index = self._index
+        read_codec = index.codec_reader()
+        if read_codec is not None:
+            codec = self._storage.read_codec(read_codec, known=index.codec)
             if codec is not index.codec:  # first open, or another process retrained
-                index = PlaidIndex(self.dim, index.settings, codec)
-            segments = self._storage.read_segments(_segment_reader(codec), rows=rows)
+                index = index.with_codec(codec, [], np.zeros(0, dtype=np.int64))
+            segments = self._storage.read_segments(index.segment_reader(codec), rows=rows)
         else:
             segments = self._storage.read_segments(rows=rows)
         index = index.refreshed(segments, live)
@@ -559,8 +555,9 @@ class LocalBackend(Backend):
             self._reload()
 
 
-def _codec_of(index: LocalIndex) -> ResidualCodec | None:
-    return index.codec if isinstance(index, PlaidIndex) else None
+def _holds(live: np.ndarray, key: int) -> bool:
+    i = int(np.searchsorted(live, key))
+    return i < len(live) and int(live[i]) == key
 
 
 def _hits(

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 from colmax.errors import InvalidInputError
 
 if TYPE_CHECKING:
-    from colmax.chunking import Chunker
     from colmax.engine import Engine
     from colmax.ingest import Record
     from colmax.types import Hit
@@ -104,7 +103,9 @@ def add_chunk_options(parser: argparse.ArgumentParser) -> None:
         type=_positive_int,
         metavar="N",
         help="split documents into chunks of at most N tokens of the model's tokenizer; chunk "
-        'ids are "<id>#<n>" and hits map back to the parent id (default: no splitting)',
+        "ids are \"<id>#<n>\" and hits map back to the parent id. 'colmax index' records it in "
+        "the index, so later adds, searches and servers chunk the same way (default: as the "
+        "index records; a new index: no splitting)",
     )
     parser.add_argument(
         "--chunk-overlap",
@@ -175,20 +176,17 @@ def write_records(
     engine: Engine,
     records: Iterable[Record],
     *,
-    chunker: Chunker | None,
     batch_size: int,
-    replace_stale: bool,
     progress: bool,
     pool_factor: int = 1,
 ) -> WriteStats:
     """Encode and commit ``records`` batch by batch, with one progress bar over documents.
 
+    The engine splits documents into chunks when it chunks (``Engine(chunk_tokens=...)``).
     Empty documents are skipped (and counted): a blank line in a big file should not stop an
     hour of indexing. Each batch is one atomic commit, so an interruption keeps whole batches.
     """
     from tqdm.auto import tqdm
-
-    from colmax.chunking import upsert_documents
 
     stats = WriteStats()
     start = time.perf_counter()
@@ -199,18 +197,15 @@ def write_records(
             kept = [r for r in batch if r.text.strip()]
             stats.skipped += [r.source for r in batch if not r.text.strip()]
             if kept:
-                written = upsert_documents(
-                    engine,
-                    [r.id for r in kept],
+                written = engine.add(
                     [r.text for r in kept],
-                    [r.metadata for r in kept],
-                    chunker=chunker,
-                    replace_stale=replace_stale,
+                    ids=[r.id for r in kept],
+                    metadatas=[r.metadata for r in kept],
                     show_progress=False,
                     pool_factor=pool_factor,
                 )
                 stats.documents += len(kept)
-                stats.entries += len(written)
+                stats.entries += written.entries
             bar.update(len(batch))
     stats.seconds = time.perf_counter() - start
     return stats

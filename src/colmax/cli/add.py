@@ -43,23 +43,25 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Upsert INPUT into DIR batch by batch."""
-    from colmax.chunking import chunker_for
     from colmax.engine import Engine
 
     records = read_input(args)
     with Engine.load(
-        args.dir, device=args.device, download=args.download, compile=args.compile
+        args.dir,
+        device=args.device,
+        download=args.download,
+        compile=args.compile,
+        chunk_tokens=args.chunk_tokens,  # None: as the index records
+        chunk_overlap=args.chunk_overlap,
     ) as engine:
-        chunker = chunker_for(engine, args.chunk_tokens, args.chunk_overlap)
+        chunked = engine.chunker is not None
         stats = write_records(
             engine,
             records,
-            chunker=chunker,
             batch_size=args.batch_size,
-            replace_stale=True,
             progress=not args.quiet,
             pool_factor=args.pool_factor,
         )
     if not args.quiet:
-        print_err(summary(stats, "added", args.dir, chunker is not None))
+        print_err(summary(stats, "added", args.dir, chunked))
     return 0

@@ -33,7 +33,6 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Delete the ids; the model is not loaded (nothing is encoded)."""
-    from colmax.chunking import delete_documents
     from colmax.engine import Engine
 
     ids = list(args.ids)
@@ -44,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     if not (Path(args.dir) / "manifest.json").is_file():
         raise InvalidInputError(f"{args.dir} is not a colmax index folder (no manifest.json)")
     with Engine(path=args.dir) as engine:
-        deleted = delete_documents(engine, ids)
+        deleted = engine.delete(list(dict.fromkeys(ids)))
     if not args.quiet:
         print_err(f"deleted {len(set(ids))} document(s) ({deleted} stored entries) from {args.dir}")
     return 0

@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     )
     seconds = time.perf_counter() - start
     print(
-        f"indexed {len(engine)} documents ({engine.info()['tokens']} token vectors) in {seconds:.1f}s"
+        f"indexed {len(engine)} documents ({engine.info().tokens} token vectors) in {seconds:.1f}s"
     )
     if args.out:
         print(f"saved index to {engine.save(args.out)}")

@@ -60,7 +60,6 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Index INPUT into a staging folder beside ``--out``, then rename it into place."""
-    from colmax.chunking import chunker_for
     from colmax.engine import Engine
 
     out = Path(args.out).absolute()
@@ -72,17 +71,21 @@ def run(args: argparse.Namespace) -> int:
     if first is None:
         raise InvalidInputError(f"{args.input}: no documents found")
     staging = out.with_name(f".{out.name}.indexing-{os.getpid()}")
+    # The chunk size is recorded in the index: every door that opens it chunks the same way.
     engine = Engine.from_pretrained(
-        args.model, index=args.index, path=staging, device=args.device, compile=args.compile
+        args.model,
+        index=args.index,
+        path=staging,
+        device=args.device,
+        compile=args.compile,
+        chunk_tokens=args.chunk_tokens,
+        chunk_overlap=args.chunk_overlap,
     )
     try:
-        chunker = chunker_for(engine, args.chunk_tokens, args.chunk_overlap)
         stats = write_records(
             engine,
             _chain(first, records),
-            chunker=chunker,
             batch_size=args.batch_size,
-            replace_stale=False,
             progress=not args.quiet,
             pool_factor=args.pool_factor,
         )
@@ -95,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     if not args.quiet:
-        print_err(summary(stats, "indexed", out, chunker is not None))
+        print_err(summary(stats, "indexed", out, args.chunk_tokens is not None))
     return 0
 
 

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from colmax.engine import Engine
 
     with Engine.load(args.dir, device=args.device, download=args.download) as engine:
-        info = engine.info()
+        info = engine.info().to_dict()
     if args.json:
         print(json.dumps(info, indent=2, ensure_ascii=False))
         return 0

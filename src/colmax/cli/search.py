@@ -7,7 +7,7 @@ import json
 import sys
 import textwrap
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from colmax.cli._common import (
     add_device_option,
@@ -89,13 +89,12 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Search and print."""
-    from colmax.chunking import search_parents
     from colmax.engine import Engine
     from colmax.validation import check_k
 
     k = check_k(args.k)
     filter_ = parse_filter(args.filter)
-    options: dict[str, Any] = {"explain": args.explain}
+    options: dict[str, Any] = {"explain": args.explain, "group_chunks": not args.chunks}
     tuning = {
         name: value
         for name, value in (("candidates", args.candidates), ("weight", args.weight))
@@ -107,13 +106,8 @@ def run(args: argparse.Namespace) -> int:
         options.update(hybrid=args.hybrid, **tuning)
     if args.out is not None and not args.explain:
         raise InvalidInputError("--out DIR goes with --explain (it writes heatmap images)")
-    results: list[list[Hit]]
     with Engine.load(args.dir, device=args.device, download=args.download) as engine:
-        if args.chunks:
-            found = engine.search(list(args.queries), k=k, filter=filter_, **options)
-            results = cast("list[list[Hit]]", found)  # a list of queries: one list each
-        else:
-            results = search_parents(engine, list(args.queries), k=k, filter=filter_, **options)
+        results = engine.search(list(args.queries), k=k, filter=filter_, **options)
     for i, (query, hits) in enumerate(zip(args.queries, results)):
         images = write_heatmaps(hits, Path(args.out), i + 1) if args.out is not None else {}
         if args.json:

@@ -41,7 +41,8 @@ def register(subparsers: Any) -> None:
         "--chunk-tokens",
         type=int,
         metavar="N",
-        help="split documents added over HTTP into chunks of N tokens (as 'colmax index')",
+        help="split documents added over HTTP into chunks of N tokens (default: as the index "
+        "records, from 'colmax index --chunk-tokens')",
     )
     parser.add_argument("--chunk-overlap", type=int, default=0, metavar="M", help="default 0")
     parser.add_argument(
@@ -76,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
             f"requests for the host names {list(settings.trusted_hosts())} are answered "
             "(--allowed-host adds one)"
         )
-    with Engine.load(args.dir, device=args.device, download=args.download) as engine:
+    chunking = {"chunk_tokens": args.chunk_tokens, "chunk_overlap": args.chunk_overlap}
+    with Engine.load(args.dir, device=args.device, download=args.download, **chunking) as engine:
         app = create_app(engine, settings)
         writes = "on" if settings.writes_enabled else "off (no API key)"
         print_err(

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from colmax.indexes.base import Index, SearchResult
+from colmax.indexes.base import SearchResult, SegmentedIndex, drop_keys
 from colmax.scoring import PackedDocuments
 from colmax.store.segments import Segment, merge
 
@@ -33,6 +33,9 @@ class _View:
         packed = PackedDocuments.from_arrays(segment.tokens, segment.offsets)
         return cls(segment, packed, alive, np.argsort(segment.keys, kind="stable"))
 
+    def with_alive(self, alive: np.ndarray) -> _View:
+        return replace(self, alive=alive)
+
     def positions(self, keys: np.ndarray) -> np.ndarray:
         """Positions of ``keys`` in this segment, -1 where absent or dead."""
         seg_keys = self.segment.keys
@@ -43,7 +46,7 @@ class _View:
         return np.where(found, pos, -1)
 
 
-class FlatIndex(Index):
+class FlatIndex(SegmentedIndex):
     """Exact MaxSim over every live token vector.
 
     Args:
@@ -82,17 +85,7 @@ class FlatIndex(Index):
 
     def without(self, keys: np.ndarray) -> FlatIndex:
         """A new snapshot where ``keys`` are no longer live."""
-        keys = np.asarray(keys, dtype=np.int64)
-        views = []
-        for view in self._views:
-            pos = view.positions(keys)
-            pos = pos[pos >= 0]
-            if len(pos):
-                alive = view.alive.copy()
-                alive[pos] = False
-                view = replace(view, alive=alive)
-            views.append(view)
-        return FlatIndex(self.dim, views)
+        return FlatIndex(self.dim, drop_keys(self._views, keys))
 
     # ------------------------------------------------------------------ segment making
     def build_segment(self, seq: int, keys: np.ndarray, vectors: list[np.ndarray]) -> Segment:
@@ -110,35 +103,8 @@ class FlatIndex(Index):
     def segments(self) -> list[Segment]:
         return [v.segment for v in self._views]
 
-    def __len__(self) -> int:
-        return int(sum(v.alive.sum() for v in self._views))
-
-    def token_counts(self) -> tuple[int, int]:
-        """``(live_tokens, dead_tokens)``: dead tokens wait for a merge to be dropped."""
-        live = dead = 0
-        for v in self._views:
-            lengths = np.diff(v.segment.offsets)
-            n_live = int(lengths[v.alive].sum())
-            live += n_live
-            dead += int(lengths.sum()) - n_live
-        return live, dead
-
     def alive_masks(self) -> list[np.ndarray]:
         return [v.alive for v in self._views]
-
-    def merge_candidates(self, max_segments: int) -> list[int]:
-        """Positions of segments worth rewriting: mostly dead ones, plus the smaller half when
-        there are more than ``max_segments`` (a tiered policy: merge cost stays amortised)."""
-        chosen = {i for i, v in enumerate(self._views) if v.alive.sum() * 2 < len(v.alive)}
-        if len(self._views) > max_segments:
-            sizes = sorted(v.segment.n_tokens for v in self._views)
-            cutoff = sizes[len(sizes) // 2]
-            chosen |= {i for i, v in enumerate(self._views) if v.segment.n_tokens <= cutoff}
-        return sorted(chosen)
-
-    def live_keys(self) -> np.ndarray:
-        parts = [v.segment.keys[v.alive] for v in self._views]
-        return np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
 
     # ------------------------------------------------------------------ reads
     def get_vectors(self, keys: np.ndarray) -> list[np.ndarray]:
@@ -152,6 +118,24 @@ class FlatIndex(Index):
         if missing:
             raise KeyError(f"keys not in the index: {missing[:10]}")
         return [v for v in out if v is not None]
+
+    def score_keys(self, query: torch.Tensor, keys: np.ndarray) -> np.ndarray:
+        """Exact MaxSim of ``query`` with the documents ``keys`` (float32, in that order),
+        from the packed copies search uses (:meth:`PackedDocuments.score` on the subset):
+        no vectors are copied out, so re-ranking indexed candidates costs what scoring them
+        does."""
+        keys = np.asarray(keys, dtype=np.int64)
+        out = np.zeros(len(keys), dtype=np.float32)
+        found = np.zeros(len(keys), dtype=bool)
+        for view in self._views:
+            pos = view.positions(keys)
+            hit = (pos >= 0) & ~found
+            if hit.any():
+                out[hit] = view.packed.score([query], pos[hit])[0].numpy()
+                found |= hit
+        if not found.all():
+            raise KeyError(f"keys not in the index: {keys[~found][:10].tolist()}")
+        return out
 
     def search(
         self, queries: list[torch.Tensor], k: int, allowed: np.ndarray | None = None

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from colmax.engine import Engine
+    from colmax import Engine
     from colmax.server.settings import ServerSettings
 
 __all__ = ["create_mcp_server", "streamable_http_app"]

@@ -9,8 +9,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import ToolAnnotations
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from colmax import __version__
-from colmax.engine import Engine
+from colmax import Engine, __version__
 from colmax.errors import InvalidInputError
 from colmax.mcp.tools import ColmaxTools
 from colmax.server.middleware import AuthMiddleware, BodyLimitMiddleware

@@ -25,14 +25,14 @@ import anyio.to_thread
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from colmax import Engine
 from colmax.deadline import deadline
-from colmax.engine import Engine
 from colmax.errors import ColmaxError
+from colmax.limits import MAX_ID_LENGTH
 from colmax.server.faults import PathScrubber, server_fault
 from colmax.server.schemas import DocumentOut, HitOut
 from colmax.server.settings import ServerSettings
 from colmax.types import Hit
-from colmax.validation import MAX_ID_LENGTH
 
 __all__ = [
     "AddResult",
@@ -176,6 +176,14 @@ class ColmaxTools:
                 "(BM25 candidates ordered by late interaction)"
             ),
         ]
+        weight = Annotated[
+            float | None,
+            Field(
+                ge=0,
+                le=1,
+                description="hybrid only: weight of the late-interaction side (default 0.5)",
+            ),
+        ]
         explain = Annotated[bool, Field(description="add which query tokens matched which spans")]
         tools = {
             "search": _typed(
@@ -184,6 +192,7 @@ class ColmaxTools:
                 k=k,
                 filter=filter_,
                 hybrid=hybrid,
+                weight=weight,
                 explain=explain,
                 returns=SearchResult,
             ),
@@ -209,11 +218,17 @@ class ColmaxTools:
         k: int = 10,
         filter: dict[str, Any] | None = None,
         hybrid: str | None = None,
+        weight: float | None = None,
         explain: bool = False,
     ) -> SearchResult:
         """Search the index: the k documents that best match the query (late-interaction
-        MaxSim), with their ids, scores, text and metadata."""
+        MaxSim), with their ids, scores, text and metadata. Chunks of a document come back as
+        one hit per document, as through every door."""
         options: dict[str, Any] = {"hybrid": hybrid} if hybrid is not None else {}
+        if weight is not None:
+            if hybrid is None:
+                raise ToolError("'weight' goes with 'hybrid'")
+            options["weight"] = weight
         hits = await self._call(
             self._reads,
             self.engine.search,

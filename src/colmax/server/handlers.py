@@ -18,14 +18,13 @@ import threading
 import uuid
 from collections.abc import Callable
 from functools import partial
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
 from fastapi import Request, Response
 from pydantic import BaseModel
 
-from colmax.chunking import chunker_for, delete_documents, search_parents, upsert_documents
 from colmax.deadline import deadline
 from colmax.engine import Engine
 from colmax.errors import InvalidInputError
@@ -56,14 +55,17 @@ class Handlers:
 
     Args:
         engine: the engine served.
-        settings: the server settings (chunking and the number of search threads are used here;
-            limits are enforced by the request models and the middleware).
+        settings: the server settings (the number of search threads is used here; limits are
+            enforced by the request models and the middleware). ``chunk_tokens``, when set,
+            becomes the engine's chunking (:meth:`colmax.Engine.set_chunking`); otherwise the
+            engine splits added documents as its index folder records.
     """
 
     def __init__(self, engine: Engine, settings: ServerSettings) -> None:
         self.engine = engine
         self.settings = settings
-        self.chunker = chunker_for(engine, settings.chunk_tokens, settings.chunk_overlap)
+        if settings.chunk_tokens is not None:
+            engine.set_chunking(settings.chunk_tokens, settings.chunk_overlap)
         self._reads = anyio.CapacityLimiter(settings.search_threads)
         self._writes = anyio.CapacityLimiter(1)
 
@@ -105,14 +107,14 @@ class Handlers:
 
     async def info(self) -> InfoResponse:
         """Counts, model, and the server's limits and settings."""
-        data = await self._read(self.engine.info)
+        info = await self._read(self.engine.info)
         return InfoResponse(
-            documents=data["documents"],
-            tokens=data["tokens"],
-            dim=data["dim"],
-            index=data["index"],
-            model=(data.get("encoder") or {}).get("model_name_or_path"),
-            generation=data["generation"],
+            documents=info.documents,
+            tokens=info.tokens,
+            dim=info.dim,
+            index=info.index,
+            model=(info.encoder or {}).get("model_name_or_path"),
+            generation=info.generation,
             settings=self.settings.public(),
         )
 
@@ -122,8 +124,7 @@ class Handlers:
 
     def _search(self, body: Any) -> Response:
         queries = [body.query] if body.query is not None else list(body.queries)
-        results: list[list[Hit]]
-        options: dict[str, Any] = {"explain": body.explain}
+        options: dict[str, Any] = {"explain": body.explain, "group_chunks": body.group_chunks}
         if body.hybrid is not None:
             options["hybrid"] = body.hybrid
             options.update(
@@ -131,11 +132,9 @@ class Handlers:
                 for name in ("candidates", "weight")
                 if getattr(body, name) is not None
             )
-        if body.group_chunks:
-            results = search_parents(self.engine, queries, k=body.k, filter=body.filter, **options)
-        else:
-            found = self.engine.search(queries, k=body.k, filter=body.filter, **options)
-            results = cast("list[list[Hit]]", found)  # a list of queries: one list each
+        results: list[list[Hit]] = self.engine.search(
+            queries, k=body.k, filter=body.filter, **options
+        )
         text = body.include_text
         return self._sized(SearchResponse(results=[[_hit(h, text) for h in r] for r in results]))
 
@@ -202,29 +201,22 @@ class Handlers:
 
     def _add(self, body: Any) -> AddResponse:
         ids = [d.id if d.id is not None else str(uuid.uuid4()) for d in body.documents]
-        written = upsert_documents(
-            self.engine,
-            ids,
+        written = self.engine.add(
             [d.text for d in body.documents],
-            [d.metadata for d in body.documents],
-            chunker=self.chunker,
+            ids=ids,
+            metadatas=[d.metadata for d in body.documents],
             show_progress=False,
             pool_factor=body.pool_factor,
         )
-        data = self.engine.info()
+        info = self.engine.info()
         return AddResponse(
-            ids=ids,
-            entries=len(written),
-            documents=data["documents"],
-            generation=data["generation"],
+            ids=ids, entries=written.entries, documents=info.documents, generation=info.generation
         )
 
     def _delete(self, body: Any) -> DeleteResponse:
-        deleted = delete_documents(self.engine, body.ids)
-        data = self.engine.info()
-        return DeleteResponse(
-            deleted=deleted, documents=data["documents"], generation=data["generation"]
-        )
+        deleted = self.engine.delete(body.ids)
+        info = self.engine.info()
+        return DeleteResponse(deleted=deleted, documents=info.documents, generation=info.generation)
 
 
 async def _watch_disconnect(request: Request, cancel: threading.Event) -> None:

@@ -13,8 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from colmax.limits import MAX_ID_LENGTH
 from colmax.server.settings import ServerSettings
-from colmax.validation import MAX_ID_LENGTH
 
 __all__ = ["Schemas", "build_schemas"]
 
@@ -137,7 +137,10 @@ class AddResponse(BaseModel):
     ids: list[str] = Field(description="the document ids written, in request order")
     entries: int = Field(description="stored entries written (chunks when chunking)")
     documents: int = Field(description="entries in the index after the write")
-    generation: int = Field(description="the index generation this write committed")
+    generation: int | None = Field(
+        description="the index generation this write committed (null: the index keeps none, "
+        "as a Qdrant index)"
+    )
 
 
 class DeleteResponse(BaseModel):
@@ -145,7 +148,7 @@ class DeleteResponse(BaseModel):
 
     deleted: int = Field(description="stored entries deleted (a chunked document's chunks)")
     documents: int = Field(description="entries in the index after the delete")
-    generation: int
+    generation: int | None
 
 
 class DocumentOut(BaseModel):
@@ -167,11 +170,11 @@ class InfoResponse(BaseModel):
     """What the index holds and how the server is configured."""
 
     documents: int
-    tokens: int
+    tokens: int | None = Field(description="token vectors (null: not counted, Qdrant)")
     dim: int
     index: str
     model: str | None
-    generation: int
+    generation: int | None = Field(description="write counter (null: not kept, Qdrant)")
     settings: dict[str, Any]
 
 

@@ -369,7 +369,7 @@ class DocumentStore:
         return generation, [r[0] for r in rows], [r[1] for r in rows]
 
     def select_ids(self, where: str, params: Sequence[Any]) -> list[str]:
-        """Ids of documents matching a SQL condition built by :mod:`colmax.store.filters`.
+        """Ids of documents matching a SQL condition built by :mod:`colmax.filters`.
 
         Raises:
             FilterTimeoutError: it ran longer than :data:`colmax.limits.FILTER_TIMEOUT_S`.
@@ -382,7 +382,7 @@ class DocumentStore:
         return [r[0] for r in rows]
 
     def select_keys(self, where: str, params: Sequence[Any]) -> np.ndarray:
-        """Keys of documents matching a SQL condition built by :mod:`colmax.store.filters`
+        """Keys of documents matching a SQL condition built by :mod:`colmax.filters`
         (bounded in time as :meth:`select_ids`)."""
         with self._reading(limits.FILTER_TIMEOUT_S) as conn:
             rows = conn.execute(f"SELECT key FROM documents WHERE {where}", params).fetchall()

@@ -29,7 +29,10 @@ class Manifest:
     """Contents of ``manifest.json``.
 
     ``counts`` and ``generation`` are a summary rewritten after each commit; the authoritative
-    state is the SQLite database (see :mod:`colmax.store.folder`).
+    state is the SQLite database (see :mod:`colmax.store.folder`). ``chunking`` is how the
+    engine splits documents it adds (``{"tokens": 48, "overlap": 0}``; ``None``: it does not),
+    recorded so every door that opens the folder splits and groups the same way (older colmax
+    versions ignore the key).
     """
 
     dim: int
@@ -40,6 +43,7 @@ class Manifest:
     counts: dict[str, int] = field(default_factory=dict)
     generation: int = 0
     colmax_version: str = ""
+    chunking: dict[str, int] | None = None
 
     def __post_init__(self) -> None:
         # Checked here, before any folder is created for this manifest.
@@ -58,6 +62,7 @@ class Manifest:
             "encoder": self.encoder,
             "counts": dict(self.counts),
             "generation": self.generation,
+            **({"chunking": dict(self.chunking)} if self.chunking else {}),
         }
 
     def write(self, folder: Path) -> None:
@@ -121,6 +126,12 @@ class Manifest:
         if not isinstance(counts, dict) or not isinstance(generation, int):
             raise IndexFormatError(f"{path}: invalid 'counts' or 'generation'.")
         settings = {k: v for k, v in index.items() if k != "kind"}
+        chunking = raw.get("chunking")
+        if chunking is not None and not (
+            isinstance(chunking, dict)
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in chunking.values())
+        ):
+            raise IndexFormatError(f"{path}: 'chunking' must be an object of integers or null.")
         return cls(
             dim=dim,
             index_kind=index["kind"],
@@ -130,4 +141,5 @@ class Manifest:
             counts={k: v for k, v in counts.items() if isinstance(v, int)},
             generation=generation,
             colmax_version=str(raw.get("colmax_version", "")),
+            chunking=chunking,
         )

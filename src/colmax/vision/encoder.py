@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -316,6 +317,8 @@ class VisionEncoder:
             return None
         ids = batch["input_ids"][i]
         row_of = torch.cumsum(keep.long(), 0) - 1  # position -> kept row
+        if self.family == "idefics3":
+            return self._tiled_grid(ids, keep, row_of)
         image_rows = row_of[(ids == self._image_token_id) & keep].numpy().astype(np.int32)
         shape = self._grid_shape(batch, i, len(image_rows))
         if shape is None or shape[0] * shape[1] != len(image_rows):
@@ -331,7 +334,50 @@ class VisionEncoder:
             t, h, w = (int(x) for x in batch["image_grid_thw"][i])
             merge = int(getattr(self.processor.image_processor, "merge_size", 2))
             return (h // merge, w // merge) if t == 1 else None
-        return None  # Idefics3 tiles pages into sub-images: no single grid
+        return None
+
+    def _tiled_grid(
+        self, ids: torch.Tensor, keep: torch.Tensor, row_of: torch.Tensor
+    ) -> np.ndarray | None:
+        """Idefics3 (ColSmol, ColIdefics3) cuts a page into rows x cols tiles plus a downscaled
+        global image, each a run of ``image_seq_len`` image tokens (a square grid) after a tag:
+        ``<row_i_col_j>`` or ``<global-img>``. The page's grid is the tiles laid side by side;
+        the global image's vectors stay searchable but have no place of their own on the page,
+        so they are not drawn (a page small enough to be one tile is its global image).
+        """
+        tokens = self.processor.tokenizer.convert_ids_to_tokens(ids.tolist())
+        is_image = ((ids == self._image_token_id) & keep).tolist()
+        runs: list[tuple[str, list[int]]] = []  # (tag before the run, kept rows of the run)
+        for pos, image in enumerate(is_image):
+            if not image:
+                continue
+            if pos == 0 or not is_image[pos - 1]:
+                runs.append((str(tokens[pos - 1]) if pos else "", []))
+            runs[-1][1].append(int(row_of[pos]))
+        if not runs or len({len(rows) for _, rows in runs}) != 1:
+            return None
+        side = math.isqrt(len(runs[0][1]))
+        if side * side != len(runs[0][1]):
+            return None
+        tiles = {}
+        for tag, rows in runs:
+            found = _TILE_TAG.fullmatch(tag)
+            if found:
+                tiles[(int(found[1]) - 1, int(found[2]) - 1)] = rows
+        if not tiles:  # one global image: the whole page
+            return np.asarray(runs[0][1], dtype=np.int32).reshape(side, side)
+        n_rows = 1 + max(r for r, _ in tiles)
+        n_cols = 1 + max(c for _, c in tiles)
+        if len(tiles) != n_rows * n_cols:
+            return None
+        grid = np.empty((n_rows * side, n_cols * side), dtype=np.int32)
+        for (r, c), rows in tiles.items():
+            block = np.asarray(rows, dtype=np.int32).reshape(side, side)
+            grid[r * side : (r + 1) * side, c * side : (c + 1) * side] = block
+        return grid
+
+
+_TILE_TAG = re.compile(r"<row_(\d+)_col_(\d+)>")
 
 
 def _arg(chunk: list[Any], is_text: bool) -> dict[str, list[Any]]:

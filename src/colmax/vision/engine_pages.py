@@ -6,7 +6,6 @@ parts (encoder, backend, page store) and the engine calls it.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -103,24 +102,11 @@ def collect_garbage(
 ) -> int:
     """Remove page files no document refers to (deleted or replaced pages, crash leftovers)
     once older than ``grace_seconds``; returns how many. Cheap when there is nothing old."""
-    # In memory, a page put by another thread's add() may not be committed yet: nothing is
-    # old enough to be known unreferenced, so memory stores are left alone.
-    if store.folder is None or not _has_old_files(store.folder, grace_seconds):
+    # A page put by another thread's add() may not be committed yet: only files older than the
+    # grace period (in memory too, by the time they were put) can be known unreferenced.
+    if not store.has_old_files(grace_seconds):
         return 0
     return store.collect_garbage(referenced_names(backend), grace_seconds=grace_seconds)
-
-
-def _has_old_files(folder: Path, grace_seconds: float) -> bool:
-    if not folder.is_dir():
-        return False
-    cutoff = time.time() - grace_seconds
-    for path in folder.iterdir():
-        try:
-            if path.stat().st_mtime < cutoff:
-                return True
-        except FileNotFoundError:
-            continue
-    return False
 
 
 def copy_pages(backend: Backend, store: PageStore, target: Path) -> None:

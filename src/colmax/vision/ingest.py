@@ -24,6 +24,7 @@ import numpy as np
 from colmax.backends.base import Backend
 from colmax.errors import InvalidInputError, NoEncoderError
 from colmax.pooling import pool_with_rows
+from colmax.types import PAGE_IMAGE_KEY
 from colmax.validation import as_list, check_add, check_ids, check_metadatas, check_pool_factor
 from colmax.vision.pages import Page, load_image
 from colmax.vision.store import PageStore, is_page_name
@@ -32,8 +33,8 @@ __all__ = ["GRID_KEY", "IMAGE_KEY", "add_pages", "image_pages", "page_names", "v
 
 logger = logging.getLogger(__name__)
 
-#: Metadata key naming a document's page image in the page store.
-IMAGE_KEY = "image"
+#: Metadata key naming a document's page image in the page store (one name: colmax.types).
+IMAGE_KEY = PAGE_IMAGE_KEY
 #: Metadata key naming a document's patch grid in the page store.
 GRID_KEY = "patch_grid"
 #: ``add_files`` commits after this many pages, so a long run keeps its progress.

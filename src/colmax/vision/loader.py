@@ -12,6 +12,7 @@ from colmax.errors import InvalidInputError, ModelLoadError
 from colmax.torch_load import check_torch_load_is_safe, has_safetensors
 from colmax.vision.detect import ENGINE_CLASSES, VisionCheckpoint
 from colmax.vision.encoder import VisionEncoder
+from colmax.vision.processors import load_engine_processor
 
 __all__ = ["VISION_SETTINGS", "load_vision_encoder"]
 
@@ -111,7 +112,7 @@ def _load_engine(folder: str, model_class: str) -> tuple[Any, Any]:
     cls = getattr(engine_models, model_class)
     model, loading = cls.from_pretrained(folder, output_loading_info=True, **_safe_loading(folder))
     _refuse_missing(folder, loading.get("missing_keys", ()))
-    processor = getattr(engine_models, processor_class).from_pretrained(folder)
+    processor = load_engine_processor(getattr(engine_models, processor_class), folder)
     return model.float().eval(), processor
 
 

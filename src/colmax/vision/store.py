@@ -75,6 +75,7 @@ class PageStore:
     def __init__(self, folder: Path | None) -> None:
         self.folder = folder / PAGES_DIR if folder is not None else None
         self._memory: dict[str, bytes] = {}
+        self._stored_at: dict[str, float] = {}  # in memory: a file's age, as mtime on disk
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ writing
@@ -87,6 +88,7 @@ class PageStore:
         if self.folder is None:
             with self._lock:
                 self._memory[name] = data
+                self._stored_at[name] = time.time()  # refreshed, as os.utime on disk
             return name
         self.folder.mkdir(exist_ok=True)
         path = self.folder / name
@@ -188,15 +190,15 @@ class PageStore:
         """Remove files no document refers to and older than ``grace_seconds``; returns how
         many were removed (crash leftovers and the pages of deleted documents)."""
         keep = set(referenced)
+        cutoff = time.time() - grace_seconds
         if self.folder is None:
             with self._lock:
-                gone = [n for n in self._memory if n not in keep]
+                gone = [n for n, at in self._stored_at.items() if n not in keep and at < cutoff]
                 for name in gone:
-                    del self._memory[name]
+                    del self._memory[name], self._stored_at[name]
             return len(gone)
         if not self.folder.is_dir():
             return 0
-        cutoff = time.time() - grace_seconds
         removed = 0
         for path in self.folder.iterdir():
             stale = path.name.endswith(".tmp") or (
@@ -207,6 +209,22 @@ class PageStore:
                     path.unlink()
                     removed += 1
         return removed
+
+    def has_old_files(self, grace_seconds: float = GRACE_SECONDS) -> bool:
+        """Whether any file is older than ``grace_seconds`` (else nothing can be collected)."""
+        cutoff = time.time() - grace_seconds
+        if self.folder is None:
+            with self._lock:
+                return any(at < cutoff for at in self._stored_at.values())
+        if not self.folder.is_dir():
+            return False
+        for path in self.folder.iterdir():
+            try:
+                if path.stat().st_mtime < cutoff:
+                    return True
+            except FileNotFoundError:
+                continue
+        return False
 
     def copy_to(self, index_folder: Path, names: Iterable[str]) -> None:
         """Copy the named files into another index folder's page store (``Engine.save``)."""

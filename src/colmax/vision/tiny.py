@@ -113,23 +113,33 @@ def make_tiny_colqwen2(folder: str | Path, *, seed: int = 0, dim: int = 16) -> P
 def make_tiny_colpali_engine(
     folder: str | Path, *, model_class: str = "ColQwen2", seed: int = 0
 ) -> Path:
-    """Save a tiny random colpali-engine checkpoint (``ColQwen2`` or ``ColPali``, dim 128 as
-    colpali-engine fixes it) with colpali-engine's own processor. Needs colpali-engine.
+    """Save a tiny random colpali-engine checkpoint (``ColQwen2``, ``ColPali`` or
+    ``ColIdefics3``, the ColSmol architecture; dim 128 as colpali-engine fixes it) with
+    colpali-engine's own processor. Needs colpali-engine.
 
     The backbone configs, tokenizer and image processor are those of :func:`make_tiny_colqwen2`
     and :func:`make_tiny_colpali`; the model and processor classes are colpali-engine's.
     """
     import colpali_engine.models as engine_models
 
+    from colmax.vision.processors import images_only, needs_images_only
+
     if model_class == "ColQwen2":
         tokenizer, images, vlm = _qwen2_parts()
     elif model_class == "ColPali":
         tokenizer, images, vlm = _paligemma_parts(64, 8)
+    elif model_class == "ColIdefics3":
+        tokenizer, images, vlm = _idefics3_parts()
     else:
-        raise ValueError(f"model_class must be ColQwen2 or ColPali, got {model_class!r}")
-    processor = getattr(engine_models, f"{model_class}Processor")(
-        image_processor=images, tokenizer=tokenizer
-    )
+        raise ValueError(
+            f"model_class must be ColQwen2, ColPali or ColIdefics3, got {model_class!r}"
+        )
+    processor_class = getattr(engine_models, f"{model_class}Processor")
+    extra = {"image_seq_len": _IDEFICS3_SEQ_LEN} if model_class == "ColIdefics3" else {}
+    if needs_images_only(processor_class):
+        processor = images_only(processor_class, images, tokenizer)
+    else:
+        processor = processor_class(image_processor=images, tokenizer=tokenizer, **extra)
     torch.manual_seed(seed)
     model = getattr(engine_models, model_class)(vlm).eval()
     return _save(folder, model, processor)
@@ -170,6 +180,44 @@ def _paligemma_parts(image_size: int, patch_size: int) -> tuple[Any, Any, Any]:
         vision_config=vision, text_config=text,
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         vocab_size=len(tokenizer), projection_dim=32, hidden_size=32,
+    )  # fmt: skip
+    return tokenizer, images, vlm
+
+
+#: Idefics3 tiles of 32 pixels, 8-pixel patches, pixel shuffle by 2: 2 x 2 tokens per tile.
+_IDEFICS3_SEQ_LEN = 4
+
+
+def _idefics3_parts() -> tuple[Any, Any, Any]:
+    """A page larger than one 32-pixel tile is cut into rows x cols tiles plus a global image
+    (as ColSmol cuts pages into 512-pixel tiles)."""
+    from transformers import Idefics3Config, Idefics3ImageProcessorPil
+
+    specials = ["<|endoftext|>", "<unk>", "<|im_start|>", "<end_of_utterance>", "<image>"]
+    specials += ["<fake_token_around_image>", "<global-img>"]
+    specials += [f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)]
+    tokenizer = _tokenizer(
+        specials,
+        bos_token="<|im_start|>",
+        eos_token="<end_of_utterance>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens={"image_token": "<image>"},
+    )
+    images = Idefics3ImageProcessorPil(
+        size={"longest_edge": 64}, max_image_size={"longest_edge": 32}, do_image_splitting=True
+    )
+    vlm = Idefics3Config(
+        text_config={
+            "model_type": "llama", "hidden_size": 32, "intermediate_size": 64,
+            "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
+            "vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id,
+            "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+        },
+        vision_config={
+            "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "image_size": 32, "patch_size": 8,
+        },
+        scale_factor=2, image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
     )  # fmt: skip
     return tokenizer, images, vlm
 
@@ -217,7 +265,13 @@ def _save(folder: str | Path, model: Any, processor: Any) -> Path:
     hf_logging.disable_progress_bar()
     try:
         model.save_pretrained(out)
-        processor.save_pretrained(out)
+        if getattr(processor, "video_processor", "") is None:
+            # An images-only processor (no torchvision, see colmax.vision.processors) cannot
+            # save itself; its parts are what a colpali-engine checkpoint holds.
+            processor.image_processor.save_pretrained(out)
+            processor.tokenizer.save_pretrained(out)
+        else:
+            processor.save_pretrained(out)
     finally:
         if bars:
             hf_logging.enable_progress_bar()

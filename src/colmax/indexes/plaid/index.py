@@ -20,7 +20,7 @@ Life cycle:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,13 +28,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from colmax.indexes.base import Index, SearchResult
+from colmax.errors import IndexFormatError, InvalidInputError
+from colmax.indexes.base import SearchResult, SegmentedIndex, drop_keys
 from colmax.indexes.flat import FlatIndex
-from colmax.indexes.plaid.build import CodedWriter, code_source, sample_source
+from colmax.indexes.plaid.build import CodedWriter, build_progress, code_source, sample_source
 from colmax.indexes.plaid.codec import ResidualCodec, new_codec_name
 from colmax.indexes.plaid.search import CodedView, SearchParams, search_coded
-from colmax.indexes.plaid.segment import CodedSegment, new_coded_name
-from colmax.indexes.plaid.settings import PlaidSettings
+from colmax.indexes.plaid.segment import CodedSegment, is_coded_name, new_coded_name
+from colmax.indexes.plaid.settings import SEARCH_KEYS, PlaidSettings
 from colmax.indexes.plaid.stream import TokenSource
 from colmax.store.segments import Segment, merge
 
@@ -74,8 +75,8 @@ class _Sampler:
             mine = picks[(picks >= base) & (picks < base + seg_rows.size)] - base
             base += seg_rows.size
             for a in range(0, mine.size, _SAMPLE_CHUNK):
-                rows = seg_rows[mine[a : a + _SAMPLE_CHUNK]]
-                out.append(_rows_f32(seg, rows).to(torch.float16))  # see sample_source
+                picked = seg_rows[mine[a : a + _SAMPLE_CHUNK]]
+                out.append(_rows_f32(seg, picked).to(torch.float16))  # see sample_source
         return torch.cat(out) if out else torch.zeros((0, 0), dtype=torch.float16)
 
 
@@ -142,7 +143,7 @@ def _rows_f32(segment: AnySegment, rows: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.asarray(segment.tokens[rows], dtype=np.float32))
 
 
-class PlaidIndex(Index):
+class PlaidIndex(SegmentedIndex):
     """Compressed late-interaction index: centroids, 2/4-bit residuals, PLAID search.
 
     Args:
@@ -211,17 +212,7 @@ class PlaidIndex(Index):
 
     def without(self, keys: np.ndarray) -> PlaidIndex:
         """A new snapshot where ``keys`` are no longer live."""
-        keys = np.asarray(keys, dtype=np.int64)
-        views = []
-        for view in self._coded:
-            pos = view.positions(keys)
-            pos = pos[pos >= 0]
-            if len(pos):
-                alive = view.alive.copy()
-                alive[pos] = False
-                view = view.with_alive(alive)
-            views.append(view)
-        return self._with(self._exact.without(keys), views)
+        return self._with(self._exact.without(keys), drop_keys(self._coded, keys))
 
     def _check_codec(self, segment: CodedSegment) -> None:
         if self.codec is None or segment.codec.fingerprint != self.codec.fingerprint:
@@ -233,19 +224,6 @@ class PlaidIndex(Index):
         """Exact segments first, then coded ones (positions match :meth:`alive_masks`)."""
         return [*self._exact.segments, *(v.segment for v in self._coded)]
 
-    def __len__(self) -> int:
-        return len(self._exact) + int(sum(v.alive.sum() for v in self._coded))
-
-    def token_counts(self) -> tuple[int, int]:
-        """``(live_tokens, dead_tokens)``: dead tokens wait for a merge to be dropped."""
-        live, dead = self._exact.token_counts()
-        for v in self._coded:
-            lengths = np.diff(v.segment.offsets)
-            n_live = int(lengths[v.alive].sum())
-            live += n_live
-            dead += int(lengths.sum()) - n_live
-        return live, dead
-
     def alive_masks(self) -> list[np.ndarray]:
         return [*self._exact.alive_masks(), *(v.alive for v in self._coded)]
 
@@ -253,19 +231,11 @@ class PlaidIndex(Index):
         """Positions of segments worth rewriting: mostly dead ones, the smaller half when there
         are more than ``max_segments``, and, once a codec exists, every exact segment (so it
         gets coded)."""
-        segs, alive = self.segments, self.alive_masks()
-        chosen = {i for i, a in enumerate(alive) if a.sum() * 2 < len(a)}
-        if len(segs) > max_segments:
-            sizes = sorted(s.n_tokens for s in segs)
-            cutoff = sizes[len(sizes) // 2]
-            chosen |= {i for i, s in enumerate(segs) if s.n_tokens <= cutoff}
+        chosen = set(super().merge_candidates(max_segments))
+        segs = self.segments
         if self.codec is not None:
             chosen |= {i for i, s in enumerate(segs) if isinstance(s, Segment)}
         return sorted(chosen)
-
-    def live_keys(self) -> np.ndarray:
-        parts = [s.keys[a] for s, a in zip(self.segments, self.alive_masks())]
-        return np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
 
     # ------------------------------------------------------------------ building
     def build_segment(self, seq: int, keys: np.ndarray, vectors: list[np.ndarray]) -> AnySegment:
@@ -435,7 +405,7 @@ class PlaidIndex(Index):
                 f"the corpus is {grown:.1f}x its size at training (limit {GROWTH_RATIO:g}x)"
             )
         advice = (
-            f"re-train advised: {'; '.join(reasons)}. Run optimize() (LocalBackend.rebuild())"
+            f"re-train advised: {'; '.join(reasons)}. Run engine.rebuild()"
             if reasons
             else "no re-train needed"
         )
@@ -450,6 +420,78 @@ class PlaidIndex(Index):
             "rebuild_recommended": bool(reasons),
             "advice": advice,
         }
+
+    # ------------------------------------------------------------------ backend hooks
+    def report(self) -> dict[str, Any]:
+        """:meth:`drift`: what ``info()["plaid"]`` and the manifest's ``index.drift`` show."""
+        return self.drift()
+
+    def with_search_options(self, options: Mapping[str, Any]) -> PlaidIndex:
+        """This snapshot with other search widths (``nprobe``, ``ndocs``, ``nfinal``).
+
+        Raises:
+            InvalidInputError: another key, or an invalid value.
+        """
+        bad = sorted(set(options) - set(SEARCH_KEYS))
+        if bad:
+            raise InvalidInputError(
+                f"only {list(SEARCH_KEYS)} of a plaid index can change after it is created "
+                f"(got {sorted(options)})"
+            )
+        return self.with_settings(PlaidSettings.from_json({**self.settings.to_json(), **options}))
+
+    def trained(
+        self, seq: int, folder: Path | None = None, show_progress: bool | None = None
+    ) -> tuple[ResidualCodec, CodedSegment | None, np.ndarray]:
+        """A codec trained on the live vectors, every live document re-coded with it (streamed
+        into ``folder``'s files), and the live keys (what a rebuild commits)."""
+        with build_progress(self.token_counts()[0], "plaid re-code", show_progress) as progress:
+            codec = self.train_codec(seq, progress.kmeans)
+            coded = self.recode(seq, codec, folder, progress.coded)
+        return codec, coded, self.live_keys()
+
+    def streamed(
+        self,
+        seq: int,
+        keys: np.ndarray,
+        source: TokenSource,
+        folder: Path | None = None,
+        show_progress: bool | None = None,
+    ) -> tuple[ResidualCodec | None, CodedSegment]:
+        """New documents (``keys``, vectors read from ``source`` a chunk at a time) coded into
+        one segment streamed into ``folder``: with this index's codec (then ``(None,
+        segment)``), or, without one yet, with a codec trained on a sample of the live and
+        the new vectors, every live document re-coded into the same segment (then ``(codec,
+        segment)``: the snapshot is replaced)."""
+        tokens = int(np.asarray(source.lengths).sum())
+        with build_progress(tokens, "plaid build", show_progress) as progress:
+            if self.codec is not None:
+                return None, self.code_documents(seq, keys, source, None, folder, progress.coded)
+            progress.add_total(self.token_counts()[0])
+            codec = self.train_codec(seq, progress.kmeans, extra=source)
+            coded = self.recode(seq, codec, folder, progress.coded, extra=(keys, source))
+        if coded is None:  # internal: keys is never empty here
+            raise ValueError("nothing to code")
+        return codec, coded
+
+    def segment_reader(self, codec: ResidualCodec | None) -> Callable[..., Any]:
+        """Opens exact segments, and coded ones with ``codec``."""
+
+        def read(folder: Path, name: str, dim: int, n_docs: int, n_tokens: int) -> Any:
+            if not is_coded_name(name):
+                return Segment.read(folder, name, dim, n_docs, n_tokens)
+            if codec is None:
+                raise IndexFormatError(
+                    f"{folder}: segment {name} is coded but the database names no codec; "
+                    "the index folder is damaged."
+                )
+            return CodedSegment.read(folder, name, n_docs, n_tokens, codec)
+
+        return read
+
+    def codec_reader(self) -> Callable[..., Any]:
+        """:meth:`ResidualCodec.read`."""
+        return ResidualCodec.read
 
     # ------------------------------------------------------------------ reads
     def get_vectors(self, keys: np.ndarray) -> list[np.ndarray]:

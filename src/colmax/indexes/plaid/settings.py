@@ -17,7 +17,10 @@ from typing import Any
 from colmax.errors import InvalidInputError
 from colmax.indexes.plaid.codec import NBITS
 
-__all__ = ["PlaidSettings"]
+__all__ = ["SEARCH_KEYS", "PlaidSettings"]
+
+#: The settings that may change after the index is created (search widths only).
+SEARCH_KEYS = ("nprobe", "ndocs", "nfinal")
 
 
 @dataclass(frozen=True)

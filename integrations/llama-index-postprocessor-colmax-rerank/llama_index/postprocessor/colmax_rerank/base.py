@@ -14,11 +14,9 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, QueryBundle
 
 from colmax import Engine, Hit
+from colmax.types import EXPLANATION_KEY
 
 __all__ = ["ColmaxRerank"]
-
-#: Metadata key of a node's explanation (``Explanation.to_dict()``), when asked for.
-EXPLANATION_KEY = "colmax_explanation"
 
 logger = logging.getLogger(__name__)
 dispatcher = get_dispatcher(__name__)
@@ -155,22 +153,18 @@ class ColmaxRerank(BaseNodePostprocessor):
             logger.info(
                 "ColmaxRerank: %d node(s) without text ranked last", len(nodes) - len(scorable)
             )
-        ids = [nodes[i].node.node_id for i in scorable]
-        # Node ids let the engine reuse stored vectors; repeated ids (the same node from two
-        # retrievers) cannot be named twice, so then every candidate is encoded.
-        use_ids = len(set(ids)) == len(ids)
-        # Only the best top_n can be returned: scoring all and explaining top_n is the same.
+        # Node ids let the engine reuse stored vectors (a node given twice is encoded);
+        # hits come back with their input position. Only the best top_n can be returned:
+        # scoring all and explaining top_n is the same.
         hits = self._engine.rerank(
             query,
             [texts[i] for i in scorable],
             k=self.top_n,
-            ids=ids if use_ids else None,
+            ids=[nodes[i].node.node_id for i in scorable],
             explain=self.explain,
         )
-        position = {id_: i for id_, i in zip(ids, scorable)} if use_ids else None
         order: list[tuple[int, Hit | None]] = [
-            (position[hit.id] if position is not None else scorable[int(hit.id)], hit)
-            for hit in hits
+            (scorable[hit.position], hit) for hit in hits if hit.position is not None
         ]
         scored = set(scorable)
         unscored: list[tuple[int, Hit | None]] = [

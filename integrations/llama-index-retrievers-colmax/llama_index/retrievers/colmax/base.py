@@ -21,8 +21,8 @@ from llama_index.retrievers.colmax.filters import to_colmax_filter
 from llama_index.retrievers.colmax.nodes import hit_to_node, nodes_to_records
 
 from colmax import Engine
-from colmax.engine_hybrid import check_hybrid
 from colmax.errors import IndexFormatError
+from colmax.hybrid import check_hybrid
 
 __all__ = ["ColmaxRetriever"]
 
@@ -32,7 +32,6 @@ ENGINE_DIR = "engine"
 CONFIG_FILE = "retriever.json"
 _FORMAT = "llama-index-retrievers-colmax"
 _FORMAT_VERSION = 1
-_GET_BATCH = 1000
 
 
 class ColmaxRetriever(BaseRetriever):
@@ -57,6 +56,8 @@ class ColmaxRetriever(BaseRetriever):
             score and ``node.metadata["colmax_scores"]`` holds each side's own.
         hybrid_candidates, hybrid_weight: hits taken from each side before fusing, and the
             weight of the late-interaction side (see ``colmax.Engine.search``).
+        group_chunks: one node per chunked document (its best chunk), as every colmax door
+            returns them (see ``colmax.Engine.search``).
         include_images: page hits (``Engine.add_files``: PDF pages, images) come back as
             ``ImageNode`` with ``image_path`` set; this adds the base64 ``image`` too.
         callback_manager, object_map, objects, verbose: as for any LlamaIndex retriever.
@@ -83,6 +84,7 @@ class ColmaxRetriever(BaseRetriever):
         hybrid: str | None = None,
         hybrid_candidates: int = 100,
         hybrid_weight: float = 0.5,
+        group_chunks: bool = True,
         include_images: bool = False,
         callback_manager: CallbackManager | None = None,
         object_map: dict | None = None,
@@ -103,6 +105,9 @@ class ColmaxRetriever(BaseRetriever):
         self.hybrid = hybrid
         self.hybrid_candidates = hybrid_candidates
         self.hybrid_weight = hybrid_weight
+        if not isinstance(group_chunks, bool):
+            raise TypeError(f"group_chunks must be True or False, got {group_chunks!r}")
+        self.group_chunks = group_chunks
         self.include_images = bool(include_images)
         super().__init__(
             callback_manager=callback_manager,
@@ -258,14 +263,9 @@ class ColmaxRetriever(BaseRetriever):
 
     def delete_ref_doc(self, ref_doc_id: str) -> int:
         """Delete every node whose source document is ``ref_doc_id``; returns how many."""
-        ids = self._engine.ids()
-        doomed = [
-            doc.id
-            for start in range(0, len(ids), _GET_BATCH)
-            for doc in self._engine.get(ids[start : start + _GET_BATCH])
-            if doc.metadata.get("ref_doc_id") == ref_doc_id
-        ]
-        return self._engine.delete(doomed) if doomed else 0
+        if not isinstance(ref_doc_id, str) or not ref_doc_id:
+            raise ValueError(f"ref_doc_id must be a non-empty string, got {ref_doc_id!r}")
+        return self._engine.delete(filter={"ref_doc_id": ref_doc_id})
 
     # ------------------------------------------------------------------ persistence
     def persist(self, persist_dir: str | Path) -> Path:
@@ -285,6 +285,7 @@ class ColmaxRetriever(BaseRetriever):
             "hybrid": self.hybrid,
             "hybrid_candidates": self.hybrid_candidates,
             "hybrid_weight": self.hybrid_weight,
+            "group_chunks": self.group_chunks,
             "filters": self._filters.model_dump(mode="json") if self._filters else None,
         }
         staging = folder / f".{CONFIG_FILE}.tmp"
@@ -326,6 +327,7 @@ class ColmaxRetriever(BaseRetriever):
             hybrid=config.get("hybrid"),
             hybrid_candidates=int(config.get("hybrid_candidates", 100)),
             hybrid_weight=float(config.get("hybrid_weight", 0.5)),
+            group_chunks=bool(config.get("group_chunks", True)),
             callback_manager=callback_manager,
         )
 
@@ -339,11 +341,12 @@ class ColmaxRetriever(BaseRetriever):
             hybrid=self.hybrid,  # the engine ignores the next two without it
             candidates=self.hybrid_candidates,
             weight=self.hybrid_weight,
+            group_chunks=self.group_chunks,
         )
         return [
             NodeWithScore(
-                node=hit_to_node(hit, self._engine, include_image=self.include_images),  # type: ignore[arg-type]
-                score=hit.score,  # type: ignore[union-attr]
+                node=hit_to_node(hit, self._engine, include_image=self.include_images),
+                score=hit.score,
             )
             for hit in hits
         ]

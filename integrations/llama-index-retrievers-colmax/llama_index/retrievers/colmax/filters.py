@@ -3,7 +3,7 @@
 The translation follows the semantics of LlamaIndex's reference implementation
 (``llama_index.core.vector_stores.utils.build_metadata_filter_fn``): ``condition="not"`` matches
 the nodes that match *none* of its filters, ``ANY``/``ALL`` test membership in a list field.
-The resulting dict is evaluated by the engine in SQLite (see :mod:`colmax.store.filters`), so
+The resulting dict is evaluated by the engine in SQLite (see :mod:`colmax.filters`), so
 comparisons are typed: ``2024`` does not match ``"2024"``.
 
 Examples:

@@ -19,8 +19,7 @@ from llama_index.core.schema import BaseNode, ImageNode, MetadataMode, TextNode
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 
 from colmax import Engine, Hit
-from colmax.vision.ingest import IMAGE_KEY
-from colmax.vision.store import PageStore, is_page_name
+from colmax.types import EXPLANATION_KEY, SCORES_KEY
 
 __all__ = [
     "EXPLANATION_KEY",
@@ -33,10 +32,6 @@ __all__ = [
 
 #: The metadata key holding the serialised node (LlamaIndex's own name for it).
 NODE_CONTENT_KEY = "_node_content"
-#: Metadata key of a hit's explanation (``Explanation.to_dict()``), when asked for.
-EXPLANATION_KEY = "colmax_explanation"
-#: Metadata key of a hybrid hit's per-side scores (``{"late": ..., "bm25": ...}``).
-SCORES_KEY = "colmax_scores"
 
 
 def nodes_to_records(
@@ -69,7 +64,7 @@ def hit_to_node(hit: Hit, engine: Engine | None = None, *, include_image: bool =
     """
     if NODE_CONTENT_KEY in hit.metadata:
         node = metadata_dict_to_node(hit.metadata)
-    elif engine is not None and is_page_name(hit.metadata.get(IMAGE_KEY)):
+    elif engine is not None and hit.is_page:
         node = _image_node(hit, engine, include_image)
     else:
         node = TextNode(id_=hit.id, text=hit.text, metadata=hit.metadata)
@@ -83,7 +78,7 @@ def _image_node(hit: Hit, engine: Engine, include_image: bool) -> ImageNode:
         data, mime = engine.page_image_bytes(hit.id)
         image = base64.b64encode(data).decode("ascii")
     else:
-        mime = PageStore.mime_type(path.name)
+        mime = engine.page_image_mime_type(hit.id)
     return ImageNode(
         id_=hit.id,
         text=hit.text,
@@ -98,11 +93,7 @@ def with_hit_extras(node: BaseNode, hit: Hit) -> BaseNode:
     """``node``, or a copy with ``metadata["colmax_explanation"]`` / ``["colmax_scores"]``
     from ``hit``. The keys are excluded from the LLM and embedding views of the node, so
     the explanation never ends up in a prompt or in encoded text."""
-    extras: dict[str, Any] = {}
-    if hit.explanation is not None:
-        extras[EXPLANATION_KEY] = hit.explanation.to_dict()
-    if hit.scores is not None:
-        extras[SCORES_KEY] = dict(hit.scores)
+    extras = hit.extras()
     if not extras:
         return node
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from colmax.backends.qdrant_driver import POOLED, TOKENS, Driver, Found, PointData, missing_extra
-from colmax.backends.qdrant_filters import Clause, Cond, Match, Range
-from colmax.backends.qdrant_pooling import Pooling
-from colmax.backends.qdrant_settings import QdrantSettings
+from colmax.backends.qdrant.driver import POOLED, TOKENS, Driver, Found, PointData, missing_extra
+from colmax.backends.qdrant.filters import Cond, to_qdrant
+from colmax.backends.qdrant.prefetch import PrefetchEncoding
+from colmax.backends.qdrant.settings import QdrantSettings
 from colmax.errors import IndexFormatError, IndexLockedError
 
 __all__ = ["SHARD_DIR", "EdgeDriver"]
@@ -45,7 +45,7 @@ class EdgeDriver(Driver):
 
     @classmethod
     def create(
-        cls, folder: Path, dim: int, settings: QdrantSettings, pooling: Pooling | None
+        cls, folder: Path, dim: int, settings: QdrantSettings, pooling: PrefetchEncoding | None
     ) -> EdgeDriver:
         """A new shard (the folder's ``qdrant`` subfolder must not exist)."""
         qe = _edge()
@@ -139,7 +139,7 @@ class EdgeDriver(Driver):
         fields: Sequence[str],
     ) -> list[list[tuple[dict[str, Any], float]]]:
         qe = self._qe
-        flt = self._filter(cond)
+        flt = to_qdrant(cond, self._qe)
         payload = qe.PayloadSelector.Include(list(fields))
         requests = []
         for i, q in enumerate(queries):
@@ -172,7 +172,7 @@ class EdgeDriver(Driver):
         return int(self._shard.count(self._qe.CountRequest(exact=True)))
 
     def scroll(
-        self, fields: Sequence[str], *, vectors: bool = False
+        self, fields: Sequence[str], *, vectors: bool = False, cond: Cond | None = None
     ) -> Iterator[tuple[str, Found]]:
         qe = self._qe
         offset = None
@@ -183,6 +183,7 @@ class EdgeDriver(Driver):
                     limit=_SCROLL_PAGE,
                     with_payload=qe.PayloadSelector.Include(list(fields)),
                     with_vector=[TOKENS] if vectors else False,
+                    filter=to_qdrant(cond, qe),
                 )
             )
             for rec in records:
@@ -205,35 +206,6 @@ class EdgeDriver(Driver):
 
     def describe(self) -> dict[str, Any]:
         return {"segments": int(self._shard.info().segments_count)}
-
-    # ------------------------------------------------------------------ filters
-    def _filter(self, cond: Cond | None) -> Any:
-        if cond is None:
-            return None
-        if isinstance(cond, Clause):
-            return self._clause(cond)
-        return self._qe.Filter(must=[self._condition(cond)])
-
-    def _clause(self, clause: Clause) -> Any:
-        def conv(items: tuple[Cond, ...]) -> list[Any] | None:
-            return [self._condition(c) for c in items] or None
-
-        return self._qe.Filter(
-            must=conv(clause.must), should=conv(clause.should), must_not=conv(clause.must_not)
-        )
-
-    def _condition(self, cond: Cond) -> Any:
-        qe = self._qe
-        if isinstance(cond, Clause):
-            return self._clause(cond)
-        if isinstance(cond, Match):
-            values = list(cond.values)
-            match = qe.MatchValue(values[0]) if len(values) == 1 else qe.MatchAny(values)
-            return qe.FieldCondition(cond.key, match=match)
-        if isinstance(cond, Range):
-            bounds = qe.RangeFloat(gt=cond.gt, gte=cond.gte, lt=cond.lt, lte=cond.lte)
-            return qe.FieldCondition(cond.key, range=bounds)
-        raise TypeError(f"not a filter condition: {cond!r}")  # pragma: no cover
 
 
 def _found(rec: Any, vectors: bool) -> Found:

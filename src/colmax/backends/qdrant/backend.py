@@ -11,10 +11,10 @@ Each document is one point:
   product on unit vectors, no HNSW graph: search scans them exactly), plus with
   ``prefetch="mean" | "muvera"`` one pooled vector with an HNSW graph for two-stage search;
 - payload: ``text``, ``metadata`` (verbatim), ``colmax_seq`` (insertion order for
-  :meth:`~QdrantBackend.ids`) and the typed filter fields of :mod:`.qdrant_filters`.
+  :meth:`~QdrantBackend.ids`) and the typed filter fields of :mod:`.filters`.
 
 The folder holds ``manifest.json`` (dimension, encoder, and the connection settings; never the
-API key) and, for the embedded modes, the shard in ``qdrant/``. Settings: :mod:`.qdrant_settings`
+API key) and, for the embedded modes, the shard in ``qdrant/``. Settings: :mod:`.settings`
 and ``docs/qdrant.md``.
 """
 
@@ -34,12 +34,13 @@ import numpy as np
 import torch
 
 from colmax import __version__
-from colmax.backends.base import Backend
-from colmax.backends.qdrant_driver import Driver, Found, PointData
-from colmax.backends.qdrant_filters import FIELDS_KEY, field_name, filter_fields, translate
-from colmax.backends.qdrant_pooling import Pooling
-from colmax.backends.qdrant_settings import QdrantSettings, credential_for
+from colmax.backends.base import Backend, BackendInfo, BackendOptions, Missing
+from colmax.backends.qdrant.driver import Driver, Found, PointData
+from colmax.backends.qdrant.filters import FIELDS_KEY, field_name, filter_fields, translate
+from colmax.backends.qdrant.prefetch import PrefetchEncoding
+from colmax.backends.qdrant.settings import QdrantSettings, credential_for
 from colmax.errors import IndexFormatError, InvalidInputError, UnknownIdError
+from colmax.filters import FilterLike
 from colmax.store.fsutil import publish_folder, staging_path
 from colmax.store.manifest import Manifest
 from colmax.store.storage import check_free
@@ -72,7 +73,8 @@ class QdrantBackend(Backend):
 
     Examples:
         >>> import numpy as np, torch
-        >>> backend = QdrantBackend.create(None, dim=4, encoder_config=None)  # in memory
+        >>> from colmax.store.manifest import Manifest
+        >>> backend = QdrantBackend.create(None, Manifest(dim=4, index_kind="qdrant"))  # in memory
         >>> backend.upsert(["a", "b"], ["x", "y"], [{}, {"n": 1}], [np.eye(4)[:2], np.eye(4)[2:]])
         >>> [h.id for h in backend.search([torch.eye(4)[2:3]], k=1)[0]]
         ['b']
@@ -89,13 +91,15 @@ class QdrantBackend(Backend):
         dim: int,
         encoder_config: dict[str, Any] | None,
         folder: Path | None,
+        chunking: dict[str, int] | None = None,
     ) -> None:
         self._driver: Driver | None = driver
         self._settings = settings
         self._dim = dim
         self._encoder_config = encoder_config
+        self._chunking = chunking
         self._folder = folder
-        self._pooling: Pooling | None = settings.pooling_for(dim)
+        self._pooling: PrefetchEncoding | None = settings.prefetch_for(dim)
         self._write_lock = threading.RLock()
         # qdrant-client's local mode is plain Python structures: one caller at a time.
         self._read_lock = self._write_lock if settings.mode == "memory" else None
@@ -104,50 +108,39 @@ class QdrantBackend(Backend):
     # ------------------------------------------------------------------ construction
     @classmethod
     def create(
-        cls,
-        path: Path | None,
-        *,
-        dim: int,
-        encoder_config: dict[str, Any] | None,
-        url: str | None = None,
-        api_key: str | None = None,
-        collection: str | None = None,
-        **options: Any,
+        cls, folder: Path | None, manifest: Manifest, options: BackendOptions | None = None
     ) -> QdrantBackend:
-        """A new index: an edge shard in ``path``, a collection at ``url``, or in memory.
+        """A new index: an edge shard in ``folder``, a collection at a URL, or in memory.
 
         Args:
-            path: the index folder (missing or empty), or ``None``.
-            dim: token vector dimension.
-            encoder_config: recorded in the manifest (``None``: vectors only).
-            url: a Qdrant server or cluster; its collection is created, or reused when it
-                already holds colmax vectors of this dimension.
-            api_key: for the server (else ``$COLMAX_QDRANT_API_KEY``); never written to disk.
-            collection: collection name (default ``"colmax"``).
-            options: the other :class:`~colmax.backends.qdrant_settings.QdrantSettings`.
+            folder: the index folder (missing or empty), or ``None``.
+            manifest: dimension, encoder and chunking to record.
+            options: ``options.index`` holds the
+                :class:`~colmax.backends.qdrant.settings.QdrantSettings` (``url``,
+                ``collection``, ...) and ``api_key`` (else ``$COLMAX_QDRANT_API_KEY``; never
+                written to disk). With a ``url``, the server's collection is created, or reused
+                when it already holds colmax vectors of this dimension.
 
         Raises:
             InvalidInputError: unknown or invalid options.
-            IndexFormatError: ``path`` is not empty; an existing collection does not fit.
+            IndexFormatError: ``folder`` is not empty; an existing collection does not fit.
             QdrantConnectionError: the server cannot be reached.
         """
+        given = dict((options or BackendOptions()).index)
+        api_key = given.pop("api_key", None)
+        dim, encoder_config = manifest.dim, manifest.encoder
         if isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0:
             raise InvalidInputError(f"dim must be a positive int, got {dim!r}")
-        options = dict(options)
-        if url is not None:
-            options["url"] = url
-        if collection is not None:
-            options["collection"] = collection
-        folder = Path(path).absolute() if path is not None else None
-        settings = QdrantSettings.from_options(folder, options)
-        pooling = settings.pooling_for(dim)  # invalid pooling settings fail before any write
+        folder = Path(folder).absolute() if folder is not None else None
+        settings = QdrantSettings.from_options(folder, given)
+        pooling = settings.prefetch_for(dim)  # invalid pooling settings fail before any write
         if folder is not None:
             check_free(folder)
         if settings.mode == "edge":
             assert folder is not None  # QdrantSettings requires a path for edge
-            return cls._create_in_folder(folder, settings, dim, encoder_config, pooling)
+            return cls._create_in_folder(folder, settings, manifest, pooling)
         driver = cls._connect(folder, dim, settings, pooling, api_key, create=True, url_named=True)
-        backend = cls(driver, settings, dim, encoder_config, folder)
+        backend = cls(driver, settings, dim, encoder_config, folder, manifest.chunking)
         backend._index_fields()
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
@@ -159,16 +152,16 @@ class QdrantBackend(Backend):
         cls,
         folder: Path,
         settings: QdrantSettings,
-        dim: int,
-        encoder_config: dict[str, Any] | None,
-        pooling: Pooling | None,
+        manifest: Manifest,
+        pooling: PrefetchEncoding | None,
     ) -> QdrantBackend:
         # Build beside the target and rename it into place: a crash leaves no half index.
+        dim, encoder_config, chunking = manifest.dim, manifest.encoder, manifest.chunking
         staging = staging_path(folder)
         try:
             staging.mkdir(parents=True)
             driver = cls._connect(staging, dim, settings, pooling, None, create=True)
-            backend = cls(driver, settings, dim, encoder_config, staging)
+            backend = cls(driver, settings, dim, encoder_config, staging, chunking)
             backend._index_fields()
             backend._manifest(settings).write(staging)
             backend.close()
@@ -181,16 +174,18 @@ class QdrantBackend(Backend):
             dim,
             encoder_config,
             folder,
+            chunking,
         )
 
     @classmethod
     def open(
-        cls, path: Path, manifest: Manifest, *, api_key: str | None = None, **options: Any
+        cls, folder: Path, manifest: Manifest, options: BackendOptions | None = None
     ) -> QdrantBackend:
-        """Open the index recorded in ``path/manifest.json`` (reconnecting to a server).
+        """Open the index recorded in ``folder/manifest.json`` (reconnecting to a server).
 
-        ``options`` may repeat the settings the index was created with (so that the same
-        ``Engine(...)`` call creates a folder and later reopens it); a different value raises.
+        ``options.index`` may hold ``api_key`` and repeat the settings the index was created
+        with (so that the same ``Engine(...)`` call creates a folder and later reopens it); a
+        different value raises.
 
         Raises:
             InvalidInputError: ``options`` contradict the recorded settings.
@@ -198,12 +193,14 @@ class QdrantBackend(Backend):
             IndexLockedError: the embedded shard is open in another process.
             QdrantConnectionError: the server cannot be reached.
         """
-        folder = Path(path).absolute()
+        options_ = dict((options or BackendOptions()).index)
+        api_key = options_.pop("api_key", None)
+        folder = Path(folder).absolute()
         if manifest.index_kind != cls.kind:
             raise IndexFormatError(f"{folder} holds a {manifest.index_kind!r} index, not qdrant")
         settings = QdrantSettings.from_manifest(folder, manifest.index_settings)
         recorded = settings.to_manifest()
-        for name, value in options.items():
+        for name, value in options_.items():
             if name not in recorded or (value is not None and recorded[name] != value):
                 raise InvalidInputError(
                     f"{folder} is a qdrant index created with {name}={recorded.get(name)!r}; "
@@ -211,34 +208,34 @@ class QdrantBackend(Backend):
                 )
         if settings.mode == "memory":
             raise IndexFormatError(f"{folder}/manifest.json: an in-memory index has no folder")
-        pooling = settings.pooling_for(manifest.dim)
+        pooling = settings.prefetch_for(manifest.dim)
         # The url came from the folder; the caller named it only by repeating it (checked
         # equal above): only then may a key go there.
-        named = options.get("url") is not None
+        named = options_.get("url") is not None
         driver = cls._connect(
             folder, manifest.dim, settings, pooling, api_key, create=False, url_named=named
         )
-        return cls(driver, settings, manifest.dim, manifest.encoder, folder)
+        return cls(driver, settings, manifest.dim, manifest.encoder, folder, manifest.chunking)
 
     @staticmethod
     def _connect(
         folder: Path | None,
         dim: int,
         settings: QdrantSettings,
-        pooling: Pooling | None,
+        pooling: PrefetchEncoding | None,
         api_key: str | None,
         *,
         create: bool,
         url_named: bool = False,
     ) -> Driver:
         if settings.mode == "edge":
-            from colmax.backends.qdrant_edge_driver import EdgeDriver
+            from colmax.backends.qdrant.edge import EdgeDriver
 
             assert folder is not None
             if create:
                 return EdgeDriver.create(folder, dim, settings, pooling)
             return EdgeDriver.open(folder)
-        from colmax.backends.qdrant_client_driver import ClientDriver
+        from colmax.backends.qdrant.client import ClientDriver
 
         key = (
             credential_for(settings.url, api_key, url_named=url_named)
@@ -261,6 +258,10 @@ class QdrantBackend(Backend):
         return self._encoder_config
 
     @property
+    def chunking(self) -> dict[str, int] | None:
+        return self._chunking
+
+    @property
     def settings(self) -> QdrantSettings:
         """The settings this index was created with."""
         return self._settings
@@ -280,22 +281,32 @@ class QdrantBackend(Backend):
             rows = [(f.payload.get(_SEQ, 0), f.payload[_ID]) for _, f in self._scroll([_ID, _SEQ])]
         return [id_ for _, id_ in sorted(rows)]
 
-    def info(self) -> dict[str, Any]:
+    def matching_ids(self, filter: FilterLike) -> set[str]:
+        cond = translate(filter)
+        if cond is False:
+            return set()
+        with self._reading():
+            found = self._live().scroll([_ID], cond=None if cond is True else cond)
+            return {f.payload[_ID] for _, f in found}
+
+    def info(self) -> BackendInfo:
         s = self._settings
         with self._reading():
             described = self._live().describe()
-        return {
-            "documents": len(self),
-            "dim": self._dim,
-            "index": self.kind,
-            "path": str(self._folder) if self._folder else None,
-            "mode": s.mode,
-            "collection": s.collection,
-            "url": s.url,
-            "datatype": s.datatype,
-            "prefetch": s.prefetch,
-            **described,
-        }
+        return BackendInfo(
+            documents=len(self),
+            dim=self._dim,
+            index=self.kind,
+            path=str(self._folder) if self._folder else None,
+            details={
+                "mode": s.mode,
+                "collection": s.collection,
+                "url": s.url,
+                "datatype": s.datatype,
+                "prefetch": s.prefetch,
+                **described,
+            },
+        )
 
     # ------------------------------------------------------------------ writes
     def upsert(
@@ -304,8 +315,11 @@ class QdrantBackend(Backend):
         texts: Sequence[str],
         metadatas: Sequence[Mapping[str, Any]],
         vectors: Sequence[np.ndarray],
+        *,
+        remove: Sequence[str] = (),
     ) -> None:
-        """Insert or replace documents, ``batch_size`` points per request.
+        """Insert or replace documents, ``batch_size`` points per request, then delete
+        ``remove``.
 
         A batch is written whole or not at all; a failure after some batches leaves those
         written (re-running the same call is idempotent: point ids are deterministic).
@@ -326,40 +340,63 @@ class QdrantBackend(Backend):
                 )
                 bar.update(stop - start)
             driver.flush()
+            written = set(ids)
+            stale = [point_id(i) for i in dict.fromkeys(remove) if i not in written]
+            if stale:
+                # The documents are written: a failure here must not make the call raise (a
+                # client retrying an add without ids would store them twice). The stale
+                # pieces stay until the document is written again.
+                try:
+                    driver.delete(stale)
+                    driver.flush()
+                except Exception as exc:
+                    logger.warning(
+                        "documents written, but %d stale entr(ies) of their previous versions "
+                        "could not be deleted (%s)",
+                        len(stale),
+                        exc,
+                    )
 
-    def delete(self, ids: Sequence[str]) -> int:
+    def delete(self, ids: Sequence[str], *, missing: Missing = "raise") -> int:
         with self._write_lock:
             found = self._fetch(ids, [_ID])
-            missing = [i for i in ids if i not in found]
-            if missing:
+            absent = [i for i in ids if i not in found]
+            if absent and missing == "raise":
                 raise UnknownIdError(
-                    f"{len(missing)} id(s) not in the index, e.g. {missing[:5]!r}; "
+                    f"{len(absent)} id(s) not in the index, e.g. {absent[:5]!r}; "
                     "nothing was changed"
                 )
+            doomed = [i for i in ids if i in found]
+            if not doomed:
+                return 0
             driver = self._live()
-            driver.delete([point_id(i) for i in ids])
+            driver.delete([point_id(i) for i in doomed])
             driver.flush()
-        return len(ids)
+        return len(doomed)
 
     # ------------------------------------------------------------------ reads
-    def get(self, ids: Sequence[str]) -> list[Document]:
-        found = self._fetch_all(ids, _DOC_FIELDS)
-        return [_document(found[i].payload) for i in ids]
+    def get(self, ids: Sequence[str], *, missing: Missing = "raise") -> list[Document]:
+        found = self._fetch_all(ids, _DOC_FIELDS, missing=missing)
+        return [_document(found[i].payload) for i in ids if i in found]
 
     def get_vectors(self, ids: Sequence[str]) -> list[np.ndarray]:
         return [v for _, v in self.get_with_vectors(ids)]
 
-    def get_with_vectors(self, ids: Sequence[str]) -> list[tuple[Document, np.ndarray]]:
-        found = self._fetch_all(ids, _DOC_FIELDS, vectors=True)
+    def get_with_vectors(
+        self, ids: Sequence[str], *, missing: Missing = "raise"
+    ) -> list[tuple[Document, np.ndarray]]:
+        found = self._fetch_all(ids, _DOC_FIELDS, vectors=True, missing=missing)
         out = []
         for i in ids:
+            if i not in found:
+                continue
             tokens = found[i].tokens
             assert tokens is not None  # asked for with vectors=True
             out.append((_document(found[i].payload), tokens))
         return out
 
     def search(
-        self, queries: Sequence[torch.Tensor], k: int, filter: Mapping[str, Any] | None = None
+        self, queries: Sequence[torch.Tensor], k: int, filter: FilterLike = None
     ) -> list[list[Hit]]:
         cond = translate(filter)
         if cond is False or not queries:
@@ -414,13 +451,14 @@ class QdrantBackend(Backend):
         logger.info("saved the qdrant index (%s) to %s", self._settings.mode, target)
         return target
 
-    def optimize(self) -> None:
+    def optimize(self) -> BackendInfo:
         """Merge segments, vacuum deleted points and build HNSW graphs (embedded edge only;
         a server optimises by itself)."""
         with self._write_lock:
             optimize = getattr(self._live(), "optimize", None)
             if optimize is not None:
                 optimize()
+        return self.info()
 
     def close(self) -> None:
         with self._write_lock:
@@ -481,12 +519,17 @@ class QdrantBackend(Backend):
         }
 
     def _fetch_all(
-        self, ids: Sequence[str], fields: Sequence[str], *, vectors: bool = False
+        self,
+        ids: Sequence[str],
+        fields: Sequence[str],
+        *,
+        vectors: bool = False,
+        missing: Missing = "raise",
     ) -> dict[str, Found]:
         found = self._fetch(ids, fields, vectors=vectors)
-        missing = [i for i in ids if i not in found]
-        if missing:
-            raise UnknownIdError(f"{len(missing)} id(s) not in the index, e.g. {missing[:5]!r}")
+        absent = [i for i in ids if i not in found]
+        if absent and missing == "raise":
+            raise UnknownIdError(f"{len(absent)} id(s) not in the index, e.g. {absent[:5]!r}")
         return found
 
     def _scroll(
@@ -513,10 +556,11 @@ class QdrantBackend(Backend):
             encoder=self._encoder_config,
             index_settings=settings.to_manifest(),
             colmax_version=__version__,
+            chunking=self._chunking,
         )
 
     def _copy_to_edge(self, staging: Path) -> None:
-        from colmax.backends.qdrant_edge_driver import EdgeDriver
+        from colmax.backends.qdrant.edge import EdgeDriver
 
         s = self._settings
         settings = QdrantSettings.from_options(
@@ -549,7 +593,9 @@ class QdrantBackend(Backend):
                 if batch:
                     target.upsert(batch)
             target.flush()
-            copy = QdrantBackend(target, settings, self._dim, self._encoder_config, staging)
+            copy = QdrantBackend(
+                target, settings, self._dim, self._encoder_config, staging, self._chunking
+            )
             copy._index_fields()
             copy._manifest(settings).write(staging)
         finally:

@@ -1,6 +1,7 @@
-"""colmax filters on Qdrant: typed filter fields in the payload, and the filter translation.
+"""colmax filters on Qdrant: typed filter fields in the payload, the filter tree compiled to
+Qdrant conditions, and the one conversion of those conditions to Qdrant's filter classes.
 
-Qdrant's own matching differs from colmax's filter language (:mod:`colmax.store.filters`) in
+Qdrant's own matching differs from colmax's filter language (:mod:`colmax.filters`) in
 ways that would silently change results if filters were passed through as they are: a condition
 on an array field matches when *any* element matches (so ``{"tags": "x"}`` would match
 ``["x", "y"]``, which colmax's ``$eq`` does not), integers and floats are different match types
@@ -21,9 +22,10 @@ Numbers are stored as floats and compared with ranges (``$eq 2`` is ``2 <= x <= 
 as the keywords ``"true"``/``"false"``. ``name`` is ``k_<key>`` for plain keys and
 ``h_<sha256>`` for keys with other characters, so no user key is ever parsed as a Qdrant path.
 
-:func:`translate` maps a filter onto :class:`Match` / :class:`Range` / :class:`Clause` (a
-neutral tree each driver turns into its own Qdrant classes), folding constant parts (``$in []``
-matches nothing). What Qdrant cannot express exactly raises :class:`~colmax.errors.FilterError`:
+:func:`translate` compiles a filter's syntax tree (:func:`colmax.filters.parse_filter`) to
+:class:`Match` / :class:`Range` / :class:`Clause`, folding constant parts (``$in []`` matches
+nothing); :func:`to_qdrant` turns that neutral tree into the filter classes of qdrant-edge or
+qdrant-client (both drivers use it). What Qdrant cannot express exactly raises :class:`~colmax.errors.FilterError`:
 ``$gt``-style comparisons of strings, and numbers of magnitude ``2**53`` or more (Qdrant compares
 numbers as 64-bit floats).
 
@@ -47,7 +49,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from colmax.errors import FilterError
-from colmax.store.filters import compile_filter
+from colmax.filters import AllOf, AnyOf, Condition, FilterLike, Node, Not, parse_filter
 
 __all__ = [
     "FIELDS_KEY",
@@ -57,6 +59,7 @@ __all__ = [
     "Range",
     "field_name",
     "filter_fields",
+    "to_qdrant",
     "translate",
 ]
 
@@ -138,8 +141,9 @@ def filter_fields(metadata: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def translate(flt: Mapping[str, Any] | None) -> Folded:
-    """Translate a colmax filter to a condition tree over :func:`filter_fields`.
+def translate(flt: FilterLike) -> Folded:
+    """Compile a colmax filter (a dict, or its parsed tree) to a condition tree over
+    :func:`filter_fields`.
 
     Returns:
         A :data:`Cond`, or ``True`` (no restriction) / ``False`` (nothing can match).
@@ -147,29 +151,21 @@ def translate(flt: Mapping[str, Any] | None) -> Folded:
     Raises:
         FilterError: the filter is malformed, or uses what Qdrant cannot evaluate exactly.
     """
-    compile_filter(flt)  # the same validation and messages as the local backend
-    if flt is None:
-        return True
-    return _node(flt)
+    return _node(parse_filter(flt))
 
 
-def _node(flt: Mapping[str, Any]) -> Folded:
-    parts: list[Folded] = []
-    for field, cond in flt.items():
-        if field == "$and":
-            parts.append(_all([_node(c) for c in cond]))
-        elif field == "$or":
-            parts.append(_any([_node(c) for c in cond]))
-        elif field == "$not":
-            parts.append(_negate(_node(cond)))
-        elif isinstance(cond, Mapping):
-            parts.extend(_operator(field, op, value) for op, value in cond.items())
-        else:
-            parts.append(_eq(field, cond))
-    return _all(parts)
+def _node(node: Node) -> Folded:
+    if isinstance(node, AllOf):
+        return _all([_node(p) for p in node.parts])
+    if isinstance(node, AnyOf):
+        return _any([_node(p) for p in node.parts])
+    if isinstance(node, Not):
+        return _negate(_node(node.part))
+    return _operator(node)
 
 
-def _operator(field: str, op: str, value: Any) -> Folded:
+def _operator(cond: Condition) -> Folded:
+    field, op, value = cond.field, cond.op, cond.value
     name = field_name(field)
     if op == "$eq":
         return _eq(field, value)
@@ -205,7 +201,7 @@ def _typed(prefix: str, name: str, value: Any) -> Cond:
     if kind == "n":
         x = _number(value, name)
         return Range(f"{prefix}n.{name}", gte=x, lte=x)
-    if kind is None:  # compile_filter already refused other types
+    if kind is None:  # parse_filter already refused other types
         raise FilterError(f"filter values must be str, int, float, bool or None, got {value!r}")
     return Match(f"{prefix}{kind}.{name}", (_stored(value),))
 
@@ -272,3 +268,43 @@ def _negate(part: Folded) -> Folded:
     if isinstance(part, bool):
         return not part
     return Clause(must_not=(part,))
+
+
+def to_qdrant(cond: Cond | None, models: Any) -> Any:
+    """The Qdrant ``Filter`` for ``cond`` (``None``: no filter), built from ``models``.
+
+    Args:
+        cond: a condition tree from :func:`translate` (not ``True``/``False``).
+        models: the filter classes of one Qdrant library: ``qdrant_edge`` or
+            ``qdrant_client.models``. Both name them alike (``Filter``, ``FieldCondition``,
+            ``MatchValue``, ``MatchAny``) and take the same keywords; the float range is
+            ``RangeFloat`` in qdrant-edge and ``Range`` in qdrant-client.
+    """
+    if cond is None:
+        return None
+    if isinstance(cond, Clause):
+        return _clause(cond, models)
+    return models.Filter(must=[_condition(cond, models)])
+
+
+def _clause(clause: Clause, models: Any) -> Any:
+    def conv(items: tuple[Cond, ...]) -> list[Any] | None:
+        return [_condition(c, models) for c in items] or None
+
+    return models.Filter(
+        must=conv(clause.must), should=conv(clause.should), must_not=conv(clause.must_not)
+    )
+
+
+def _condition(cond: Cond, models: Any) -> Any:
+    if isinstance(cond, Clause):
+        return _clause(cond, models)
+    if isinstance(cond, Match):
+        values = list(cond.values)
+        match = (
+            models.MatchValue(value=values[0]) if len(values) == 1 else models.MatchAny(any=values)
+        )
+        return models.FieldCondition(key=cond.key, match=match)
+    range_class = getattr(models, "RangeFloat", None) or models.Range
+    bounds = range_class(gt=cond.gt, gte=cond.gte, lt=cond.lt, lte=cond.lte)
+    return models.FieldCondition(key=cond.key, range=bounds)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from colmax.backends.qdrant_pooling import Pooling
+from colmax.backends.qdrant.prefetch import PrefetchEncoding
 from colmax.errors import InvalidInputError
 
 DIM = 16
@@ -18,17 +18,21 @@ def unit(rng: np.random.Generator, n: int) -> np.ndarray:
 
 def test_mean_pooling_is_the_normalised_mean() -> None:
     x = unit(np.random.default_rng(0), 5)
-    pooled = Pooling.from_settings({"kind": "mean"}, DIM).documents([x])[0]
+    pooled = PrefetchEncoding.from_settings({"kind": "mean"}, DIM).documents([x])[0]
     np.testing.assert_allclose(pooled, x.mean(0) / np.linalg.norm(x.mean(0)), rtol=1e-6)
     cancel = np.stack([np.eye(DIM)[0], -np.eye(DIM)[0]]).astype(np.float32)
-    assert np.isfinite(Pooling.from_settings({"kind": "mean"}, DIM).queries([cancel])[0]).all()
+    assert np.isfinite(
+        PrefetchEncoding.from_settings({"kind": "mean"}, DIM).queries([cancel])[0]
+    ).all()
 
 
 def test_muvera_single_vectors_approximate_the_dot_product() -> None:
     # One query vector against a one-vector document: the document fills every bucket with
     # its vector, the query sits in one bucket, so the encodings' dot product over ``reps``
     # repetitions is reps * q.P.P^T.d, whose expectation is reps * q.d.
-    pool = Pooling.from_settings({"kind": "muvera", "reps": 256, "k_sim": 2, "d_proj": 16}, DIM)
+    pool = PrefetchEncoding.from_settings(
+        {"kind": "muvera", "reps": 256, "k_sim": 2, "d_proj": 16}, DIM
+    )
     rng = np.random.default_rng(1)
     errors = []
     for _ in range(20):
@@ -41,7 +45,7 @@ def test_muvera_single_vectors_approximate_the_dot_product() -> None:
 def test_muvera_ranks_like_maxsim() -> None:
     rng = np.random.default_rng(2)
     docs = [unit(rng, int(rng.integers(2, 10))) for _ in range(150)]
-    pool = Pooling.from_settings({"kind": "muvera", "reps": 32}, DIM)
+    pool = PrefetchEncoding.from_settings({"kind": "muvera", "reps": 32}, DIM)
     encoded = np.stack(pool.documents(docs))
     corr = []
     for _ in range(10):
@@ -53,9 +57,9 @@ def test_muvera_ranks_like_maxsim() -> None:
 
 def test_muvera_is_deterministic_per_seed() -> None:
     x = unit(np.random.default_rng(3), 7)
-    a = Pooling.from_settings({"kind": "muvera"}, DIM)
-    b = Pooling.from_settings({"kind": "muvera", "seed": 0}, DIM)
-    c = Pooling.from_settings({"kind": "muvera", "seed": 1}, DIM)
+    a = PrefetchEncoding.from_settings({"kind": "muvera"}, DIM)
+    b = PrefetchEncoding.from_settings({"kind": "muvera", "seed": 0}, DIM)
+    c = PrefetchEncoding.from_settings({"kind": "muvera", "seed": 1}, DIM)
     np.testing.assert_array_equal(a.documents([x])[0], b.documents([x])[0])
     assert not np.array_equal(a.documents([x])[0], c.documents([x])[0])
     assert a.size == 8 * 16 * 16 and a.documents([x])[0].shape == (a.size,)
@@ -74,4 +78,4 @@ def test_muvera_is_deterministic_per_seed() -> None:
 )
 def test_bad_settings(settings: dict) -> None:
     with pytest.raises(InvalidInputError):
-        Pooling.from_settings(settings, DIM)
+        PrefetchEncoding.from_settings(settings, DIM)

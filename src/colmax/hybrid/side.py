@@ -18,19 +18,18 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from colmax.backends.base import Backend
-from colmax.engine_explain import stored_with_vectors
-from colmax.errors import InvalidInputError, UnknownIdError
-from colmax.hybrid import MODES, BM25Index, FusedHit, hybrid_search
+from colmax.errors import InvalidInputError
+from colmax.explain.stored import stored_with_vectors
+from colmax.filters import MATCH_ALL, FilterLike, parse_filter
+from colmax.hybrid.bm25 import BM25Index
+from colmax.hybrid.fusion import FusedHit, check_hybrid, hybrid_search
 from colmax.scoring import maxsim_ragged
-from colmax.types import Document, Hit
-from colmax.validation import check_k
+from colmax.types import Hit
 
 __all__ = ["BM25_DIR", "HybridSide", "check_hybrid"]
 
@@ -38,31 +37,6 @@ logger = logging.getLogger(__name__)
 
 #: Subfolder of an index folder holding the BM25 cache.
 BM25_DIR = "bm25"
-
-
-def check_hybrid(mode: Any, candidates: Any, weight: Any, *, text_query: bool) -> None:
-    """Validate the hybrid options before any encoding work.
-
-    Raises:
-        InvalidInputError: unknown mode, bad ``candidates`` or ``weight``, a query given as
-            vectors (BM25 needs text), or bm25s missing (names the ``hybrid`` extra).
-    """
-    if mode not in MODES:
-        raise InvalidInputError(f"hybrid must be None or one of {list(MODES)}, got {mode!r}")
-    check_k(candidates, "candidates")
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight <= 1:
-        raise InvalidInputError(f"weight must be a number in [0, 1], got {weight!r}")
-    if not text_query:
-        raise InvalidInputError(
-            "hybrid search needs a text query (BM25 scores words); query_embeddings cannot be "
-            "used with hybrid=..."
-        )
-    try:
-        import bm25s  # noqa: F401
-    except ImportError as exc:
-        raise InvalidInputError(
-            f'hybrid={mode!r} needs the hybrid extra: pip install "colmax[hybrid]" ({exc})'
-        ) from exc
 
 
 class HybridSide:
@@ -114,7 +88,7 @@ class HybridSide:
         query: str,
         query_vectors: torch.Tensor,
         k: int,
-        filter: Mapping[str, Any] | None,
+        filter: FilterLike,
         *,
         mode: str,
         candidates: int,
@@ -127,14 +101,15 @@ class HybridSide:
         """
         backend = self._backend
         bm25 = self.index()
-        allowed = backend.matching_ids(filter) if filter else None
+        tree = parse_filter(filter)
+        allowed = backend.matching_ids(tree) if tree != MATCH_ALL else None
         rows: dict[str, Hit] = {}  # text and metadata of late-side hits, reused below
 
         def lexical(n: int) -> list[tuple[str, float]]:
             return bm25.search(query, n, allowed=allowed)
 
         def late(n: int) -> list[tuple[str, float]]:
-            hits = backend.search([query_vectors], n, filter)[0]
+            hits = backend.search([query_vectors], n, tree)[0]
             rows.update((h.id, h) for h in hits)
             return [(h.id, h.score) for h in hits]
 
@@ -165,12 +140,7 @@ class HybridSide:
 def _hits(backend: Backend, fused: list[FusedHit], rows: dict[str, Hit]) -> list[Hit]:
     missing = [f.id for f in fused if f.id not in rows]
     if missing:  # BM25-only hits: fetch their text and metadata (skip any deleted meanwhile)
-        try:
-            docs = backend.get(missing)
-        except UnknownIdError:
-            present = backend.existing(missing)
-            docs = [d for i in missing if i in present for d in _get_one(backend, i)]
-        for doc in docs:
+        for doc in backend.get(missing, missing="skip"):
             rows[doc.id] = Hit(doc.id, 0.0, doc.text, doc.metadata, 0)
     out: list[Hit] = []
     for f in fused:
@@ -184,10 +154,3 @@ def _hits(backend: Backend, fused: list[FusedHit], rows: dict[str, Hit]) -> list
         }
         out.append(Hit(f.id, f.score, row.text, dict(row.metadata), len(out), scores=scores))
     return out
-
-
-def _get_one(backend: Backend, id_: str) -> list[Document]:
-    try:
-        return backend.get([id_])
-    except UnknownIdError:
-        return []

@@ -23,10 +23,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from colmax.backends.qdrant_driver import POOLED, TOKENS, Driver, Found, PointData, missing_extra
-from colmax.backends.qdrant_filters import Clause, Cond, Match, Range
-from colmax.backends.qdrant_pooling import Pooling
-from colmax.backends.qdrant_settings import QdrantSettings
+from colmax.backends.qdrant.driver import POOLED, TOKENS, Driver, Found, PointData, missing_extra
+from colmax.backends.qdrant.filters import Cond, to_qdrant
+from colmax.backends.qdrant.prefetch import PrefetchEncoding
+from colmax.backends.qdrant.settings import QdrantSettings
 from colmax.errors import ColmaxError, IndexFormatError
 
 __all__ = ["ClientDriver", "QdrantConnectionError", "is_transient", "with_retries"]
@@ -122,7 +122,7 @@ class ClientDriver(Driver):
         folder: Path | None,
         dim: int,
         settings: QdrantSettings,
-        pooling: Pooling | None,
+        pooling: PrefetchEncoding | None,
         api_key: str | None,
         *,
         create: bool,
@@ -163,7 +163,7 @@ class ClientDriver(Driver):
         return driver
 
     # ------------------------------------------------------------------ collection
-    def _create_collection(self, dim: int, pooling: Pooling | None) -> None:
+    def _create_collection(self, dim: int, pooling: PrefetchEncoding | None) -> None:
         m, s = self._models, self._settings
         vectors = {
             TOKENS: m.VectorParams(
@@ -191,7 +191,7 @@ class ClientDriver(Driver):
             "create collection",
         )
 
-    def _check_collection(self, dim: int, pooling: Pooling | None) -> None:
+    def _check_collection(self, dim: int, pooling: PrefetchEncoding | None) -> None:
         info = self._retry(lambda: self._client.get_collection(self._name), "read collection")
         vectors = info.config.params.vectors
         where = f"collection {self._name!r} on {self._where()}"
@@ -272,7 +272,7 @@ class ClientDriver(Driver):
         fields: Sequence[str],
     ) -> list[list[tuple[dict[str, Any], float]]]:
         m = self._models
-        flt = self._filter(cond)
+        flt = to_qdrant(cond, self._models)
         include = m.PayloadSelectorInclude(include=list(fields))
         # Local mode is always exact and warns about search params; a server needs them.
         params = m.SearchParams(exact=True) if self._server else None
@@ -305,9 +305,10 @@ class ClientDriver(Driver):
         return int(result.count)
 
     def scroll(
-        self, fields: Sequence[str], *, vectors: bool = False
+        self, fields: Sequence[str], *, vectors: bool = False, cond: Cond | None = None
     ) -> Iterator[tuple[str, Found]]:
         include = self._models.PayloadSelectorInclude(include=list(fields))
+        flt = to_qdrant(cond, self._models)
         offset = None
         while True:
             page = partial(
@@ -317,6 +318,7 @@ class ClientDriver(Driver):
                 offset=offset,
                 with_payload=include,
                 with_vectors=[TOKENS] if vectors else False,
+                scroll_filter=flt,
             )
             records, offset = self._retry(page, "scroll")
             for rec in records:
@@ -341,34 +343,6 @@ class ClientDriver(Driver):
         if not self._server:
             return call()
         return with_retries(call, self._settings.max_retries, what)
-
-    def _filter(self, cond: Cond | None) -> Any:
-        if cond is None:
-            return None
-        if isinstance(cond, Clause):
-            return self._clause(cond)
-        return self._models.Filter(must=[self._condition(cond)])
-
-    def _clause(self, clause: Clause) -> Any:
-        def conv(items: tuple[Cond, ...]) -> list[Any] | None:
-            return [self._condition(c) for c in items] or None
-
-        return self._models.Filter(
-            must=conv(clause.must), should=conv(clause.should), must_not=conv(clause.must_not)
-        )
-
-    def _condition(self, cond: Cond) -> Any:
-        m = self._models
-        if isinstance(cond, Clause):
-            return self._clause(cond)
-        if isinstance(cond, Match):
-            values = list(cond.values)
-            match = m.MatchValue(value=values[0]) if len(values) == 1 else m.MatchAny(any=values)
-            return m.FieldCondition(key=cond.key, match=match)
-        if isinstance(cond, Range):
-            bounds = m.Range(gt=cond.gt, gte=cond.gte, lt=cond.lt, lte=cond.lte)
-            return m.FieldCondition(key=cond.key, range=bounds)
-        raise TypeError(f"not a filter condition: {cond!r}")  # pragma: no cover
 
 
 def _vectors(p: PointData) -> dict[str, Any]:

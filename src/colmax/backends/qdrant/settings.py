@@ -8,7 +8,7 @@ set ``COLMAX_QDRANT_API_KEY``.
 An API key (given, or from the environment) goes only to a server the caller named: at
 creation the ``url`` comes from the caller; when an index is opened, the url comes from its
 folder, and the key is sent only if the caller names the same server again
-(``Engine.load(path, qdrant_url=...)`` or ``$COLMAX_QDRANT_URL``). Otherwise a folder from
+(``Engine.load(path, index_options={"url": ...})`` or ``$COLMAX_QDRANT_URL``). Otherwise a folder from
 someone else would receive your key. A key never travels over plain ``http://`` to another
 machine (loopback addresses excepted).
 
@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from colmax.backends.qdrant_pooling import POOLINGS, Pooling
+from colmax.backends.qdrant.prefetch import PREFETCH_KINDS, PrefetchEncoding
 from colmax.errors import IndexFormatError, InvalidInputError
 
 __all__ = ["API_KEY_ENV", "MODES", "URL_ENV", "QdrantSettings", "credential_for", "resolve_api_key"]
@@ -152,11 +152,11 @@ class QdrantSettings:
         """JSON-ready settings for ``manifest.json`` (no secrets are held here)."""
         return asdict(self)
 
-    def pooling_for(self, dim: int) -> Pooling | None:
+    def prefetch_for(self, dim: int) -> PrefetchEncoding | None:
         """The prefetch pooling, or ``None`` for single-stage exact search."""
         if self.prefetch is None:
             return None
-        return Pooling.from_settings({"kind": self.prefetch, **self.pooling}, dim)
+        return PrefetchEncoding.from_settings({"kind": self.prefetch, **self.pooling}, dim)
 
     def _check(self, path: Path | None, error: type[Exception]) -> None:
         where = f"{path}/manifest.json: " if error is IndexFormatError else ""
@@ -178,8 +178,8 @@ class QdrantSettings:
             fail(f"collection must be 1-255 of [A-Za-z0-9_.-], got {self.collection!r}")
         if self.datatype not in _DATATYPES:
             fail(f"datatype must be one of {_DATATYPES}, got {self.datatype!r}")
-        if self.prefetch is not None and self.prefetch not in POOLINGS:
-            fail(f"prefetch must be None or one of {POOLINGS}, got {self.prefetch!r}")
+        if self.prefetch is not None and self.prefetch not in PREFETCH_KINDS:
+            fail(f"prefetch must be None or one of {PREFETCH_KINDS}, got {self.prefetch!r}")
         if not isinstance(self.pooling, dict) or (self.pooling and self.prefetch != "muvera"):
             fail("pooling={...} settings go with prefetch='muvera'")
         for name in _POSITIVE:
@@ -227,7 +227,8 @@ def credential_for(url: str | None, api_key: str | None, *, url_named: bool) -> 
         url: the server (from the caller, or read from an index folder's manifest).
         api_key: the key given by the caller (else ``$COLMAX_QDRANT_API_KEY``).
         url_named: whether the caller named ``url`` itself (creating the index, or confirming
-            it with ``qdrant_url=``); ``$COLMAX_QDRANT_URL`` naming the same server counts too.
+            it with ``index_options={"url": ...}``); ``$COLMAX_QDRANT_URL`` naming the same
+            server counts too.
 
     Raises:
         InvalidInputError: a key for a server the caller did not name, or for plain http to
@@ -239,7 +240,8 @@ def credential_for(url: str | None, api_key: str | None, *, url_named: bool) -> 
     if not url_named and not same_server(url, os.environ.get(URL_ENV)):
         raise InvalidInputError(
             f"this index names the Qdrant server {url!r} in its manifest.json, and colmax sends "
-            "an API key only to a server you name: pass qdrant_url= with that url (or set "
+            "an API key only to a server you name: pass index_options={'url': ...} (qdrant_url=) "
+            "with that url (or set "
             f"${URL_ENV}) if you trust it, or no key"
         )
     parts = urlsplit(url)

@@ -1,4 +1,8 @@
-"""Single vectors that stand in for a multi-vector in the first stage of a two-stage search.
+"""Prefetch vectors: one single vector per document (and query) for the first stage of a
+two-stage Qdrant search (``prefetch="mean" | "muvera"``).
+
+Not to be confused with token pooling (:mod:`colmax.pooling`, ``pool_factor``), which keeps a
+multi-vector but with fewer rows.
 
 A Qdrant collection can hold, beside the token vectors, one dense vector per document with an
 HNSW graph; a query then prefetches candidates by that vector and reranks only those by exact
@@ -17,10 +21,10 @@ stable across versions, so encodings written today match queries encoded after a
 
 Examples:
     >>> import numpy as np
-    >>> pool = Pooling.from_settings({"kind": "mean"}, dim=4)
+    >>> pool = PrefetchEncoding.from_settings({"kind": "mean"}, dim=4)
     >>> [round(float(x), 3) for x in pool.documents([np.eye(4)[:2]])[0]]
     [0.707, 0.707, 0.0, 0.0]
-    >>> Pooling.from_settings({"kind": "muvera", "k_sim": 2, "d_proj": 4, "reps": 3}, 8).size
+    >>> PrefetchEncoding.from_settings({"kind": "muvera", "k_sim": 2, "d_proj": 4, "reps": 3}, 8).size
     48
 """
 
@@ -34,17 +38,18 @@ import numpy as np
 
 from colmax.errors import InvalidInputError
 
-__all__ = ["POOLINGS", "Pooling"]
+__all__ = ["PREFETCH_KINDS", "PrefetchEncoding"]
 
-#: Pooling kinds accepted by ``prefetch=...``.
-POOLINGS = ("mean", "muvera")
+#: Kinds accepted by ``prefetch=...``.
+PREFETCH_KINDS = ("mean", "muvera")
 _MUVERA_DEFAULTS = {"k_sim": 4, "d_proj": 16, "reps": 8, "seed": 0}
 _MUVERA_LIMITS = {"k_sim": (1, 10), "d_proj": (1, 4096), "reps": (1, 256), "seed": (0, 2**63)}
 
 
 @dataclass(frozen=True)
-class Pooling:
-    """One pooling, with its settings (as written to the manifest) and random matrices."""
+class PrefetchEncoding:
+    """One prefetch encoding (``"mean"`` or ``"muvera"``), with its settings (as written to the
+    manifest) and random matrices."""
 
     kind: str
     settings: dict[str, Any]
@@ -53,7 +58,7 @@ class Pooling:
     _projections: np.ndarray | None = None  # (reps, dim, d_proj) of +-1/sqrt(d_proj)
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, Any], dim: int) -> Pooling:
+    def from_settings(cls, settings: Mapping[str, Any], dim: int) -> PrefetchEncoding:
         """Build from ``{"kind": "mean"}`` or ``{"kind": "muvera", "k_sim": .., ...}``.
 
         Raises:
@@ -65,7 +70,9 @@ class Pooling:
                 raise InvalidInputError(f"mean pooling takes no settings, got {dict(settings)}")
             return cls("mean", {"kind": "mean"}, dim)
         if kind != "muvera":
-            raise InvalidInputError(f"prefetch pooling must be one of {POOLINGS}, got {kind!r}")
+            raise InvalidInputError(
+                f"prefetch pooling must be one of {PREFETCH_KINDS}, got {kind!r}"
+            )
         unknown = set(settings) - {"kind", *_MUVERA_DEFAULTS}
         if unknown:
             raise InvalidInputError(f"unknown muvera settings {sorted(unknown)}")

@@ -1,10 +1,10 @@
 """What :class:`~colmax.backends.qdrant.QdrantBackend` needs from a Qdrant engine.
 
-Two implementations speak it: :class:`~colmax.backends.qdrant_edge_driver.EdgeDriver`
-(qdrant-edge, in process) and :class:`~colmax.backends.qdrant_client_driver.ClientDriver`
+Two implementations speak it: :class:`~colmax.backends.qdrant.edge.EdgeDriver`
+(qdrant-edge, in process) and :class:`~colmax.backends.qdrant.client.ClientDriver`
 (qdrant-client: a server or cluster, or the client's local mode). The backend works in colmax
 terms (string ids, documents, hits); a driver works in Qdrant terms (point ids, payloads,
-named vectors) and owns the conversion of :mod:`~colmax.backends.qdrant_filters` conditions to
+named vectors) and owns the conversion of :mod:`~colmax.backends.qdrant.filters` conditions to
 its library's filter classes.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from colmax.backends.qdrant_filters import Cond
+from colmax.backends.qdrant.filters import Cond
 
 __all__ = ["POOLED", "TOKENS", "Driver", "Found", "PointData", "missing_extra"]
 
@@ -84,9 +84,10 @@ class Driver(ABC):
 
     @abstractmethod
     def scroll(
-        self, fields: Sequence[str], *, vectors: bool = False
+        self, fields: Sequence[str], *, vectors: bool = False, cond: Cond | None = None
     ) -> Iterator[tuple[str, Found]]:
-        """Every point as (point id, payload fields and, if asked, token vectors), unordered."""
+        """Every point (``cond``: that matches it) as (point id, payload fields and, if
+        asked, token vectors), unordered."""
 
     @abstractmethod
     def create_field_indexes(self, keywords: Sequence[str], floats: Sequence[str]) -> None:

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from colmax.backends.base import Backend
-from colmax.errors import UnknownIdError
-from colmax.explain import Explanation, explain, explain_vectors
+from colmax.explain.align import explain, explain_vectors
+from colmax.explain.model import Explanation
 from colmax.types import Document, Hit
 
 __all__ = ["explain_document", "explain_hits", "stored_with_vectors"]
@@ -78,10 +78,7 @@ def explain_document(
 def stored_with_vectors(backend: Backend, ids: Sequence[str]) -> dict[str, tuple[Document, Any]]:
     """``id -> (document, stored vectors)`` for the ids still stored (a concurrent writer may
     have deleted some since they were found)."""
-    try:
-        pairs = backend.get_with_vectors(list(ids))
-    except UnknownIdError:
-        pairs = backend.get_with_vectors(sorted(backend.existing(list(ids))))
+    pairs = backend.get_with_vectors(list(ids), missing="skip")
     return {doc.id: (doc, vecs) for doc, vecs in pairs}
 
 

@@ -1,0 +1,253 @@
+"""Chunked documents in an index: parents split on the way in, hits grouped on the way out.
+
+Chunk ``n`` of document ``parent`` is stored as ``"<parent>#<n>"`` with metadata ``parent_id``
+and ``chunk_index`` (see :mod:`colmax.chunking.splitter`). The engine uses these functions
+when it is given a chunk size (``Engine(..., chunk_tokens=...)``, recorded in the index folder):
+
+- :func:`plan_write`: the entries to write for some parents and the stale ones to delete in the
+  same write (chunks of a previous, longer version; the whole document a chunked version
+  replaces, and the other way round);
+- :func:`entries_of`: the stored entries of parents (their chunks, or the document itself);
+- :func:`collapse_hits`: the best chunk per parent, as a hit named after the parent.
+
+:func:`upsert_documents`, :func:`delete_documents` and :func:`search_parents` are the earlier
+engine-level helpers, kept (deprecated) for one release: ``Engine.add``, ``Engine.delete`` and
+``Engine.search`` do the same now.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from colmax.backends.base import Backend, Missing
+from colmax.chunking.splitter import Chunker, chunk_id, is_chunk
+from colmax.errors import InvalidInputError, UnknownIdError
+from colmax.types import Hit
+
+if TYPE_CHECKING:
+    from colmax.engine import Engine
+
+__all__ = [
+    "WritePlan",
+    "chunker_for",
+    "chunker_with",
+    "collapse_hits",
+    "delete_documents",
+    "entries_of",
+    "existing_chunk_ids",
+    "plan_write",
+    "search_parents",
+    "upsert_documents",
+]
+
+logger = logging.getLogger(__name__)
+
+# Markers the encoder adds around a document ([CLS], the document marker, [SEP]); a chunk of
+# ``document_length - _SPECIAL_TOKENS`` tokens is encoded without truncation.
+_SPECIAL_TOKENS = 3
+
+
+def chunker_with(encoder: Any, max_tokens: int | None, overlap: int = 0) -> Chunker | None:
+    """A :class:`Chunker` using ``encoder``'s tokenizer, or ``None`` when ``max_tokens`` is falsy.
+
+    Logs a warning when chunks are longer than the encoder keeps (the tail would be cut).
+    """
+    if not max_tokens:
+        return None
+    tokenizer = getattr(encoder, "tokenizer", None)
+    limit = getattr(getattr(encoder, "settings", None), "document_length", None)
+    if isinstance(limit, int) and max_tokens > limit - _SPECIAL_TOKENS:
+        logger.warning(
+            "chunks of %d tokens exceed what the encoder keeps (document_length=%d, about %d "
+            "text tokens): the end of each chunk will be truncated",
+            max_tokens,
+            limit,
+            limit - _SPECIAL_TOKENS,
+        )
+    return Chunker(max_tokens, overlap, tokenizer)
+
+
+def chunker_for(engine: Engine, max_tokens: int | None, overlap: int = 0) -> Chunker | None:
+    """:func:`chunker_with` the engine's encoder."""
+    return chunker_with(engine.encoder, max_tokens, overlap)
+
+
+def collapse_hits(hits: Sequence[Hit], k: int | None = None) -> list[Hit]:
+    """Keep the best hit per parent document, ranks renumbered.
+
+    A chunk hit (see :func:`~colmax.chunking.splitter.is_chunk`) becomes a hit whose id is the
+    parent id, whose text is the best chunk, and whose metadata adds ``chunk_id``. Other hits
+    pass through unchanged (except ``rank``).
+
+    Args:
+        hits: hits sorted best first (as ``Engine.search(..., group_chunks=False)`` returns
+            them).
+        k: keep at most this many parents.
+
+    Examples:
+        >>> hits = [Hit("a#1", 9.0, "x", {"parent_id": "a", "chunk_index": 1}, 0),
+        ...         Hit("a#0", 8.0, "y", {"parent_id": "a", "chunk_index": 0}, 1),
+        ...         Hit("b", 7.0, "z", {}, 2)]
+        >>> [(h.id, h.metadata.get("chunk_id"), h.rank) for h in collapse_hits(hits)]
+        [('a', 'a#1', 0), ('b', None, 1)]
+    """
+    out: list[Hit] = []
+    seen: set[str] = set()
+    for hit in hits:
+        chunk = is_chunk(hit.id, hit.metadata)
+        key: str = hit.metadata["parent_id"] if chunk else hit.id
+        if key in seen:
+            continue
+        seen.add(key)
+        metadata = {**hit.metadata, "chunk_id": hit.id} if chunk else dict(hit.metadata)
+        # replace() keeps the hit's explanation and hybrid scores (those of the best chunk).
+        out.append(replace(hit, id=key, metadata=metadata, rank=len(out)))
+        if k is not None and len(out) >= k:
+            break
+    return out
+
+
+# ---------------------------------------------------------------------------------- writes
+@dataclass(frozen=True)
+class WritePlan:
+    """What one add writes: the entries (chunks, or whole documents) and the stale entries
+    deleted in the same write; ``parents`` are the documents' ids, in input order."""
+
+    parents: list[str]
+    ids: list[str]
+    texts: list[str]
+    metadatas: list[dict[str, Any]]
+    remove: list[str]
+
+
+def plan_write(
+    backend: Backend,
+    chunker: Chunker | None,
+    ids: list[str],
+    texts: list[str],
+    metadatas: list[dict[str, Any]],
+) -> WritePlan:
+    """Split the documents (when ``chunker``) and find what they replace.
+
+    A document stored whole that is now chunked, chunks beyond the new count, and the chunks
+    of a document now stored whole are stale. Existence is checked in batches: one look-up
+    for all first chunks, then only for the parents that have chunks.
+    """
+    if chunker is None:
+        return WritePlan(ids, ids, texts, metadatas, _chunks_beyond(backend, dict.fromkeys(ids, 0)))
+    chunks = [c for i, t, m in zip(ids, texts, metadatas) for c in chunker.split(i, t, m)]
+    counts = dict.fromkeys(ids, 0)
+    for c in chunks:
+        counts[c.metadata["parent_id"]] += 1
+    stale = _chunks_beyond(backend, counts)
+    stale += sorted(backend.existing([p for p, n in counts.items() if n > 0]))  # stored whole
+    return WritePlan(
+        ids, [c.id for c in chunks], [c.text for c in chunks], [c.metadata for c in chunks], stale
+    )
+
+
+def _chunks_beyond(backend: Backend, counts: Mapping[str, int]) -> list[str]:
+    """The stored chunks ``<parent>#<n>`` with ``n >= counts[parent]`` (contiguous from there)."""
+    found: list[str] = []
+    pending = dict(counts)
+    while pending:
+        probe = {chunk_id(p, n): p for p, n in pending.items()}
+        present = backend.existing(list(probe))
+        pending = {probe[c]: pending[probe[c]] + 1 for c in present}
+        found += sorted(present)
+    if not found:
+        return []
+    return [d.id for d in backend.get(found, missing="skip") if is_chunk(d.id, d.metadata)]
+
+
+def entries_of(backend: Backend, ids: Sequence[str], missing: Missing = "raise") -> list[str]:
+    """The stored entries of documents ``ids``: each one's chunks and the document itself.
+
+    Raises:
+        UnknownIdError: an id is neither stored nor a chunked parent, and ``missing="raise"``.
+    """
+    unique = list(dict.fromkeys(ids))
+    chunks = _chunks_beyond(backend, dict.fromkeys(unique, 0))
+    whole = backend.existing(unique)
+    by_parent: dict[str, list[str]] = {}
+    for c in chunks:
+        by_parent.setdefault(c.rsplit("#", 1)[0], []).append(c)
+    absent = [i for i in unique if i not in whole and i not in by_parent]
+    if absent and missing == "raise":
+        raise UnknownIdError(
+            f"{len(absent)} id(s) not in the index, e.g. {absent[:5]!r}; nothing was deleted"
+        )
+    out: list[str] = []
+    for i in unique:
+        out += by_parent.get(i, [])
+        if i in whole:
+            out.append(i)
+    return list(dict.fromkeys(out))
+
+
+# ---------------------------------------------------------------------------------- deprecated
+def _deprecated(name: str, instead: str) -> None:
+    warnings.warn(
+        f"colmax.chunking.{name} is deprecated (removed in 0.3): {instead}",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+
+
+def existing_chunk_ids(engine: Engine, parent_id: str, start: int = 0) -> list[str]:
+    """Ids ``<parent_id>#<n>`` in the index for ``n = start, start+1, ...`` until one is missing
+    (only real chunks of ``parent_id``: see :func:`~colmax.chunking.splitter.is_chunk`)."""
+    return _chunks_beyond(engine.backend, {parent_id: start})
+
+
+def search_parents(
+    engine: Engine,
+    query: str | list[str],
+    k: int = 10,
+    filter: Mapping[str, Any] | None = None,
+    *,
+    fetch_factor: int = 4,
+    explain: bool = False,
+    **search_kwargs: Any,
+) -> Any:
+    """Deprecated: ``engine.search(query, k, filter)`` groups chunks into parents itself.
+
+    ``fetch_factor`` is ignored (the engine fetches what it needs).
+    """
+    _deprecated("search_parents", "engine.search() groups chunks by parent (group_chunks=True)")
+    return engine.search(query, k, filter, explain=explain, group_chunks=True, **search_kwargs)
+
+
+def upsert_documents(
+    engine: Engine,
+    ids: Sequence[str],
+    texts: Sequence[str],
+    metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+    *,
+    chunker: Chunker | None = None,
+    replace_stale: bool = True,
+    **add_kwargs: Any,
+) -> list[str]:
+    """Deprecated: ``Engine(..., chunk_tokens=N)`` and ``engine.add(texts, ids, metadatas)``.
+
+    Returns:
+        The ids of the stored entries (chunk ids when chunking), as before.
+    """
+    _deprecated("upsert_documents", "open the engine with chunk_tokens=... and call engine.add()")
+    metas = list(metadatas) if metadatas is not None else [None] * len(ids)
+    if not (len(ids) == len(texts) == len(metas)):
+        raise InvalidInputError(
+            f"got {len(ids)} ids, {len(texts)} texts and {len(metas)} metadatas; pass one each"
+        )
+    written = engine._add_texts(chunker, list(texts), list(ids), metas, **add_kwargs)
+    return written.entry_ids
+
+
+def delete_documents(engine: Engine, ids: Sequence[str]) -> int:
+    """Deprecated: ``engine.delete(ids)`` deletes a chunked document's chunks itself."""
+    _deprecated("delete_documents", "engine.delete(ids) deletes chunked documents whole")
+    return engine.delete(list(ids))

@@ -1,0 +1,263 @@
+"""The read pipelines behind ``Engine.search``, ``Engine.rerank`` and ``Engine.explain``.
+
+Search: retrieve (MaxSim, or fused with BM25), group chunks into their parents, explain,
+normalise. Every door calls the engine, so every door gets the same answer for the same
+options; nothing here is repeated in a door.
+
+Grouping costs nothing on an index without chunks: the first retrieval asks for ``k`` hits, and
+only when some are chunks does it ask for more (``fetch_factor`` times as many each round) until
+``k`` distinct parents come back or the index has no more matches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from colmax.backends.base import Backend
+from colmax.chunking.parents import collapse_hits
+from colmax.chunking.splitter import is_chunk
+from colmax.encoders.base import Encoder
+from colmax.engine.queries import Queries, encode_documents
+from colmax.errors import InvalidInputError
+from colmax.explain.stored import explain_document, explain_hits
+from colmax.filters import Node
+from colmax.hybrid.side import HybridSide
+from colmax.scoring import maxsim_ragged
+from colmax.types import Document, Hit
+from colmax.validation import check_ids
+
+__all__ = [
+    "Parts",
+    "SearchPlan",
+    "rerank_candidates",
+    "run_search",
+    "score_candidates",
+    "score_stored_candidates",
+]
+
+Row = tuple[str, str, dict[str, Any]]  # id, text, metadata
+
+
+@dataclass(frozen=True)
+class Parts:
+    """What the pipelines need of an engine."""
+
+    encoder: Encoder | None
+    backend: Backend
+    hybrid: HybridSide
+    pages: Any  # colmax.vision.store.PageStore
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """Validated search options (see ``Engine.search``)."""
+
+    k: int
+    filter: Node | None
+    explain: bool = False
+    hybrid: str | None = None
+    candidates: int = 100
+    weight: float = 0.5
+    group_chunks: bool = True
+    normalize: bool = False
+    fetch_factor: int = 4
+
+
+def run_search(parts: Parts, queries: Queries, plan: SearchPlan) -> list[list[Hit]]:
+    """Hits per query, best first, as ``Engine.search`` returns them."""
+    first = _retrieve(parts, queries.texts, queries.vectors, plan.k, plan)
+    results = []
+    for text, qvec, hits in zip(queries.texts, queries.vectors, first):
+        if plan.group_chunks and any(is_chunk(h.id, h.metadata) for h in hits):
+            hits = _grouped(parts, text, qvec, hits, plan)
+        if plan.explain:
+            hits = _explained(parts, text, qvec, hits)
+        if plan.normalize:
+            hits = normalized(hits, int(qvec.shape[0]))
+        results.append(hits)
+    return results
+
+
+def _retrieve(
+    parts: Parts, texts: Sequence[str | None], qvecs: list[torch.Tensor], n: int, plan: SearchPlan
+) -> list[list[Hit]]:
+    if plan.hybrid is None:
+        return parts.backend.search(qvecs, n, plan.filter)
+    return [
+        parts.hybrid.search(
+            t or "",
+            q,
+            n,
+            plan.filter,
+            mode=plan.hybrid,
+            candidates=plan.candidates,
+            weight=plan.weight,
+        )
+        for t, q in zip(texts, qvecs)
+    ]
+
+
+def _grouped(
+    parts: Parts, text: str | None, qvec: torch.Tensor, hits: list[Hit], plan: SearchPlan
+) -> list[Hit]:
+    size = plan.k
+    parents = collapse_hits(hits, plan.k)
+    while len(parents) < plan.k and len(hits) >= size:  # fewer hits than asked: no more exist
+        size *= plan.fetch_factor
+        hits = _retrieve(parts, [text], [qvec], size, plan)[0]
+        parents = collapse_hits(hits, plan.k)
+    return parents
+
+
+def _explained(parts: Parts, text: str | None, qvec: torch.Tensor, hits: list[Hit]) -> list[Hit]:
+    """``hits`` with the explanation of the stored entry each came from (a parent hit: its
+    best chunk), page heatmaps included."""
+    stored = [
+        replace(h, id=h.metadata["chunk_id"]) if "chunk_id" in h.metadata else h for h in hits
+    ]
+    explained = explain_hits(parts.encoder, parts.backend, text, qvec, stored)
+    explained = explain_pages(parts, text, qvec, explained)
+    return [replace(h, explanation=e.explanation) for h, e in zip(hits, explained)]
+
+
+def explain_pages(parts: Parts, text: str | None, qvec: torch.Tensor, hits: list[Hit]) -> list[Hit]:
+    """Heatmap data for page hits (a no-op for text documents)."""
+    from colmax.vision.engine_pages import explain_pages as pages
+
+    return pages(parts.encoder, parts.backend, parts.pages, text, qvec, hits)
+
+
+def normalized(hits: list[Hit], n_query_vectors: int) -> list[Hit]:
+    """MaxSim divided by the number of query vectors: the mean best cosine similarity, in
+    ``[-1, 1]`` and comparable across queries. A hybrid hit's fused score is kept; its
+    ``scores["late"]`` is divided.
+
+    Examples:
+        >>> normalized([Hit("a", 8.0, "", {}, 0)], 32)[0].score
+        0.25
+    """
+    n = max(1, n_query_vectors)
+    out = []
+    for h in hits:
+        if h.scores is None:
+            out.append(replace(h, score=h.score / n))
+        else:
+            sides = {k: (v / n if k == "late" else v) for k, v in h.scores.items()}
+            out.append(replace(h, scores=sides))
+    return out
+
+
+# ---------------------------------------------------------------------------------- rerank
+def rerank_candidates(
+    parts: Parts,
+    texts: list[str] | None,
+    ids: Sequence[Any] | None,
+    batch_size: int | None,
+) -> tuple[list[Row], list[torch.Tensor]]:
+    """Rows and vectors of rerank candidates: stored documents by id (``texts`` ``None``), or
+    texts (encoded, except those whose id is stored with the same text).
+
+    With texts, ids only say where stored vectors may be reused: an id that is ``None``, not
+    a valid id, or given twice is not looked up (that candidate is encoded), and its hit is
+    named by its position.
+    """
+    if texts is None:
+        stored = parts.backend.get_with_vectors(check_ids(list(ids or []), len(ids or [])))
+        rows: list[Row] = [(d.id, d.text, d.metadata) for d, _ in stored]
+        return rows, [torch.from_numpy(np.asarray(v, dtype=np.float32)) for _, v in stored]
+    reuse: dict[int, np.ndarray] = {}  # position -> stored vectors of the same text
+    names = [str(i) for i in range(len(texts))]
+    if ids is not None:
+        if len(ids) != len(texts):
+            raise InvalidInputError(f"got {len(ids)} ids for {len(texts)} documents")
+        usable = _lookup_ids(ids)
+        names = [str(id_) if isinstance(id_, str) and id_ else n for id_, n in zip(ids, names)]
+        stored_ = parts.backend.get_with_vectors(sorted(set(usable.values())), missing="skip")
+        found = {d.id: (d.text, v) for d, v in stored_}
+        reuse = {
+            i: found[id_][1]
+            for i, id_ in usable.items()
+            if id_ in found and found[id_][0] == texts[i]
+        }
+    fresh = [i for i in range(len(texts)) if i not in reuse]
+    vecs: list[np.ndarray | None] = [reuse.get(i) for i in range(len(texts))]
+    if fresh:
+        encoded = encode_documents(parts.encoder, [texts[i] for i in fresh], batch_size, None)
+        for i, v in zip(fresh, encoded):
+            vecs[i] = v
+    tensors = [torch.from_numpy(np.asarray(v, dtype=np.float32)) for v in vecs if v is not None]
+    return [(names[i], t, {}) for i, t in enumerate(texts)], tensors
+
+
+def _lookup_ids(ids: Sequence[Any]) -> dict[int, str]:
+    """Position -> id for the ids worth looking up: valid and given once."""
+    counts: dict[Any, int] = {}
+    for id_ in ids:
+        if isinstance(id_, str):
+            counts[id_] = counts.get(id_, 0) + 1
+    out = {}
+    for i, id_ in enumerate(ids):
+        if isinstance(id_, str) and counts[id_] == 1:
+            try:
+                check_ids([id_], 1)
+            except InvalidInputError:
+                continue
+            out[i] = id_
+    return out
+
+
+def score_stored_candidates(
+    parts: Parts, queries: Queries, ids: Sequence[Any], k: int | None, *, normalize: bool
+) -> list[Hit]:
+    """Stored documents by id scored in place by the backend (no vectors copied out: the
+    flat index scores its packed copy, as search does), best first; ties keep input order."""
+    qvec = queries.vectors[0]
+    scored = parts.backend.score_stored(qvec, check_ids(list(ids), len(ids)))
+    order = sorted(range(len(scored)), key=lambda i: -scored[i][1])[: k or len(scored)]
+    hits = [
+        Hit(
+            scored[i][0].id,
+            scored[i][1],
+            scored[i][0].text,
+            dict(scored[i][0].metadata),
+            r,
+            position=i,
+        )
+        for r, i in enumerate(order)
+    ]
+    return normalized(hits, int(qvec.shape[0])) if normalize else hits
+
+
+def score_candidates(
+    parts: Parts,
+    queries: Queries,
+    rows: list[Row],
+    vecs: list[torch.Tensor],
+    k: int | None,
+    *,
+    explain: bool,
+    normalize: bool,
+) -> list[Hit]:
+    """Candidates scored against the (one) query, best first; ``Hit.position`` is each
+    candidate's place in the input."""
+    if not rows:
+        return []
+    qvec, text = queries.vectors[0], queries.texts[0]
+    scores = maxsim_ragged([qvec], vecs)[0].tolist()
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])[: k or len(scores)]
+    hits = [
+        Hit(rows[i][0], float(scores[i]), rows[i][1], dict(rows[i][2]), r, position=i)
+        for r, i in enumerate(order)
+    ]
+    if explain:  # of the very vectors just scored
+        enc = parts.encoder
+        hits = [
+            replace(h, explanation=explain_document(enc, text, qvec, Document(*rows[i]), vecs[i]))
+            for h, i in zip(hits, order)
+        ]
+    return normalized(hits, int(qvec.shape[0])) if normalize else hits
