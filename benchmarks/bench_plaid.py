@@ -85,8 +85,14 @@ class Spec:
     sweep: list[dict[str, Any]] = field(default_factory=list)  # {} (the defaults) first
 
 
-def specs(args: argparse.Namespace) -> dict[str, Spec]:
+def specs(args: argparse.Namespace, dim: int) -> dict[str, Spec]:
     venv, warp, peers = REPO / ".venv", REPO / ".venv-warp", REPO / ".venv-peers"
+    # xtr-warp-rs 2.1 trains its residual buckets with one torch.quantile over the whole
+    # (sample tokens x dim) residual matrix, which torch refuses above 2**24 elements; at its
+    # default sample (1 M tokens) every build of more than ~44k (dim 384) or ~131k (dim 128)
+    # tokens panics after k-means ("quantile() input tensor is too large"). The one
+    # non-default build option: a sample that fits.
+    warp_build = {"codec_sample_max_tokens": (1 << 24) // dim - 1}
     plaid_build = {"nbits": args.nbits}
     return {
         "plaid": Spec(
@@ -127,7 +133,7 @@ def specs(args: argparse.Namespace) -> dict[str, Spec]:
             warp / "bin" / "python",
             "_warp_peer_worker.py",
             "warp",
-            {},
+            warp_build,
             [
                 {},
                 *({"nprobe": p} for p in (8, 16, 32)),
@@ -182,19 +188,44 @@ class Worker:
         self.root = OUT / f"{spec.key}-{vecs.folder.name}-{tag}"
         if spec.worker == "_plaid_peer_worker.py":
             self.root = OUT / f"{spec.method}-{vecs.folder.name}"
-        if rebuild and (self.root / "build.json").is_file():
-            (self.root / "build.json").unlink()
+        if rebuild:
+            for record in ("build.json", "stopped.json"):
+                (self.root / record).unlink(missing_ok=True)
         self.argv = [spec.python, HERE / spec.worker, spec.method, vecs.folder, self.root]
         if spec.worker != "_plaid_peer_worker.py":
             self.argv.append(json.dumps(spec.build))
         self.root.mkdir(parents=True, exist_ok=True)
         self.proc: JsonLineProcess | None = None
 
-    def build(self) -> None:
+    def build(self, timeout: float | None = None) -> dict[str, float] | None:
+        """Build unless built; ``None`` when done, else what a build stopped at ``timeout``
+        seconds had spent (its wall and CPU seconds): that method is then left out, and later
+        runs reuse this record (``stopped.json``) instead of trying again, unless ``--rebuild``."""
         if (self.root / "build.json").is_file() or self.spec.worker == "_plaid_peer_worker.py":
-            return
+            return None
+        if (self.root / "stopped.json").is_file():
+            return dict(json.loads((self.root / "stopped.json").read_text()))
         print(f"building {self.spec.label} ...", flush=True)
-        subprocess.run([str(a) for a in [*self.argv, "--build-only"]], check=True, env=_env())
+        argv = [str(a) for a in [*self.argv, "--build-only"]]
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, env=_env())
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            cpu = _cpu_seconds_of(proc.pid)
+            proc.kill()
+            proc.wait()
+            stopped = {
+                "stopped_after_s": time.perf_counter() - start,
+                "cpu_s": cpu,
+                "load_avg": os.getloadavg(),
+            }
+            (self.root / "stopped.json").write_text(json.dumps(stopped))
+            print(f"{self.spec.label}: build stopped {json.dumps(stopped)}", flush=True)
+            return stopped
+        if rc:
+            raise subprocess.CalledProcessError(rc, argv)
+        return None
 
     def start(self) -> dict[str, Any]:
         self.proc = JsonLineProcess(self.spec.label, self.argv, log=self.root / "worker.log")
@@ -209,6 +240,16 @@ class Worker:
         assert self.proc is not None
         self.proc.close({"quit": True})
         return last
+
+
+def _cpu_seconds_of(pid: int) -> float:
+    """User + system CPU seconds of a running process and its waited-for children (Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    ticks = sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _env() -> dict[str, str]:
@@ -390,11 +431,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         truth, scores = exact_truth(vecs, qidx, args.truth_parts)
         np.savez(truth_file, keys=truth, scores=scores)
     report["truth_ndcg@10"] = ndcg(vecs, qidx, [t[:10].tolist() for t in truth])
-    all_specs = specs(args)
+    all_specs = specs(args, vecs.dim)
     keys = ["plaid", *(["flat"] if args.flat else []), *[p for p in args.peers.split(",") if p]]
     workers = [Worker(all_specs[k], vecs, args.rebuild) for k in keys]
-    for w in workers:
-        w.build()  # one at a time: build times are not shared
+    report["stopped_builds"] = {}
+    for w in list(workers):  # one at a time: build times are not shared
+        stopped = w.build(args.build_timeout)
+        if stopped is not None:
+            report["stopped_builds"][w.spec.key] = {"label": w.spec.label, **stopped}
+            workers.remove(w)
     if args.build_only:
         return report
     methods: dict[str, Any] = {}
@@ -460,6 +505,11 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{info['search_peak_rss_mb']:.0f} | {lat} | {point['recall@10']:.3f} | "
                 f"{point['ndcg@10']:.4f} |"
             )
+    for info in report.get("stopped_builds", {}).values():
+        lines.append(
+            f"| {info['label']} | build stopped after {info['stopped_after_s']:.0f} s "
+            f"({info['cpu_s']:.0f} CPU s) | | | | " + "| " * len(report["threads"]) + "| |"
+        )
     if report.get("contention"):
         lines += ["", "| method (tuned) | threads | quiet p50 ms | busy p50 ms | ratio |"]
         lines.append("|---|---:|---:|---:|---:|")
@@ -492,6 +542,12 @@ def main() -> None:
     parser.add_argument("--contention-repeats", type=int, default=4)
     parser.add_argument("--truth-parts", type=int, default=1)
     parser.add_argument("--rebuild", action="store_true")
+    parser.add_argument(
+        "--build-timeout",
+        type=float,
+        default=None,
+        help="seconds; a build still running then is stopped and its method left out",
+    )
     parser.add_argument("--build-only", action="store_true", help="build the indexes and stop")
     args = parser.parse_args()
     report = run(args)

@@ -166,3 +166,18 @@ def test_inverted_lists_hold_each_document_once_per_centroid(segment: CodedSegme
     for c in range(32):
         got = ivf.docs[ivf.list_offsets[c] : ivf.list_offsets[c + 1]].tolist()
         assert got == sorted(expect.get(c, set()))
+
+
+def test_document_pairs_list_each_distinct_centroid_with_its_first_token(
+    segment: CodedSegment,
+) -> None:
+    ivf = InvertedLists.build(segment.codes, segment.offsets, 32)
+    assert int(ivf.doc_pair_offsets[-1]) == ivf.n_pairs
+    for d in range(segment.n_docs):
+        a, b = int(segment.offsets[d]), int(segment.offsets[d + 1])
+        first: dict[int, int] = {}
+        for row in range(a, b):
+            first.setdefault(int(segment.codes[row]), row)
+        lo, hi = int(ivf.doc_pair_offsets[d]), int(ivf.doc_pair_offsets[d + 1])
+        assert ivf.doc_pair_cents[lo:hi].tolist() == sorted(first)
+        assert ivf.doc_pair_rows[lo:hi].tolist() == [first[c] for c in sorted(first)]

@@ -13,8 +13,15 @@ import torch
 
 from colmax.errors import InvalidInputError
 from colmax.scoring import PackedDocuments, maxsim_loop
-from colmax.scoring._layout import plan_blocks
-from colmax.scoring.lowp import build_low_copy, first_pass, query_stats, score_bounds
+from colmax.scoring._kernel import float32_sims, plan_maxima
+from colmax.scoring._layout import group_padded, plan_blocks
+from colmax.scoring.lowp import (
+    build_low_copy,
+    first_pass,
+    first_pass_precision,
+    query_stats,
+    score_bounds,
+)
 
 PATHS = ["float32", "bfloat16", "int8"]
 
@@ -154,3 +161,73 @@ def test_top_k_checks_k_and_keeps_score_exact() -> None:
     torch.testing.assert_close(docs.score(q), exact.score(q), rtol=0, atol=0)
     assert docs.top_k([], 3) == []
     assert docs.top_k(q, 3, doc_ids=[])[0].ids.size == 0
+
+
+@pytest.mark.parametrize("hold", [0, 1, 3, 10_000])
+def test_held_maxima_equal_per_block_maxima(hold: int) -> None:
+    """plan_maxima gathers the maxima of several blocks before yielding; every holding size
+    (and the long documents scored in pieces) gives the same per-document maxima."""
+    rng = np.random.default_rng(8)
+    lengths = np.sort(rng.integers(1, 12, size=60))
+    lengths[-2:] = 30  # longer than a block: scored in pieces, yielded apart
+    rows = torch.from_numpy(rng.standard_normal((int(lengths.sum()), 6)).astype(np.float32))
+    q = torch.from_numpy(rng.standard_normal((5, 6)).astype(np.float32))
+    plan = plan_blocks(lengths, 16)
+
+    def maxima(hold_docs: int) -> torch.Tensor:
+        got = torch.full((5, lengths.size), float("nan"))
+        sims = float32_sims(rows, q)
+        for d0, d1, best in plan_maxima(plan, 16, 5, sims, torch.float32, hold_docs):
+            got[:, d0:d1] = best
+        return got
+
+    # The same GEMMs whatever the holding: bit for bit the per-block result ...
+    torch.testing.assert_close(maxima(hold), maxima(0), rtol=0, atol=0)
+    # ... and the maxima of each document's own rows.
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    want = torch.stack(
+        [(q @ rows[a : a + n].T).amax(dim=1) for a, n in zip(starts, lengths, strict=True)], 1
+    )
+    torch.testing.assert_close(maxima(hold), want, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_subset_top_k_with_many_lengths_is_exact(path: str) -> None:
+    """A gathered subset is padded into a few length groups (repeats of a real row): its
+    maxima, so ids and scores, stay exact, with ties and every length different."""
+    rng = np.random.default_rng(9)
+    lengths = np.arange(1, 81)  # every document its own length
+    base = _unit(rng.standard_normal((int(lengths.sum()), 16)))
+    tokens = base.astype(np.float16)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    tokens[offsets[10] : offsets[11]] = tokens[offsets[70] - 11 : offsets[70]]  # 10 ties 69
+    docs = PackedDocuments.from_arrays(tokens, offsets, compute_dtype=path)
+    queries = _queries(10, [7, 1], 16)
+    ids = [*rng.permutation(80)[:25].tolist(), 10, 69]  # under half the rows: gathered
+    for k in (1, 3, 10):
+        _check_same(
+            docs.top_k(queries, k, ids),
+            _reference(*_exact32(tokens, offsets, queries, np.unique(ids)), k),
+        )
+
+
+def test_group_padded_merges_neighbouring_lengths() -> None:
+    lengths = np.array([1, 2, 3, 10, 10, 11, 40])
+    out = group_padded(lengths, 0.25)
+    assert (out >= lengths).all() and (np.diff(out) >= 0).all()
+    assert np.unique(out).size < np.unique(lengths).size
+    assert group_padded(np.zeros(0, np.int64), 0.25).size == 0
+
+
+def test_automatic_first_pass_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
+    from colmax.hardware import ENV_VAR, detect
+
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    hw = detect()
+    want = "bfloat16" if hw.native_bf16 else ("int8" if hw.native_int8 else "float32")
+    assert first_pass_precision("auto") == want
+    assert first_pass_precision("bfloat16") == "bfloat16"  # an explicit choice wins
+    monkeypatch.setenv(ENV_VAR, "bfloat16")
+    assert first_pass_precision("auto") == "bfloat16"
+    monkeypatch.setenv(ENV_VAR, "auto")
+    assert first_pass_precision("auto") == want

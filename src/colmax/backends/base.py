@@ -217,6 +217,24 @@ class Backend(ABC):
             UnknownIdError: some ids are not stored and ``missing="raise"``.
         """
 
+    def score_stored(self, query: torch.Tensor, ids: Sequence[str]) -> list[tuple[Document, float]]:
+        """Stored documents with their MaxSim against one query, in the order of ``ids``.
+
+        The default scores :meth:`get_with_vectors`; a backend that holds its corpus ready
+        for scoring overrides it (the local flat index scores its packed copy in place).
+
+        Raises:
+            UnknownIdError: some ids are not stored.
+        """
+        from colmax.scoring import maxsim_ragged
+
+        stored = self.get_with_vectors(ids)
+        if not stored:
+            return []
+        vecs = [torch.from_numpy(np.asarray(v, dtype=np.float32)) for _, v in stored]
+        scores = maxsim_ragged([query], vecs)[0].tolist()
+        return [(d, float(s)) for (d, _), s in zip(stored, scores, strict=True)]
+
     @abstractmethod
     def search(
         self, queries: Sequence[torch.Tensor], k: int, filter: FilterLike = None

@@ -346,6 +346,15 @@ class LocalBackend(Backend):
         vecs = index.get_vectors(np.asarray(keys, dtype=np.int64))
         return [(Document(*rows[k]), v) for k, v in zip(keys, vecs)]
 
+    def score_stored(self, query: torch.Tensor, ids: Sequence[str]) -> list[tuple[Document, float]]:
+        # One snapshot for rows and scores, as get_with_vectors; the index scores in place.
+        with self._state_lock:
+            index = self._index
+            keys = self._keys(ids, "raise")
+            rows = self._storage.docs.fetch(keys)
+        scores = index.score_keys(query, np.asarray(keys, dtype=np.int64))
+        return [(Document(*rows[k]), float(s)) for k, s in zip(keys, scores, strict=True)]
+
     def search(
         self, queries: Sequence[torch.Tensor], k: int, filter: FilterLike = None
     ) -> list[list[Hit]]:

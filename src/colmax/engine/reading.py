@@ -23,6 +23,7 @@ from colmax.engine.searching import (
     rerank_candidates,
     run_search,
     score_candidates,
+    score_stored_candidates,
 )
 from colmax.errors import InvalidInputError
 from colmax.explain.model import Explanation
@@ -221,6 +222,8 @@ class Reading:
         queries = encode_queries(parts.encoder, self._dim, query, query_vectors, batch_size)
         given = as_list(ids, "ids") if ids is not None else None
         texts = check_texts(as_list(documents, "documents")) if documents is not None else None
+        if texts is None and not explain:  # indexed candidates: scored where they are stored
+            return score_stored_candidates(parts, queries, given or [], k, normalize=normalize)
         rows, vecs = rerank_candidates(parts, texts, given, batch_size)
         return score_candidates(parts, queries, rows, vecs, k, explain=explain, normalize=normalize)
 

@@ -31,7 +31,14 @@ from colmax.scoring import maxsim_ragged
 from colmax.types import Document, Hit
 from colmax.validation import check_ids
 
-__all__ = ["Parts", "SearchPlan", "rerank_candidates", "run_search", "score_candidates"]
+__all__ = [
+    "Parts",
+    "SearchPlan",
+    "rerank_candidates",
+    "run_search",
+    "score_candidates",
+    "score_stored_candidates",
+]
 
 Row = tuple[str, str, dict[str, Any]]  # id, text, metadata
 
@@ -202,6 +209,28 @@ def _lookup_ids(ids: Sequence[Any]) -> dict[int, str]:
                 continue
             out[i] = id_
     return out
+
+
+def score_stored_candidates(
+    parts: Parts, queries: Queries, ids: Sequence[Any], k: int | None, *, normalize: bool
+) -> list[Hit]:
+    """Stored documents by id scored in place by the backend (no vectors copied out: the
+    flat index scores its packed copy, as search does), best first; ties keep input order."""
+    qvec = queries.vectors[0]
+    scored = parts.backend.score_stored(qvec, check_ids(list(ids), len(ids)))
+    order = sorted(range(len(scored)), key=lambda i: -scored[i][1])[: k or len(scored)]
+    hits = [
+        Hit(
+            scored[i][0].id,
+            scored[i][1],
+            scored[i][0].text,
+            dict(scored[i][0].metadata),
+            r,
+            position=i,
+        )
+        for r, i in enumerate(order)
+    ]
+    return normalized(hits, int(qvec.shape[0])) if normalize else hits
 
 
 def score_candidates(

@@ -68,6 +68,22 @@ class Index(ABC):
             KeyError: a key is not live in the index.
         """
 
+    def score_keys(self, query: torch.Tensor, keys: np.ndarray) -> np.ndarray:
+        """MaxSim of one query with each live document of ``keys`` (float32, in that order).
+
+        The default scores the stored vectors; an index that holds its corpus ready for
+        scoring (the flat index) overrides it and skips the copies.
+
+        Raises:
+            KeyError: a key is not live in the index.
+        """
+        from colmax.scoring import maxsim_ragged
+
+        vecs = [torch.from_numpy(np.asarray(v, dtype=np.float32)) for v in self.get_vectors(keys)]
+        if not vecs:
+            return np.zeros(0, dtype=np.float32)
+        return maxsim_ragged([query], vecs)[0].numpy()
+
 
 class SegmentLike(Protocol):
     """What the bookkeeping needs of a segment (exact or coded)."""

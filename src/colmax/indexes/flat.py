@@ -119,6 +119,24 @@ class FlatIndex(SegmentedIndex):
             raise KeyError(f"keys not in the index: {missing[:10]}")
         return [v for v in out if v is not None]
 
+    def score_keys(self, query: torch.Tensor, keys: np.ndarray) -> np.ndarray:
+        """Exact MaxSim of ``query`` with the documents ``keys`` (float32, in that order),
+        from the packed copies search uses (:meth:`PackedDocuments.score` on the subset):
+        no vectors are copied out, so re-ranking indexed candidates costs what scoring them
+        does."""
+        keys = np.asarray(keys, dtype=np.int64)
+        out = np.zeros(len(keys), dtype=np.float32)
+        found = np.zeros(len(keys), dtype=bool)
+        for view in self._views:
+            pos = view.positions(keys)
+            hit = (pos >= 0) & ~found
+            if hit.any():
+                out[hit] = view.packed.score([query], pos[hit])[0].numpy()
+                found |= hit
+        if not found.all():
+            raise KeyError(f"keys not in the index: {keys[~found][:10].tolist()}")
+        return out
+
     def search(
         self, queries: list[torch.Tensor], k: int, allowed: np.ndarray | None = None
     ) -> list[SearchResult]:

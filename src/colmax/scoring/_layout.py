@@ -18,7 +18,15 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Block", "Layout", "Plan", "build_layout", "layout_rows", "plan_blocks"]
+__all__ = [
+    "Block",
+    "Layout",
+    "Plan",
+    "build_layout",
+    "group_padded",
+    "layout_rows",
+    "plan_blocks",
+]
 
 IntArray = npt.NDArray[np.int64]
 
@@ -106,6 +114,26 @@ def build_layout(lengths: IntArray, max_waste: float) -> Layout:
         padded_len = np.zeros(0, dtype=np.int64)
     row_start = np.concatenate([[0], np.cumsum(padded_len)[:-1]]).astype(np.int64)
     return Layout(order, position, row_start, padded_len, int(padded_len.sum()))
+
+
+def group_padded(lengths: IntArray, max_waste: float) -> IntArray:
+    """Padded lengths for ``lengths`` sorted ascending: neighbours merged into groups (as in
+    :func:`build_layout`), so a gathered subset of documents needs few ``amax`` runs.
+
+    Args:
+        lengths: ``(k,)`` non-decreasing row counts.
+        max_waste: allowed padding rows as a fraction of real rows per group.
+
+    Returns:
+        ``(k,)`` padded lengths, each >= its length, non-decreasing.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if lengths.size == 0:
+        return lengths
+    table = _group_lengths(lengths, max_waste)
+    keys = np.fromiter(table.keys(), dtype=np.int64, count=len(table))
+    vals = np.fromiter(table.values(), dtype=np.int64, count=len(table))
+    return vals[np.searchsorted(keys, lengths)]
 
 
 def layout_rows(

@@ -30,12 +30,14 @@ Examples:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
+from colmax.hardware import ENV_VAR, detect, resolve_precision
 from colmax.scoring._kernel import SimsFn, bfloat16_sims, int8_sims, plan_maxima
 from colmax.scoring._layout import Plan
 
@@ -45,6 +47,7 @@ __all__ = [
     "QueryStats",
     "build_low_copy",
     "first_pass",
+    "first_pass_precision",
     "query_stats",
     "score_bounds",
 ]
@@ -57,6 +60,31 @@ _U_FP32 = 2.0**-24
 _TINY = 2.0**-120  # per-product slack for subnormals flushed to zero (DAZ/FTZ kernels)
 _MARGIN = 1.0 + 2.0**-10  # covers the float32 rounding of the norms the bound is built from
 _SLICE_ROWS = 1 << 16  # rows rounded per step while building the copy (bounded memory)
+
+
+def first_pass_precision(requested: str = "auto") -> str:
+    """The first pass of exact top-k: an explicit choice, else ``COLMAX_PRECISION``, else
+    bfloat16 where this CPU runs it natively, else int8 where int8 GEMMs are native (VNNI
+    without bfloat16, e.g. Cascade Lake, Alder Lake), else ``"float32"`` (no first pass).
+
+    On the AVX512-BF16 + VNNI host of ``docs/benchmarks.md`` ("Precision") the two low
+    precisions tie on SciFact top-10 (int8's GEMM alone is ~15% faster: it reads half the
+    bytes, but its coarser rounding re-scores ~150-180 documents per query against ~13), so
+    bfloat16, which leaves less to the re-scoring whatever ``k``, is preferred where both are
+    native. Results are identical on every path.
+
+    Args:
+        requested: ``"auto"``, ``"float32"``, ``"bfloat16"`` or ``"int8"``.
+
+    Returns:
+        ``"float32"``, ``"bfloat16"`` or ``"int8"``.
+    """
+    if requested != "auto" or os.environ.get(ENV_VAR, "").lower() not in ("", "auto"):
+        return resolve_precision(requested)
+    hw = detect()
+    if hw.native_bf16:
+        return "bfloat16"
+    return "int8" if hw.native_int8 else "float32"
 
 
 def _gamma(n: int) -> float:
@@ -158,14 +186,14 @@ class QueryStats:
     """Stacked query tokens in the low precision, and the per-query sums the bound needs.
 
     Attributes:
-        qt: ``(dim, m)`` bfloat16 or int8 query tokens, transposed for the GEMM.
+        tokens: ``(m, dim)`` bfloat16 or int8 query tokens.
         scale: int8 only: ``(m,)`` float32 per-token quantisation steps.
         low_norm_sum: ``(n_queries,)`` float64, ``sum_i |~q_i|``.
         residual_sum: ``(n_queries,)`` float64, ``sum_i |q_i - ~q_i|``.
         n_tokens: ``(n_queries,)`` float64 token counts ``t_q``.
     """
 
-    qt: torch.Tensor
+    tokens: torch.Tensor
     scale: torch.Tensor | None
     low_norm_sum: torch.Tensor
     residual_sum: torch.Tensor
@@ -199,7 +227,7 @@ def query_stats(
     sums[0].index_add_(0, owner, per_low)
     sums[1].index_add_(0, owner, per_res)
     counts = torch.bincount(owner, minlength=n_queries).double()
-    return QueryStats(low.T.contiguous(), scale, sums[0], sums[1], counts)
+    return QueryStats(low.contiguous(), scale, sums[0], sums[1], counts)
 
 
 def first_pass(
@@ -226,20 +254,24 @@ def first_pass(
         ``(n_docs, 2 * n_queries)`` float32: approximate scores, then ``sum_i |m_i|``.
     """
     nq, m = ind.shape[1], ind.shape[0]
-    out = torch.empty((n_docs, 2 * nq), dtype=torch.float32)
+    out = torch.empty((2 * nq, n_docs), dtype=torch.float32)
+    ind_t = ind.T.contiguous()
     sims: SimsFn
     if matrix.dtype == torch.int8:
         if doc_scale is None or q.scale is None:
             raise ValueError("int8 first pass needs document and query scales")
-        sims, dtype = int8_sims(matrix, q.qt), torch.int32
+        sims, dtype = int8_sims(matrix, q.tokens), torch.int32
+        q_scale = q.scale.unsqueeze(1)
     else:
-        sims, dtype = bfloat16_sims(matrix, q.qt), torch.float32
+        sims, dtype = bfloat16_sims(matrix, q.tokens), torch.bfloat16
     for d0, d1, best in plan_maxima(plan, block_rows, m, sims, dtype):
         if doc_scale is not None and q.scale is not None:
-            best = best.float() * doc_scale[d0:d1].unsqueeze(1) * q.scale
-        torch.mm(best, ind, out=out[d0:d1, :nq])
-        torch.mm(best.abs(), ind, out=out[d0:d1, nq:])
-    return out
+            best = best.float() * doc_scale[d0:d1].unsqueeze(0) * q_scale
+        else:
+            best = best.float()  # exact: bfloat16 widens without rounding
+        torch.mm(ind_t, best, out=out[:nq, d0:d1])
+        torch.mm(ind_t, best.abs(), out=out[nq:, d0:d1])
+    return out.T
 
 
 def score_bounds(

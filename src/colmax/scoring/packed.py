@@ -11,22 +11,26 @@ How it is fast (every choice measured; numbers in ``docs/benchmarks.md``):
   float16 copy widens exactly, block by block). :meth:`PackedDocuments.top_k`, the search
   path, first scores everything in bfloat16 where the CPU runs it natively (3-6x float32 on
   AVX512-BF16/AMX; 10-50x *slower* on AVX2-only CPUs, hence the check in
-  :mod:`colmax.hardware`), then re-scores in float32 and float64 only the documents its
-  per-score error bound cannot exclude (:mod:`colmax.scoring.lowp`,
-  :mod:`colmax.scoring.cascade`): same ids, order and scores on every path. int8 (VNNI) is a
-  forced option. Where nothing is native the first pass is the float32 pass itself.
+  :mod:`colmax.hardware`), else in int8 where int8 GEMMs are native (VNNI), then re-scores in float32 and
+  float64 only the documents its per-score error bound cannot exclude
+  (:mod:`colmax.scoring.lowp`, :mod:`colmax.scoring.cascade`): same ids, order and scores on
+  every path. Where nothing is native the first pass is the float32 pass itself.
   The exact copy is float32 by default; ``copy_dtype="float16"`` halves its memory and widens
   each block just before its GEMM (the default beside a low-precision copy).
-* **one GEMM per block, document tokens as rows.** All query tokens of up to
-  ``MAX_QUERY_TOKENS_PER_PASS`` tokens are stacked, so a batch of queries reads the corpus once.
+* **one GEMM per block, query tokens as rows** (``queries @ block.T``, so each document's
+  similarities are a contiguous run per query token; see :mod:`colmax.scoring._kernel`).
+  All query tokens of up to ``MAX_QUERY_TOKENS_PER_PASS`` tokens are stacked, so a batch of
+  queries reads the corpus once.
 * **length-sorted layout, dense ``amax``.** Documents are sorted by length and padded with
   duplicates of their own last token (see :mod:`colmax.scoring._layout`), so the per-document
-  max is one ``amax`` over a ``(n_docs, length, query_tokens)`` view per run of equal lengths.
+  max is one ``amax`` over a ``(query_tokens, n_docs, length)`` view per run of equal lengths.
+  A gathered subset (re-scoring, filters) is padded into a few length groups the same way.
   This beat ``np.maximum.reduceat``, ``torch.segment_reduce``, ``index_reduce`` (amax) and a
   ``torch.maximum`` halving tree on this CPU.
 * **blocks at document boundaries.** No ``(query tokens x all tokens)`` matrix is ever built:
-  each block holds about ``BLOCK_ELEMENTS`` similarities; documents longer than a block are
-  scored in pieces with a running max.
+  each block holds about ``BLOCK_ELEMENTS`` similarities (``LOW_BLOCK_ELEMENTS`` in the first
+  pass); documents longer than a block are scored in pieces with a running max. The
+  per-document maxima of many blocks are summed per query in one small GEMM.
 
 Error bound: see :func:`colmax.scoring.bounds.score_error_bound`.
 
@@ -49,10 +53,16 @@ import numpy.typing as npt
 import torch
 
 from colmax.errors import DimensionMismatchError, InvalidInputError
-from colmax.hardware import resolve_precision
 from colmax.scoring._checks import check_token_matrices
 from colmax.scoring._kernel import float32_sims, float64_sims, plan_maxima
-from colmax.scoring._layout import Layout, Plan, build_layout, layout_rows, plan_blocks
+from colmax.scoring._layout import (
+    Layout,
+    Plan,
+    build_layout,
+    group_padded,
+    layout_rows,
+    plan_blocks,
+)
 from colmax.scoring._prepare import (
     NORM_MARGIN,
     check_offsets,
@@ -67,6 +77,7 @@ from colmax.scoring.lowp import (
     LowCopy,
     build_low_copy,
     first_pass,
+    first_pass_precision,
     query_stats,
     score_bounds,
 )
@@ -77,6 +88,7 @@ Kernel = Callable[[torch.Tensor, Plan, int, Any], torch.Tensor]
 
 __all__ = [
     "BLOCK_ELEMENTS",
+    "LOW_BLOCK_ELEMENTS",
     "MAX_QUERY_TOKENS_PER_PASS",
     "PackedDocuments",
     "TopK",
@@ -84,11 +96,20 @@ __all__ = [
 
 #: Similarities held per block (2**20 float32 = 4 MiB): best or tied of 2**18 .. 2**22 measured.
 BLOCK_ELEMENTS = 1 << 20
+#: Similarities per block of the low-precision first pass (2**22: 8 MiB of bfloat16). Larger
+#: than ``BLOCK_ELEMENTS``: on a busy 2-core host SciFact top-10 took 600 ms per query with
+#: 2**17-row blocks against 968 ms with 2**20 / m rows (``bench_two_pass.py``, load 6), because
+#: every parallel GEMM waits for both threads to be scheduled; on a quiet host they tie.
+LOW_BLOCK_ELEMENTS = 1 << 22
 #: Query tokens stacked into one GEMM; more queries take further passes over the corpus.
 MAX_QUERY_TOKENS_PER_PASS = 1024
 _MIN_BLOCK_ROWS = 2048
 _MAX_WASTE = 1.0 / 32  # padding allowed when merging neighbouring lengths into one group
 _SUBSET_ROWS = 1 << 16  # rows gathered per step when scoring a subset of documents
+# A gathered subset (re-scoring, filters) pads its documents into a few length groups: each
+# distinct length costs one amax call, and 150 re-scored SciFact documents had ~150 lengths
+# (130 ms of re-scoring per query on a busy host, most of it waiting on those calls).
+_SUBSET_WASTE = 0.25
 
 
 def _query_passes(qs: list[torch.Tensor]) -> list[tuple[int, int]]:
@@ -116,20 +137,20 @@ def _exact_plan(
     plan: Plan,
     n_docs: int,
     block_rows: int,
-    qt: torch.Tensor,
+    q: torch.Tensor,
     ind: torch.Tensor,
 ) -> torch.Tensor:
-    """Scores ``(n_docs, n_queries)`` of the documents stored in ``matrix``, in ``qt``'s dtype
+    """Scores ``(n_docs, n_queries)`` of the documents stored in ``matrix``, in ``q``'s dtype
     (float32: the fast exact kernel; float64: the final decision between near ties).
 
-    ``qt`` is ``(dim, m)``: the stacked query tokens, transposed. ``ind`` is ``(m, n_queries)``:
-    1 where token ``i`` belongs to query ``j``, so ``best @ ind`` sums each query's tokens.
+    ``q`` is ``(m, dim)``: the stacked query tokens. ``ind`` is ``(m, n_queries)``: 1 where
+    token ``i`` belongs to query ``j``, so ``best.T @ ind`` sums each query's tokens.
     """
-    out = torch.empty((n_docs, ind.shape[1]), dtype=qt.dtype)
-    wide = qt.dtype == torch.float64
-    sims = float64_sims(matrix, qt) if wide else float32_sims(matrix, qt)
-    for d0, d1, best in plan_maxima(plan, block_rows, qt.shape[1], sims, qt.dtype):
-        torch.mm(best, ind, out=out[d0:d1])
+    out = torch.empty((n_docs, ind.shape[1]), dtype=q.dtype)
+    wide = q.dtype == torch.float64
+    sims = float64_sims(matrix, q) if wide else float32_sims(matrix, q)
+    for d0, d1, best in plan_maxima(plan, block_rows, q.shape[0], sims, q.dtype):
+        torch.mm(best.T, ind, out=out[d0:d1])
     return out
 
 
@@ -204,8 +225,9 @@ class PackedDocuments:
             offsets: ``(n_docs + 1,)`` integers, ``offsets[0] == 0``,
                 ``offsets[-1] == n_tokens``, strictly increasing (every doc has >= 1 token).
             compute_dtype: the first pass of :meth:`top_k`: ``"auto"`` (bfloat16 where this
-                machine runs it natively, else float32; ``COLMAX_PRECISION`` overrides, see
-                :mod:`colmax.hardware`), ``"float32"`` (no first pass), ``"bfloat16"`` or
+                machine runs it natively, else int8 where int8 GEMMs are native, else
+                float32; ``COLMAX_PRECISION`` overrides; see
+                :func:`~colmax.scoring.lowp.first_pass_precision`), ``"float32"`` (no first pass), ``"bfloat16"`` or
                 ``"int8"`` (correct on any CPU, fast only where native). Results are the same
                 in every mode; :meth:`score` is float32 in every mode.
             copy_dtype: the exact copy: ``"float32"`` (fastest for :meth:`score`) or
@@ -235,7 +257,7 @@ class PackedDocuments:
             raise InvalidInputError(
                 f"copy_dtype must be 'float32', 'float16' or None, got {copy_dtype!r}"
             )
-        compute = resolve_precision(compute_dtype)
+        compute = first_pass_precision(compute_dtype)
         tokens = check_tokens(tokens)
         offs = check_offsets(offsets, int(tokens.shape[0]))
         if copy_dtype is None:
@@ -315,10 +337,9 @@ class PackedDocuments:
         for a, b in _query_passes(qs):
             stacked, _, ind = _stack(qs[a:b])
             rows = block_rows or max(BLOCK_ELEMENTS // stacked.shape[0], _MIN_BLOCK_ROWS)
-            qt = stacked.T.contiguous()
 
             def kernel(matrix: torch.Tensor, plan: Plan, n: int, pos: Any) -> torch.Tensor:
-                return _exact_plan(matrix, plan, n, rows, qt, ind)  # noqa: B023 (called now)
+                return _exact_plan(matrix, plan, n, rows, stacked, ind)  # noqa: B023 (called now)
 
             out[a:b] = self._run(kernel, self._matrix, ids, rows, ind.shape[1], torch.float32).T
         return out
@@ -404,7 +425,7 @@ class PackedDocuments:
             raise RuntimeError("no low-precision copy")
         stacked, owner, ind = _stack(qs)
         nq = len(qs)
-        rows = block_rows or max(BLOCK_ELEMENTS // stacked.shape[0], _MIN_BLOCK_ROWS)
+        rows = block_rows or max(LOW_BLOCK_ELEMENTS // stacked.shape[0], _MIN_BLOCK_ROWS)
         q = query_stats(stacked, owner, nq, low.kind)
 
         def kernel(matrix: torch.Tensor, plan: Plan, n: int, pos: Any) -> torch.Tensor:
@@ -429,12 +450,12 @@ class PackedDocuments:
 
     def _rescorer(self, q: torch.Tensor, block_rows: int | None, dtype: torch.dtype) -> Rescore:
         """Scores of some documents against ``q`` alone, in float32 or float64."""
-        qt = q.detach().to("cpu", dtype).T.contiguous()
+        qd = q.detach().to("cpu", dtype).contiguous()
         ind = torch.ones((q.shape[0], 1), dtype=dtype)
         rows = block_rows or max(BLOCK_ELEMENTS // q.shape[0], _MIN_BLOCK_ROWS)
 
         def kernel(matrix: torch.Tensor, plan: Plan, n: int, pos: Any) -> torch.Tensor:
-            return _exact_plan(matrix, plan, n, rows, qt, ind)
+            return _exact_plan(matrix, plan, n, rows, qd, ind)
 
         def rescore(doc_ids: npt.NDArray[np.int64]) -> torch.Tensor:
             if doc_ids.size == 0:
@@ -498,15 +519,16 @@ class PackedDocuments:
             return full if ids is None else full[torch.from_numpy(ids)]
         pos = np.unique(lay.position[ids])  # layout positions, sorted: runs of equal length
         plen = lay.padded_len[pos]
+        glen = group_padded(plen, _SUBSET_WASTE)  # padding repeats a row: maxima unchanged
         res = torch.empty((pos.size, width), dtype=dtype)
-        ends = np.cumsum(plen)
+        ends = np.cumsum(glen)
         a = 0
         while a < pos.size:
             b = max(
-                a + 1, int(np.searchsorted(ends, ends[a] - plen[a] + _SUBSET_ROWS, side="right"))
+                a + 1, int(np.searchsorted(ends, ends[a] - glen[a] + _SUBSET_ROWS, side="right"))
             )
-            src = layout_rows(lay.row_start[pos[a:b]], plen[a:b], plen[a:b])
+            src = layout_rows(lay.row_start[pos[a:b]], plen[a:b], glen[a:b])
             part = matrix.index_select(0, torch.from_numpy(src))
-            res[a:b] = kernel(part, plan_blocks(plen[a:b], rows), b - a, pos[a:b])
+            res[a:b] = kernel(part, plan_blocks(glen[a:b], rows), b - a, pos[a:b])
             a = b
         return res[torch.from_numpy(np.searchsorted(pos, lay.position[ids]))]

@@ -10,10 +10,10 @@ For one query ``q`` (``t`` tokens) and the codec's centroids ``C``:
    other centroids are ignored) and ``floor_i`` is token ``i``'s weakest probed centroid score
    (WARP's missing-similarity estimate: a token with no probed match is assumed to score
    about what the probe cut-off allowed). The top ``ndocs`` go on.
-3. **Centroid interaction, corrected.** For each query token, the document token with the best
-   centroid score ``S[i, code(t)]`` over all of the document's tokens (a gather from ``S``),
-   then that one token scored exactly against its code (residual and length byte); the top
-   ``nfinal`` go on.
+3. **Centroid interaction, corrected.** For each query token, the best centroid score
+   ``S[i, c]`` over the document's distinct centroids (a gather from ``S``), then the
+   document's first token coded to that centroid scored exactly against its code (residual and
+   length byte); the top ``nfinal`` go on.
 4. **Residual scoring.** ``q_i . x_t = (S[i, c] + q_i . r) * s_t`` for every token, the
    residual term summed from the query's lookup table over the code bytes
    (``ResidualCodec.score_residuals``) and ``s_t`` the token's length factor: the MaxSim of
@@ -133,17 +133,27 @@ class CodedView:
         :mod:`colmax.scoring._layout`); each run of equal padded length is then one ``amax``
         over a ``(docs, length, t)`` view instead of a scatter.
         """
-        lengths = self.lengths[positions]
-        padded = _bucket(lengths)
-        order = torch.argsort(padded, stable=True)
-        lengths, padded = lengths[order], padded[order]
-        starts = self.offsets[positions[order]]
-        total = int(padded.sum())
-        within = ranges(torch.zeros_like(padded), padded)  # 0..padded-1 per document
-        last = torch.repeat_interleave(lengths - 1, padded, output_size=total)
-        base = torch.repeat_interleave(starts, padded, output_size=total)
-        runs, counts = torch.unique_consecutive(padded, return_counts=True)
-        return _Padded(base + torch.minimum(within, last), order, runs.tolist(), counts.tolist())
+        return _padded(self.offsets[positions], self.lengths[positions])
+
+    def padded_pairs(self, positions: torch.Tensor) -> _Padded:
+        """Like :meth:`padded_rows` over the documents' distinct centroids: rows index
+        ``ivf.doc_pair_cents`` / ``ivf.doc_pair_rows``."""
+        offsets = self.ivf.doc_pair_offsets
+        starts = offsets[positions]
+        return _padded(starts, offsets[positions + 1] - starts)
+
+
+def _padded(starts: torch.Tensor, lengths: torch.Tensor) -> _Padded:
+    """The :meth:`CodedView.padded_rows` layout of row ranges ``[start, start + length)``."""
+    padded = _bucket(lengths)
+    order = torch.argsort(padded, stable=True)
+    lengths, padded, starts = lengths[order], padded[order], starts[order]
+    total = int(padded.sum())
+    within = ranges(torch.zeros_like(padded), padded)  # 0..padded-1 per document
+    last = torch.repeat_interleave(lengths - 1, padded, output_size=total)
+    base = torch.repeat_interleave(starts, padded, output_size=total)
+    runs, counts = torch.unique_consecutive(padded, return_counts=True)
+    return _Padded(base + torch.minimum(within, last), order, runs.tolist(), counts.tolist())
 
 
 def _bucket(lengths: torch.Tensor) -> torch.Tensor:
@@ -175,7 +185,7 @@ class _Padded:
         return result
 
     def doc_argmax(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Like :meth:`doc_max`, plus the token row (a real row, not padding) of each max."""
+        """Like :meth:`doc_max`, plus the row (a real row, not padding) of each max."""
         n, t = len(self.order), values.shape[1]
         out = torch.empty((n, t))
         arg = torch.empty((n, t), dtype=torch.int64)
@@ -383,15 +393,17 @@ def _stage3(
     """Centroid interaction over all tokens of the documents at ``pos``, corrected by the
     residual of each query token's best-centroid token.
 
-    For query token ``i`` and document ``d`` the token ``t*`` with the best centroid score
-    ``S[i, code(t*)]`` is found over all of ``d``'s tokens; its residual term ``q_i . r_t*`` is
-    then added from one column of the lookup table. That costs one table read per code byte per
-    ``(document, query token)``, ~t times less than scoring every token (stage 4), and turns
-    the centroid-only estimate into the approximate score of an actual token.
+    For query token ``i`` and document ``d`` the best centroid score ``S[i, c]`` is found over
+    ``d``'s distinct centroids (about half as many as its tokens), and the residual term
+    ``q_i . r_t*`` of ``d``'s first token ``t*`` coded to that centroid is added from one column
+    of the lookup table. That costs one table read per code byte per ``(document, query
+    token)``, ~t times less than scoring every token (stage 4), and turns the centroid-only
+    estimate into the approximate score of an actual token.
     """
-    layout = view.padded_rows(pos)
-    best, rows = layout.doc_argmax(st.index_select(0, view.codes[layout.rows]))
-    rows = rows[:, :t_real].reshape(-1)  # padded query tokens add 0 anyway
+    layout = view.padded_pairs(pos)
+    ivf = view.ivf
+    best, pairs = layout.doc_argmax(st.index_select(0, ivf.doc_pair_cents[layout.rows]))
+    rows = ivf.doc_pair_rows[pairs[:, :t_real].reshape(-1)]  # padded query tokens add 0 anyway
     packed = torch.from_numpy(np.take(view.segment.residuals, rows.numpy(), axis=0))
     columns = torch.arange(t_real).repeat(pos.numel())
     correction = codec.score_residual_columns(packed, columns_table, columns)
@@ -406,7 +418,10 @@ def _stage4(
     layout = view.padded_rows(pos)
     # np.take on the memory map: ~8x faster than fancy indexing or torch.index_select here.
     packed = torch.from_numpy(np.take(view.segment.residuals, layout.rows.numpy(), axis=0))
-    sims = st.index_select(0, view.codes[layout.rows]) + codec.score_residuals(packed, table)
+    sims = st.index_select(0, view.codes[layout.rows])
+    # The table has the real query tokens' columns only (the residual sums cost one table
+    # read per code byte per column); the padding columns of ``st`` are 0 and stay 0.
+    sims[:, : table.shape[1]] += codec.score_residuals(packed, table)
     sims *= codec.scales(packed).unsqueeze(1)  # the decoded vector's length correction
     return layout.doc_max(sims).sum(dim=1)
 
@@ -441,13 +456,14 @@ def search_coded(
     pad = -q.shape[0] % _T_MULTIPLE
     if pad:
         q = torch.cat([q, torch.zeros((pad, q.shape[1]))])
-    sims = q @ codec.centroids.T  # (t, n_centroids)
+    t_real = query.shape[0]
+    sims = torch.zeros((q.shape[0], codec.n_centroids))  # (t, n_centroids); padding rows 0
+    torch.matmul(q[:t_real], codec.centroids.T, out=sims[:t_real])
     st = sims.T.contiguous()  # (n_centroids, t): one row per centroid for the gathers
     n_eligible = sum(
         int(v.segment.n_docs) if ok is None else int(ok.sum()) for v, ok in zip(views, oks)
     )
-    table = codec.lookup_table(q)
-    t_real = query.shape[0]
+    table = codec.lookup_table(q[:t_real])
     columns_table = table.T.contiguous()
     if n_eligible <= params.ndocs:
         pool = _all_eligible(views, oks)
