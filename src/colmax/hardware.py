@@ -100,11 +100,13 @@ class Hardware:
     native_int8: bool = False
 
     def precision(self, device: str = "cpu") -> str:
-        """The automatic precision on ``device``: ``"bfloat16"`` where native, else ``"float32"``.
+        """The automatic *encoding* precision on ``device``: ``"bfloat16"`` where native, else
+        ``"float32"``.
 
-        int8 is never chosen automatically: its rounding is coarse enough that the exact
-        second pass re-scores many more documents (see :mod:`colmax.scoring.lowp`) and
-        int8 encoding did not pass the quality gate (``docs/benchmarks.md``, "Precision").
+        int8 is never chosen for encoding (it did not pass the quality gate, ``docs/benchmarks.md``,
+        "Precision"). Exact search chooses its first pass itself (:mod:`colmax.scoring.lowp`):
+        bfloat16 where native, int8 only where int8 alone is native (its coarser rounding makes
+        the exact second pass re-score many more documents), else float32.
         """
         if device.startswith("cuda"):
             return "bfloat16" if self.cuda_bf16 else "float32"
