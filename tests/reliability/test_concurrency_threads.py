@@ -10,8 +10,10 @@ alongside on documents no one touches and must always see them exactly.
 
 from __future__ import annotations
 
+import gc
 import random
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -168,3 +170,48 @@ def test_threads_search_while_one_writes_on_a_folder(fast_dir: Path) -> None:
     assert not errors, "\n".join(errors[:10])
     _final_state_matches(engine, history)
     _final_state_matches(Engine.load(fast_dir / "idx"), history)
+
+
+class _Finalized:
+    """A reference cycle whose finalizer lets other threads run, as closing a file or a database
+    connection does: the garbage collector runs it at any allocation, mid-parse included."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+    def __del__(self) -> None:
+        time.sleep(0)
+
+
+def test_index_files_load_from_many_threads_at_once(tmp_path: Path) -> None:
+    """numpy parses .npy headers with ast, whose CPython 3.11 constructor failed with
+    "SystemError: AST constructor recursion depth mismatch" when threads switched mid-parse
+    (seen once in test_threads_search_while_one_writes_on_a_folder)."""
+    from colmax.store.fsutil import load_npy
+
+    paths = []
+    for i in range(8):
+        paths.append(tmp_path / f"part{i}.npy")
+        np.save(paths[-1], np.arange(10 + i, dtype=np.float16).reshape(-1, 1))
+    errors: list[str] = []
+
+    def load() -> None:
+        try:
+            for _ in range(600):
+                for path in paths:
+                    load_npy(path, "segment", mmap=True)
+                    _Finalized()
+        except Exception as exc:  # every failure is the finding
+            errors.append(repr(exc))
+
+    thresholds = gc.get_threshold()
+    gc.set_threshold(50, 5, 5)  # collect often, as a busy process does
+    try:
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        gc.set_threshold(*thresholds)
+    assert not errors, errors[:3]

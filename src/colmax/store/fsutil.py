@@ -16,6 +16,7 @@ import re
 import shutil
 import socket
 import tempfile
+import threading
 import tokenize
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ __all__ = [
     "file_mode",
     "fsync_dir",
     "load_npy",
+    "np_load",
     "publish_folder",
     "remove_stale_staging",
     "staging_path",
@@ -219,6 +221,20 @@ def publish_folder(staging: Path, target: Path) -> None:
     fsync_dir(target.parent)
 
 
+# numpy parses every .npy header with ``ast.literal_eval``. On CPython 3.11, ``ast.parse`` run by
+# two threads at once can fail with "SystemError: AST constructor recursion depth mismatch" when a
+# garbage-collection finalizer switches threads mid-parse (the depth counter is shared); a search
+# thread reloading segments while another thread does the same saw it. Headers are tiny, so one
+# lock around every np.load in colmax costs nothing measurable.
+_NPY_LOCK = threading.Lock()
+
+
+def np_load(source: Any, **options: Any) -> Any:
+    """``np.load`` behind colmax's lock (see ``_NPY_LOCK``); never unpickles."""
+    with _NPY_LOCK:
+        return np.load(source, allow_pickle=False, **options)
+
+
 def load_npy(path: Path, kind: str, *, mmap: bool = False) -> np.ndarray:
     """``np.load`` of an index file (never unpickling), every failure an
     :class:`IndexFormatError` naming the file (``kind``: "segment", "codec", ...).
@@ -233,7 +249,7 @@ def load_npy(path: Path, kind: str, *, mmap: bool = False) -> np.ndarray:
     try:
         if path.stat().st_size == 0:
             raise ValueError("empty file")
-        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        return np_load(path, mmap_mode="r" if mmap else None)
     except (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError) as exc:
         # (numpy parses the .npy header with ast/tokenize: a damaged one raises those.)
         raise IndexFormatError(f"{path}: unreadable {kind} file ({exc}).") from exc

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from colmax.errors import IndexFormatError, InvalidInputError
-from colmax.store.fsutil import fsync_dir
+from colmax.store.fsutil import fsync_dir, np_load
 
 __all__ = ["GRACE_SECONDS", "PAGES_DIR", "PageStore", "is_page_name"]
 
@@ -162,7 +162,7 @@ class PageStore:
     def grid(self, name: str) -> np.ndarray:
         """A stored patch grid."""
         try:
-            grid = np.load(io.BytesIO(self.read(name)), allow_pickle=False)
+            grid = np_load(io.BytesIO(self.read(name)))
         except ValueError as exc:
             raise IndexFormatError(f"page file {name} is not a patch grid: {exc}") from exc
         if grid.ndim != 2 or grid.dtype != np.int32:

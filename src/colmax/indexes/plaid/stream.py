@@ -27,6 +27,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from colmax.store.fsutil import np_load
+
 __all__ = ["ArraySource", "ListSource", "NpyFileSource", "TokenSource", "chunks"]
 
 #: Tokens per chunk a build reads and codes at a time.
@@ -101,7 +103,7 @@ class NpyFileSource(_Packed):
 
     def __init__(self, path: Path, offsets: np.ndarray) -> None:
         # The memory map is only asked for its header: shape, dtype and where the data starts.
-        header = np.load(path, mmap_mode="r", allow_pickle=False)
+        header = np_load(path, mmap_mode="r")
         shape, dtype = header.shape, header.dtype
         self._header = int(header.offset)
         if len(shape) != 2 or not header.flags.c_contiguous:
