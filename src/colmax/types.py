@@ -126,6 +126,19 @@ class WrittenIds(list[str]):
         self.entries = entries
 
 
+def counts_dict(info: Any) -> dict[str, Any]:
+    """The flat dict of an :class:`IndexInfo` or a backend's ``BackendInfo``: documents,
+    tokens (when known), dim, index, path, generation (when known), then the details."""
+    out: dict[str, Any] = {"documents": info.documents}
+    if info.tokens is not None:
+        out["tokens"] = info.tokens
+    out.update(dim=info.dim, index=info.index, path=info.path)
+    if info.generation is not None:
+        out["generation"] = info.generation
+    out.update(info.details)
+    return out
+
+
 @dataclass(frozen=True)
 class IndexInfo:
     """What :meth:`colmax.Engine.info` reports (and ``colmax info`` prints).
@@ -161,13 +174,7 @@ class IndexInfo:
     def to_dict(self) -> dict[str, Any]:
         """A flat JSON-ready dict: the fields (``tokens`` / ``generation`` only when known)
         and the ``details`` beside them."""
-        out: dict[str, Any] = {"documents": self.documents}
-        if self.tokens is not None:
-            out["tokens"] = self.tokens
-        out.update(dim=self.dim, index=self.index, path=self.path)
-        if self.generation is not None:
-            out["generation"] = self.generation
-        out.update(self.details)
+        out = counts_dict(self)
         out["encoder"] = self.encoder
         if self.chunking is not None:
             out["chunking"] = self.chunking

@@ -33,7 +33,7 @@ import torch
 from colmax.errors import InvalidInputError
 from colmax.filters import FilterLike
 from colmax.store.manifest import Manifest
-from colmax.types import Document, Hit
+from colmax.types import Document, Hit, counts_dict
 
 __all__ = ["Backend", "BackendInfo", "BackendOptions", "Missing"]
 
@@ -81,14 +81,7 @@ class BackendInfo:
 
     def to_dict(self) -> dict[str, Any]:
         """A flat JSON-ready dict (``tokens`` / ``generation`` left out when unknown)."""
-        out: dict[str, Any] = {"documents": self.documents}
-        if self.tokens is not None:
-            out["tokens"] = self.tokens
-        out.update(dim=self.dim, index=self.index, path=self.path)
-        if self.generation is not None:
-            out["generation"] = self.generation
-        out.update(self.details)
-        return out
+        return counts_dict(self)
 
 
 class Backend(ABC):
