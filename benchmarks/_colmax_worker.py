@@ -2,7 +2,7 @@
 
 Started by ``bench_plaid.py`` with ``.venv/bin/python``::
 
-    _colmax_worker.py plaid|flat VECTORS_DIR INDEX_DIR BUILD_JSON [--build-only]
+    _colmax_worker.py plaid|flat VECTORS_DIR INDEX_DIR BUILD_JSON [--build-only|--add-increment]
 
 The plaid build goes through the public bounded-memory path, ``Engine.add_stream`` over an
 :class:`~colmax.indexes.plaid.NpyFileSource` (plain file reads, no memory map), with
@@ -11,6 +11,11 @@ The plaid build goes through the public bounded-memory path, ``Engine.add_stream
 of the vector files (``segments/``, ``codecs/``). Searches time ``Engine.search`` with
 precomputed query vectors; ``params`` are plaid's search widths (``nprobe``, ``ndocs``,
 ``nfinal``). Same protocol as ``_warp_peer_worker.py``.
+
+``--add-increment`` adds the documents of ``increment_tokens.npy`` (written by
+``bench_plaid_synthetic.py --increment``) to the built index with ``Engine.add_stream``, coded
+with the existing centroids (no re-training), and records ``increment.json``: seconds, CPU
+seconds, peak RSS, bytes, and the index's drift report (``info()["plaid"]``) before and after.
 """
 
 from __future__ import annotations
@@ -45,6 +50,15 @@ def _protocol_stream() -> Any:
 
 
 def _peak_rss_mb() -> float:
+    """This process's peak resident memory, MB. Linux's ``VmHWM`` first: ``ru_maxrss``
+    survives ``exec``, so a worker started by a large parent (the bench after its exact
+    truth) would report the parent's size."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -83,8 +97,35 @@ def build(method: str, vectors: Path, path: Path, options: dict[str, Any]) -> di
         "bytes": _vector_bytes(path),
         "n_tokens": source.n_tokens,
         "options": options,
-        "plaid": info.get("plaid"),
+        "plaid": info.details.get("plaid"),
         "torch_threads": torch.get_num_threads(),
+        "load_avg": os.getloadavg(),
+    }
+
+
+def add_increment(vectors: Path, path: Path) -> dict[str, Any]:
+    n_docs = len(np.load(vectors / "doc_offsets.npy")) - 1
+    source = NpyFileSource(
+        vectors / "increment_tokens.npy", np.load(vectors / "increment_offsets.npy")
+    )
+    # The bench numbers documents by position: the increment's come after the corpus's.
+    ids = [str(n_docs + i) for i in range(source.n_docs)]
+    engine = Engine.load(path)
+    before = engine.info().details.get("plaid")
+    start, cpu = time.perf_counter(), _cpu_seconds()
+    engine.add_stream(source, ids=ids)
+    seconds, cpu_s = time.perf_counter() - start, _cpu_seconds() - cpu
+    after = engine.info().details.get("plaid")
+    engine.close()
+    return {
+        "add_seconds": seconds,
+        "add_cpu_seconds": cpu_s,
+        "add_peak_rss_mb": _peak_rss_mb(),
+        "docs": source.n_docs,
+        "tokens": source.n_tokens,
+        "bytes_after": _vector_bytes(path),
+        "drift_before": before,
+        "drift_after": after,
         "load_avg": os.getloadavg(),
     }
 
@@ -93,6 +134,9 @@ def main() -> None:
     method, vectors, root = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     options = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
     out = _protocol_stream()
+    if "--add-increment" in sys.argv:
+        (root / "increment.json").write_text(json.dumps(add_increment(vectors, root / "index")))
+        return
     record = root / "build.json"
     if not record.is_file():
         root.mkdir(parents=True, exist_ok=True)

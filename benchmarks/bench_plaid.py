@@ -29,6 +29,14 @@ Commands (docs/benchmarks.md quotes their output)::
     .venv/bin/python benchmarks/bench_plaid.py scifact --model /path/to/dim128-checkpoint \
         --peers warp,fastplaid
 
+The 25 M-token run (synthetic documents, ``bench_plaid_synthetic.py``): colmax plaid alone,
+exact truth over 16 parts of the corpus, then 10% more documents added without re-training::
+
+    .venv/bin/python benchmarks/bench_plaid_synthetic.py 25000000 --increment 0.1
+    .venv/bin/python benchmarks/bench_plaid.py scifact-x25M --no-flat --queries 100 \
+        --truth-parts 16 --plaid-sweep 8/1024/256,16/2048/256
+    .venv/bin/python benchmarks/bench_plaid.py scifact-x25M --no-flat --queries 100 --increment
+
 Indexes are built once and reused from ``<cache>/plaid/`` (``--rebuild`` forces it); a report
 is written there as JSON and printed as Markdown.
 """
@@ -36,6 +44,7 @@ is written there as JSON and printed as Markdown.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -85,6 +94,22 @@ class Spec:
     sweep: list[dict[str, Any]] = field(default_factory=list)  # {} (the defaults) first
 
 
+def _plaid_points(text: str | None) -> list[tuple[int, int, int]]:
+    """``--plaid-sweep`` ("8/1024/256,16/2048/512") as (nprobe, ndocs, nfinal) triples; the
+    default list suits corpora of 1 to 5 M tokens."""
+    if text:
+        return [tuple(int(v) for v in point.split("/")) for point in text.split(",")]  # type: ignore[misc]
+    return [
+        (2, 128, 32),
+        (4, 128, 32),
+        (4, 256, 64),
+        (8, 256, 64),
+        (8, 512, 64),
+        (8, 1024, 128),
+        (16, 1024, 256),
+    ]
+
+
 def specs(args: argparse.Namespace, dim: int) -> dict[str, Spec]:
     venv, warp, peers = REPO / ".venv", REPO / ".venv-warp", REPO / ".venv-peers"
     # xtr-warp-rs 2.1 trains its residual buckets with one torch.quantile over the whole
@@ -106,15 +131,7 @@ def specs(args: argparse.Namespace, dim: int) -> dict[str, Spec]:
                 {},
                 *(
                     {"nprobe": p, "ndocs": d, "nfinal": f}
-                    for p, d, f in (
-                        (2, 128, 32),
-                        (4, 128, 32),
-                        (4, 256, 64),
-                        (8, 256, 64),
-                        (8, 512, 64),
-                        (8, 1024, 128),
-                        (16, 1024, 256),
-                    )
+                    for p, d, f in _plaid_points(args.plaid_sweep)
                 ),
             ],
         ),
@@ -234,6 +251,17 @@ class Worker:
             raise subprocess.CalledProcessError(rc, argv)
         return None
 
+    def add_increment(self) -> dict[str, Any]:
+        """Add the data set's increment to the built index (once: ``increment.json`` records
+        it, and the index keeps it: a later run without ``--increment`` would search the
+        larger index)."""
+        record = self.root / "increment.json"
+        if not record.is_file():
+            print(f"adding the increment to {self.spec.label} ...", flush=True)
+            argv = [str(a) for a in [*self.argv, "--add-increment"]]
+            subprocess.run(argv, env=_env(), check=True)
+        return dict(json.loads(record.read_text()))
+
     def start(self) -> dict[str, Any]:
         self.proc = JsonLineProcess(self.spec.label, self.argv, log=self.root / "worker.log")
         return self.proc.ready
@@ -276,31 +304,65 @@ def load(name: str, model: str | None) -> CachedVectors:
     return load_vectors(name, model)
 
 
+def _part_top(
+    qs: list[torch.Tensor], tokens: np.ndarray, offsets: np.ndarray, first_key: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-100 keys and scores of the queries over one run of documents (keys from
+    ``first_key`` on), with colmax's flat index (its two-pass search is exact)."""
+    n = len(offsets) - 1
+    seg = Segment(
+        "seg-00000000-00000000",
+        np.asarray(tokens),
+        offsets - offsets[0],
+        np.arange(first_key, first_key + n, dtype=np.int64),
+    )
+    flat = FlatIndex(tokens.shape[1]).with_segment(seg, NONE)
+    res = [r for s in range(0, len(qs), 16) for r in flat.search(qs[s : s + 16], 100)]
+    width = min(100, n)
+    return np.stack([r.keys[:width] for r in res]), np.stack([r.scores[:width] for r in res])
+
+
+def _merge_tops(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    all_keys = np.concatenate([k for k, _ in parts], axis=1)
+    all_scores = np.concatenate([s for _, s in parts], axis=1)
+    order = np.argsort(-all_scores, axis=1, kind="stable")[:, :100]
+    return np.take_along_axis(all_keys, order, 1), np.take_along_axis(all_scores, order, 1)
+
+
+def _queries(vecs: CachedVectors, qidx: list[int]) -> list[torch.Tensor]:
+    return [torch.from_numpy(vecs.query(j).astype(np.float32)) for j in qidx]
+
+
 def exact_truth(
     vecs: CachedVectors, qidx: list[int], n_parts: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-100 of the queries, one part of the corpus at a time (bounded memory)."""
-    qs = [torch.from_numpy(vecs.query(j).astype(np.float32)) for j in qidx]
+    qs = _queries(vecs, qidx)
     offsets = vecs.doc_offsets
     cuts = np.searchsorted(offsets, np.linspace(0, offsets[-1], n_parts + 1)[1:-1])
     bounds = [0, *cuts.tolist(), len(offsets) - 1]
-    keys, scores = [], []
+    parts = []
     for a, b in itertools.pairwise(bounds):
-        seg = Segment(
-            "seg-00000000-00000000",
-            np.asarray(vecs.doc_tokens[offsets[a] : offsets[b]]),
-            offsets[a : b + 1] - offsets[a],
-            np.arange(a, b, dtype=np.int64),
-        )
-        flat = FlatIndex(vecs.dim).with_segment(seg, NONE)
-        res = [r for s in range(0, len(qs), 16) for r in flat.search(qs[s : s + 16], 100)]
-        width = min(100, b - a)
-        keys.append(np.stack([r.keys[:width] for r in res]))
-        scores.append(np.stack([r.scores[:width] for r in res]))
-        del flat, seg
-    all_keys, all_scores = np.concatenate(keys, axis=1), np.concatenate(scores, axis=1)
-    order = np.argsort(-all_scores, axis=1, kind="stable")[:, :100]
-    return np.take_along_axis(all_keys, order, 1), np.take_along_axis(all_scores, order, 1)
+        parts.append(_part_top(qs, vecs.doc_tokens[offsets[a] : offsets[b]], offsets[a : b + 1], a))
+        print(f"exact truth: documents {a}..{b - 1} done", flush=True)
+    return _merge_tops(parts)
+
+
+def increment_truth(
+    vecs: CachedVectors, qidx: list[int], base: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The exact top-100 over the corpus (``base``: keys, scores) and its increment (keys
+    after the corpus's), merged."""
+    tokens = np.load(vecs.folder / "increment_tokens.npy", mmap_mode="r")
+    offsets = np.load(vecs.folder / "increment_offsets.npy")
+    more = _part_top(_queries(vecs, qidx), tokens, offsets, len(vecs.doc_ids))
+    return _merge_tops([base, more])
+
+
+def with_increment(vecs: CachedVectors) -> CachedVectors:
+    """``vecs`` whose document ids also name the increment's documents (for nDCG)."""
+    more = json.loads((vecs.folder / "increment_ids.json").read_text())
+    return dataclasses.replace(vecs, doc_ids=[*vecs.doc_ids, *more])
 
 
 def recall(truth: np.ndarray, got: list[list[int]], k: int = 10) -> float:
@@ -431,15 +493,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     print(f"{vecs.folder.name}: {report['n_docs']} docs, {report['n_tokens']} tokens", flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
-    truth_file = OUT / f"truth-{vecs.folder.name}.npz"
-    if truth_file.is_file() and not args.rebuild:
-        truth = np.load(truth_file)["keys"][:n_queries]
-    else:
-        truth, scores = exact_truth(vecs, qidx, args.truth_parts)
-        np.savez(truth_file, keys=truth, scores=scores)
-    report["truth_ndcg@10"] = ndcg(vecs, qidx, [t[:10].tolist() for t in truth])
-    all_specs = specs(args, vecs.dim)
     keys = ["plaid", *(["flat"] if args.flat else []), *[p for p in args.peers.split(",") if p]]
+    if args.increment and keys != ["plaid"]:
+        raise SystemExit("--increment measures colmax plaid alone: add --no-flat, no --peers")
+    all_specs = specs(args, vecs.dim)
     workers = [Worker(all_specs[k], vecs, args.rebuild) for k in keys]
     report["stopped_builds"] = {}
     for w in list(workers):  # one at a time: build times are not shared
@@ -449,6 +506,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             workers.remove(w)
     if args.build_only:
         return report
+    if args.increment:
+        report["increment"] = workers[0].add_increment()
+    truth_file = OUT / f"truth-{vecs.folder.name}.npz"
+    if truth_file.is_file() and not args.rebuild:
+        saved = np.load(truth_file)
+        truth, scores = saved["keys"][:n_queries], saved["scores"][:n_queries]
+    else:
+        truth, scores = exact_truth(vecs, qidx, args.truth_parts)
+        np.savez(truth_file, keys=truth, scores=scores)
+    if len(truth) < n_queries:
+        raise SystemExit(f"{truth_file} holds {len(truth)} queries: rerun with --rebuild")
+    if args.increment:
+        inc_file = OUT / f"truth-{vecs.folder.name}-inc.npz"
+        if inc_file.is_file() and not args.rebuild:
+            truth = np.load(inc_file)["keys"][:n_queries]
+        else:
+            truth, scores = increment_truth(vecs, qidx, (truth, scores))
+            np.savez(inc_file, keys=truth, scores=scores)
+        vecs = with_increment(vecs)
+    report["truth_ndcg@10"] = ndcg(vecs, qidx, [t[:10].tolist() for t in truth])
     methods: dict[str, Any] = {}
     for w in workers:
         methods[w.spec.key] = {"label": w.spec.label, **w.start()}
@@ -527,6 +604,16 @@ def markdown(report: dict[str, Any]) -> str:
                     f"| {label} | {threads} | {row['quiet_p50_ms']:.1f} | "
                     f"{row['busy_p50_ms']:.1f} | {row['ratio']:.2f} |"
                 )
+    inc = report.get("increment")
+    if inc:
+        drift = inc["drift_after"] or {}
+        lines += [
+            "",
+            f"Increment: {inc['docs']} documents ({inc['tokens']} tokens) added in "
+            f"{inc['add_seconds']:.0f} s ({inc['add_cpu_seconds']:.0f} CPU s), peak RSS "
+            f"{inc['add_peak_rss_mb']:.0f} MB, no re-training; drift after: residual ratio "
+            f"{drift.get('residual_ratio')}, growth {drift.get('growth')}x: {drift.get('advice')}",
+        ]
     return "\n".join(lines)
 
 
@@ -548,6 +635,17 @@ def main() -> None:
     parser.add_argument("--contention-queries", type=int, default=30)
     parser.add_argument("--contention-repeats", type=int, default=4)
     parser.add_argument("--truth-parts", type=int, default=1)
+    parser.add_argument(
+        "--plaid-sweep",
+        default=None,
+        help="colmax plaid's sweep points, nprobe/ndocs/nfinal comma list (defaults first)",
+    )
+    parser.add_argument(
+        "--increment",
+        action="store_true",
+        help="add the data set's increment (bench_plaid_synthetic.py --increment) to the "
+        "built plaid index, no re-training, then measure against the exact top 10 of both",
+    )
     parser.add_argument("--rebuild", action="store_true")
     parser.add_argument(
         "--build-timeout",
@@ -560,7 +658,8 @@ def main() -> None:
     report = run(args)
     if args.build_only:
         return
-    path = OUT / f"report-{report['dataset']}-n{args.nbits}.json"
+    inc = "-inc" if args.increment else ""
+    path = OUT / f"report-{report['dataset']}-n{args.nbits}{inc}.json"
     path.write_text(json.dumps(report, indent=1))
     print(markdown(report))
     print(f"written {path}")

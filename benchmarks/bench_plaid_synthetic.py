@@ -12,6 +12,7 @@ their ids, and the SciFact qrels still apply.
 Usage::
 
     .venv/bin/python benchmarks/bench_plaid_synthetic.py 5000000   # -> .cache/bench/scifact-x5M
+    .venv/bin/python benchmarks/bench_plaid_synthetic.py 25000000 --increment 0.1
 """
 
 from __future__ import annotations
@@ -173,8 +174,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("tokens", type=int, help="target corpus size in tokens, e.g. 5000000")
     parser.add_argument("--base", default="scifact")
+    parser.add_argument(
+        "--increment",
+        type=float,
+        default=0.0,
+        help="also write this fraction of the corpus's tokens as more synthetic documents, "
+        "for an incremental add after the build (0.1: 10%%)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    print(make(args.base, args.tokens))
+    print(make(args.base, args.tokens, args.seed, args.increment))
 
 
 if __name__ == "__main__":
