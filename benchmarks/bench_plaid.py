@@ -333,29 +333,37 @@ def _queries(vecs: CachedVectors, qidx: list[int]) -> list[torch.Tensor]:
     return [torch.from_numpy(vecs.query(j).astype(np.float32)) for j in qidx]
 
 
+def _split_top(
+    qs: list[torch.Tensor], tokens: np.ndarray, offsets: np.ndarray, first_key: int, parts: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_part_top` over ``parts`` runs of the documents in turn (bounded memory)."""
+    cuts = np.searchsorted(offsets, np.linspace(0, offsets[-1], parts + 1)[1:-1])
+    bounds = [0, *cuts.tolist(), len(offsets) - 1]
+    tops = []
+    for a, b in itertools.pairwise(bounds):
+        tops.append(
+            _part_top(qs, tokens[offsets[a] : offsets[b]], offsets[a : b + 1], first_key + a)
+        )
+        print(f"exact truth: documents {first_key + a}..{first_key + b - 1} done", flush=True)
+    return _merge_tops(tops)
+
+
 def exact_truth(
     vecs: CachedVectors, qidx: list[int], n_parts: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-100 of the queries, one part of the corpus at a time (bounded memory)."""
-    qs = _queries(vecs, qidx)
-    offsets = vecs.doc_offsets
-    cuts = np.searchsorted(offsets, np.linspace(0, offsets[-1], n_parts + 1)[1:-1])
-    bounds = [0, *cuts.tolist(), len(offsets) - 1]
-    parts = []
-    for a, b in itertools.pairwise(bounds):
-        parts.append(_part_top(qs, vecs.doc_tokens[offsets[a] : offsets[b]], offsets[a : b + 1], a))
-        print(f"exact truth: documents {a}..{b - 1} done", flush=True)
-    return _merge_tops(parts)
+    return _split_top(_queries(vecs, qidx), vecs.doc_tokens, vecs.doc_offsets, 0, n_parts)
 
 
 def increment_truth(
-    vecs: CachedVectors, qidx: list[int], base: tuple[np.ndarray, np.ndarray]
+    vecs: CachedVectors, qidx: list[int], base: tuple[np.ndarray, np.ndarray], n_parts: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """The exact top-100 over the corpus (``base``: keys, scores) and its increment (keys
-    after the corpus's), merged."""
+    after the corpus's, in parts of the corpus's part size), merged."""
     tokens = np.load(vecs.folder / "increment_tokens.npy", mmap_mode="r")
     offsets = np.load(vecs.folder / "increment_offsets.npy")
-    more = _part_top(_queries(vecs, qidx), tokens, offsets, len(vecs.doc_ids))
+    parts = max(1, round(n_parts * offsets[-1] / vecs.doc_offsets[-1]))
+    more = _split_top(_queries(vecs, qidx), tokens, offsets, len(vecs.doc_ids), parts)
     return _merge_tops([base, more])
 
 
@@ -522,7 +530,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if inc_file.is_file() and not args.rebuild:
             truth = np.load(inc_file)["keys"][:n_queries]
         else:
-            truth, scores = increment_truth(vecs, qidx, (truth, scores))
+            truth, scores = increment_truth(vecs, qidx, (truth, scores), args.truth_parts)
             np.savez(inc_file, keys=truth, scores=scores)
         vecs = with_increment(vecs)
     report["truth_ndcg@10"] = ndcg(vecs, qidx, [t[:10].tolist() for t in truth])
