@@ -666,8 +666,10 @@ def main() -> None:
     report = run(args)
     if args.build_only:
         return
-    inc = "-inc" if args.increment else ""
-    path = OUT / f"report-{report['dataset']}-n{args.nbits}{inc}.json"
+    # One report per kind of run: a --contention or --increment run does not overwrite the
+    # full comparison's report.
+    kind = "".join(f"-{k}" for k in ("increment", "contention") if getattr(args, k))
+    path = OUT / f"report-{report['dataset']}-n{args.nbits}{kind}.json"
     path.write_text(json.dumps(report, indent=1))
     print(markdown(report))
     print(f"written {path}")
