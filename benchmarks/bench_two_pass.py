@@ -46,10 +46,12 @@ from vectors_cache import load_vectors
 
 from colmax.hardware import detect
 from colmax.scoring import PackedDocuments
+from colmax.scoring._kernel import plan_ranges
 
 __all__ = ["main"]
 
 _BLOCK = 1 << 15  # rows per GEMM block in the roofline (as the kernel's blocks: L2-sized)
+_EMPTY = torch.empty(0)
 
 
 def machine_lines() -> list[str]:
@@ -75,8 +77,25 @@ def baseline_search(tokens: torch.Tensor, offsets: np.ndarray) -> Callable[[torc
     return search
 
 
-def gemm_only(matrix: torch.Tensor) -> Callable[[torch.Tensor], None]:
-    """The first pass's GEMM and nothing else, over ``matrix`` (bfloat16, int8 or float32)."""
+def gemm_only(pack: PackedDocuments) -> Callable[[torch.Tensor], None]:
+    """The first pass's GEMM and nothing else, over the whole low-precision copy as the first
+    pass reads it: pre-packed blocks where this machine packs them, else plain blocks."""
+    low = pack._low
+    if low is not None and low.packed is not None:
+        ranges = plan_ranges(pack._plan(low.pack_block_rows), low.pack_block_rows)
+        packed = low.packed
+
+        def run_packed(q: torch.Tensor) -> None:
+            if packed.kind == "int8":
+                ql = torch.round(q / (q.abs().amax(1, keepdim=True) / 127)).to(torch.int8)
+            else:
+                ql = q.to(torch.bfloat16)
+            sims = packed.sims(ql)
+            for a, b in ranges:
+                sims(a, b, _EMPTY)
+
+        return run_packed
+    matrix = pack._matrix if low is None or low.matrix is None else low.matrix
 
     def run(q: torch.Tensor) -> None:
         if matrix.dtype == torch.int8:
@@ -130,8 +149,7 @@ def main(argv: list[str] | None = None) -> None:
             methods[f"rerank100_{p}"] = lambda i, q, pack=pack: pack.top_k([q], 10, cands[i])[0]
     if args.roofline:
         for p, pack in packs.items():
-            low = pack._low.matrix if pack._low is not None else pack._matrix
-            run = gemm_only(low)
+            run = gemm_only(pack)
             methods[f"gemm_only_{p}"] = lambda i, q, run=run: run(q)
     names = list(methods)
     times: dict[str, list[float]] = {n: [] for n in names}

@@ -31,6 +31,7 @@ __all__ = [
     "float64_sims",
     "int8_sims",
     "plan_maxima",
+    "plan_ranges",
 ]
 
 #: Per-document maxima held before the caller reduces them (2**20 = 4 MiB of float32).
@@ -91,12 +92,25 @@ def plan_maxima(
         yield start, start + used, best_buf[:, :used]
     for row, length, doc in plan.long_docs:  # longer than a block: scored in pieces
         acc: torch.Tensor | None = None
-        for a in range(row, row + length, block_rows):
-            b = min(a + block_rows, row + length)
+        for a, b in _pieces(row, length, block_rows):
             piece = sims(a, b, sim_buf[: (b - a) * m].view(m, b - a)).amax(dim=1)
             acc = piece if acc is None else torch.maximum(acc, piece)
         if acc is not None:
             yield doc, doc + 1, acc.view(m, 1)
+
+
+def _pieces(row: int, length: int, block_rows: int) -> Iterator[tuple[int, int]]:
+    """Row ranges of a document longer than a block, each at most ``block_rows``."""
+    for a in range(row, row + length, block_rows):
+        yield a, min(a + block_rows, row + length)
+
+
+def plan_ranges(plan: Plan, block_rows: int) -> list[tuple[int, int]]:
+    """Every ``(row_a, row_b)`` range :func:`plan_maxima` asks ``sims`` for, in order."""
+    out = [(blk.row0, blk.row1) for blk in plan.blocks]
+    for row, length, _ in plan.long_docs:
+        out.extend(_pieces(row, length, block_rows))
+    return out
 
 
 def float32_sims(matrix: torch.Tensor, q: torch.Tensor) -> SimsFn:

@@ -78,17 +78,24 @@ from colmax.scoring.lowp import (
     build_low_copy,
     first_pass,
     first_pass_precision,
+    low_rows,
     query_stats,
     score_bounds,
 )
 
-#: ``kernel(matrix, plan, n_docs, layout_positions) -> (n_docs, width)`` in plan order;
-#: ``layout_positions`` is ``None`` for the whole corpus (plan order = layout order).
-Kernel = Callable[[torch.Tensor, Plan, int, Any], torch.Tensor]
+#: ``kernel(matrix, plan, block_rows, n_docs, layout_positions) -> (n_docs, width)`` in plan
+#: order (``plan`` was cut with ``block_rows``); ``layout_positions`` is ``None`` for the whole
+#: corpus (plan order = layout order). ``matrix`` is a tensor or pre-packed rows.
+Kernel = Callable[[Any, Plan, int, int, Any], torch.Tensor]
+#: ``gather(source_rows, layout_positions, padded_lengths) -> rows`` of a subset.
+Gather = Callable[
+    [npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]], torch.Tensor
+]
 
 __all__ = [
     "BLOCK_ELEMENTS",
     "LOW_BLOCK_ELEMENTS",
+    "LOW_PACK_ROWS",
     "MAX_QUERY_TOKENS_PER_PASS",
     "PackedDocuments",
     "TopK",
@@ -101,6 +108,10 @@ BLOCK_ELEMENTS = 1 << 20
 #: 2**17-row blocks against 968 ms with 2**20 / m rows (``bench_two_pass.py``, load 6), because
 #: every parallel GEMM waits for both threads to be scheduled; on a quiet host they tie.
 LOW_BLOCK_ELEMENTS = 1 << 22
+#: Rows per block of the pre-packed low-precision copy (see :mod:`colmax.scoring._prepacked`):
+#: its whole-corpus pass runs in these blocks whatever the query length. 2**12 to 2**17 rows
+#: tied at 1 thread; 2**14 keeps a 1,024-token batch's bfloat16 block at 32 MiB.
+LOW_PACK_ROWS = 1 << 14
 #: Query tokens stacked into one GEMM; more queries take further passes over the corpus.
 MAX_QUERY_TOKENS_PER_PASS = 1024
 _MIN_BLOCK_ROWS = 2048
@@ -203,7 +214,7 @@ class PackedDocuments:
         self.n_docs = int(lengths.size)
         self.n_tokens = int(lengths.sum())
         self.dim = int(matrix.shape[1])
-        self.compute_dtype = torch.float32 if low is None else low.matrix.dtype
+        self.compute_dtype = torch.float32 if low is None else low.dtype
         self.copy_dtype = matrix.dtype
         # Largest stored token norm (for the float32 kernel's bound), from the copy itself.
         self._max_norm = max_row_norm(matrix)
@@ -267,7 +278,11 @@ class PackedDocuments:
         layout = build_layout(lengths, _MAX_WASTE)
         dtype = torch.float32 if copy_dtype == "float32" else torch.float16
         matrix = fill_matrix(tokens, offs, lengths, layout, dtype)
-        low = None if compute == "float32" else build_low_copy(matrix, layout.padded_len, compute)
+        low = (
+            None
+            if compute == "float32"
+            else build_low_copy(matrix, layout.padded_len, compute, LOW_PACK_ROWS)
+        )
         return cls(matrix, layout, lengths, low)
 
     @property
@@ -338,10 +353,10 @@ class PackedDocuments:
             stacked, _, ind = _stack(qs[a:b])
             rows = block_rows or max(BLOCK_ELEMENTS // stacked.shape[0], _MIN_BLOCK_ROWS)
 
-            def kernel(matrix: torch.Tensor, plan: Plan, n: int, pos: Any) -> torch.Tensor:
-                return _exact_plan(matrix, plan, n, rows, stacked, ind)  # noqa: B023 (called now)
+            def kernel(matrix: Any, plan: Plan, brows: int, n: int, pos: Any) -> torch.Tensor:
+                return _exact_plan(matrix, plan, n, brows, stacked, ind)  # noqa: B023 (called now)
 
-            out[a:b] = self._run(kernel, self._matrix, ids, rows, ind.shape[1], torch.float32).T
+            out[a:b] = self._run(kernel, ids, rows, ind.shape[1], torch.float32).T
         return out
 
     def top_k(
@@ -428,13 +443,27 @@ class PackedDocuments:
         rows = block_rows or max(LOW_BLOCK_ELEMENTS // stacked.shape[0], _MIN_BLOCK_ROWS)
         q = query_stats(stacked, owner, nq, low.kind)
 
-        def kernel(matrix: torch.Tensor, plan: Plan, n: int, pos: Any) -> torch.Tensor:
+        def kernel(matrix: Any, plan: Plan, brows: int, n: int, pos: Any) -> torch.Tensor:
             scale = low.scale
             if scale is not None and pos is not None:  # a gathered subset: its own scales
                 scale = scale[torch.from_numpy(pos)]
-            return first_pass(matrix, plan, n, rows, q, ind, scale)
+            return first_pass(matrix, plan, n, brows, q, ind, scale)
 
-        res = self._run(kernel, low.matrix, ids, rows, 2 * nq, torch.float32)
+        def gather(src: Any, pos: Any, glen: Any) -> torch.Tensor:
+            if low.matrix is not None:
+                return low.matrix.index_select(0, torch.from_numpy(src))
+            exact = self._matrix.index_select(0, torch.from_numpy(src))
+            rs = None
+            if low.scale is not None:
+                rs = torch.repeat_interleave(
+                    low.scale[torch.from_numpy(pos)], torch.from_numpy(glen)
+                )
+            return low_rows(exact, low.kind, rs)
+
+        # The whole corpus runs in the blocks the pre-packed copy was cut into (its own size,
+        # whatever ``block_rows``); a subset is gathered and rounded afresh.
+        full = (low.matrix, rows) if low.packed is None else (low.packed, low.pack_block_rows)
+        res = self._run(kernel, ids, rows, 2 * nq, torch.float32, full=full, gather=gather)
         positions = torch.from_numpy(self._layout.position[cols])
         return res[:, :nq], score_bounds(low, positions, q, res[:, nq:], self.dim)
 
@@ -454,13 +483,13 @@ class PackedDocuments:
         ind = torch.ones((q.shape[0], 1), dtype=dtype)
         rows = block_rows or max(BLOCK_ELEMENTS // q.shape[0], _MIN_BLOCK_ROWS)
 
-        def kernel(matrix: torch.Tensor, plan: Plan, n: int, pos: Any) -> torch.Tensor:
-            return _exact_plan(matrix, plan, n, rows, qd, ind)
+        def kernel(matrix: Any, plan: Plan, brows: int, n: int, pos: Any) -> torch.Tensor:
+            return _exact_plan(matrix, plan, n, brows, qd, ind)
 
         def rescore(doc_ids: npt.NDArray[np.int64]) -> torch.Tensor:
             if doc_ids.size == 0:
                 return torch.zeros(0, dtype=dtype)
-            return self._run(kernel, self._matrix, doc_ids, rows, 1, dtype)[:, 0]
+            return self._run(kernel, doc_ids, rows, 1, dtype)[:, 0]
 
         return rescore
 
@@ -500,23 +529,28 @@ class PackedDocuments:
     def _run(
         self,
         kernel: Kernel,
-        matrix: torch.Tensor,
         ids: npt.NDArray[np.int64] | None,
         rows: int,
         width: int,
         dtype: torch.dtype,
+        *,
+        full: tuple[Any, int] | None = None,
+        gather: Gather | None = None,
     ) -> torch.Tensor:
         """``kernel`` over all documents, or over ``ids`` only: ``(n, width)`` in ``ids``' order.
 
-        A subset is gathered from ``matrix`` a slice at a time and scored on its own, unless
-        it covers more than half the rows (then one full pass is cheaper).
+        ``full`` is the matrix of a whole pass and its block rows (default: the exact copy in
+        blocks of ``rows``); ``gather`` gives a subset's rows (default: gathered from the exact
+        copy). A subset is gathered a slice at a time and scored on its own, unless it covers
+        more than half the rows (then one full pass is cheaper).
         """
         lay = self._layout
         if ids is None or 2 * int(lay.padded_len[np.unique(lay.position[ids])].sum()) > lay.n_rows:
-            res = kernel(matrix, self._plan(rows), self.n_docs, None)
-            full = torch.empty_like(res)
-            full[torch.from_numpy(lay.order)] = res
-            return full if ids is None else full[torch.from_numpy(ids)]
+            matrix, brows = full if full is not None else (self._matrix, rows)
+            res = kernel(matrix, self._plan(brows), brows, self.n_docs, None)
+            out = torch.empty_like(res)
+            out[torch.from_numpy(lay.order)] = res
+            return out if ids is None else out[torch.from_numpy(ids)]
         pos = np.unique(lay.position[ids])  # layout positions, sorted: runs of equal length
         plen = lay.padded_len[pos]
         glen = group_padded(plen, _SUBSET_WASTE)  # padding repeats a row: maxima unchanged
@@ -528,7 +562,10 @@ class PackedDocuments:
                 a + 1, int(np.searchsorted(ends, ends[a] - glen[a] + _SUBSET_ROWS, side="right"))
             )
             src = layout_rows(lay.row_start[pos[a:b]], plen[a:b], glen[a:b])
-            part = matrix.index_select(0, torch.from_numpy(src))
-            res[a:b] = kernel(part, plan_blocks(glen[a:b], rows), b - a, pos[a:b])
+            if gather is None:
+                part = self._matrix.index_select(0, torch.from_numpy(src))
+            else:
+                part = gather(src, pos[a:b], glen[a:b])
+            res[a:b] = kernel(part, plan_blocks(glen[a:b], rows), rows, b - a, pos[a:b])
             a = b
         return res[torch.from_numpy(np.searchsorted(pos, lay.position[ids]))]
