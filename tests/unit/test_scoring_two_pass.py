@@ -285,3 +285,43 @@ def test_top_k_exact_with_small_prepacked_blocks(
     subset = [4, 150, 7, 199, 0, 33]
     got = docs.top_k(queries, 2, subset)
     _check_same(got, _reference(*_exact32(tokens, offsets, queries, subset), 2))
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_top_k_across_corpora_equals_top_k_of_their_union(path: str) -> None:
+    """Several corpora (an index's segments) in one cascade: the same ids, order and scores
+    as exact top-k over their union, ties across corpora included, with subsets and a corpus
+    with nothing eligible."""
+    from colmax.scoring.packed import top_k_across
+
+    tokens, offsets = _corpus(21, n_docs=240, max_len=30, dim=32)
+    docs = [tokens[offsets[i] : offsets[i + 1]] for i in range(240)]
+    docs[100] = docs[5]  # a tie across corpora: document 5 (corpus 0) = document 100 (corpus 2)
+    tokens = np.concatenate(docs)
+    offsets = np.concatenate([[0], np.cumsum([len(d) for d in docs])]).astype(np.int64)
+    cuts = [0, 70, 71, 240]  # a one-document corpus in the middle
+    parts = [
+        PackedDocuments.from_arrays(
+            tokens[offsets[x] : offsets[y]], offsets[x : y + 1] - offsets[x], compute_dtype=path
+        )
+        for x, y in zip(cuts, cuts[1:])
+    ]
+    queries = [torch.from_numpy(docs[5][:3].astype(np.float32)), *_queries(22, [16], 32)]
+
+    def check(got, expected, locals_to_global) -> None:  # type: ignore[no-untyped-def]
+        assert len(got) == len(expected)
+        for g, (ids, scores) in zip(got, expected):
+            glob = np.array([locals_to_global(p, i) for p, i in zip(g.parts, g.ids)], dtype=int)
+            np.testing.assert_array_equal(glob, ids)
+            np.testing.assert_array_equal(g.scores, scores)
+
+    exact = _exact32(tokens, offsets, queries)
+    for k in (1, 10, 240):
+        check(top_k_across(parts, queries, k), _reference(*exact, k), lambda p, i: cuts[p] + i)
+    assert {100, 5} <= set(_reference(*exact, 1)[0][0].tolist())  # the tie is there
+    subsets = [np.array([3, 5, 50]), np.array([], dtype=np.int64), None]
+    union = np.concatenate([[3, 5, 50], np.arange(71, 240)])
+    got = top_k_across(parts, queries, 4, subsets)
+    check(got, _reference(*_exact32(tokens, offsets, queries, union), 4), lambda p, i: cuts[p] + i)
+    with pytest.raises(InvalidInputError):
+        top_k_across(parts, queries, 4, subsets[:2])

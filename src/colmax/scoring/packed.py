@@ -98,7 +98,9 @@ __all__ = [
     "LOW_PACK_ROWS",
     "MAX_QUERY_TOKENS_PER_PASS",
     "PackedDocuments",
+    "SplitTopK",
     "TopK",
+    "top_k_across",
 ]
 
 #: Similarities held per block (2**20 float32 = 4 MiB): best or tied of 2**18 .. 2**22 measured.
@@ -399,33 +401,9 @@ class PackedDocuments:
             >>> best.ids.tolist(), best.scores.tolist()   # documents 0 and 3 tie
             ([0, 3], [1.0, 1.0])
         """
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise InvalidInputError(f"k must be a positive integer, got {k!r}")
-        qs, ids = self._check_call(queries, doc_ids, block_rows)
-        cols = np.arange(self.n_docs) if ids is None else ids
-        out: list[TopK] = []
-        if not qs or cols.size == 0:
-            empty = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-            return [TopK(*empty, 0) for _ in qs]
-        for a, b in _query_passes(qs):
-            group = qs[a:b]
-            if self._low is None:  # the float32 pass is the first pass
-                approx, bounds = self.score(group, ids, block_rows=block_rows).T, None
-            else:
-                approx, bounds = self._first_pass(group, ids, cols, block_rows)
-            for j, q in enumerate(group):
-                b32 = self._bound32(q)
-                picked = exact_top_k(
-                    cols,
-                    approx[:, j],
-                    b32 if bounds is None else bounds[:, j] + b32,
-                    int(k),
-                    None if bounds is None else self._rescorer(q, block_rows, torch.float32),
-                    b32,
-                    self._rescorer(q, block_rows, torch.float64),
-                )
-                out.append(TopK(*picked))
-        return out
+        subsets = None if doc_ids is None else [doc_ids]
+        found = top_k_across([self], queries, k, subsets, block_rows=block_rows)
+        return [TopK(r.ids, r.scores, r.rescored) for r in found]
 
     def _first_pass(
         self,
@@ -569,3 +547,155 @@ class PackedDocuments:
             res[a:b] = kernel(part, plan_blocks(glen[a:b], rows), rows, b - a, pos[a:b])
             a = b
         return res[torch.from_numpy(np.searchsorted(pos, lay.position[ids]))]
+
+
+@dataclass(frozen=True)
+class SplitTopK:
+    """The best documents of one query over several corpora (:func:`top_k_across`).
+
+    Attributes:
+        parts: the corpus (index into the list given) of each document.
+        ids: its document number within that corpus.
+        scores: exact MaxSim rounded to float32, best first (ties: corpus, then number).
+        rescored: documents scored again after the first pass.
+    """
+
+    parts: npt.NDArray[np.int64]
+    ids: npt.NDArray[np.int64]
+    scores: npt.NDArray[np.float32]
+    rescored: int
+
+
+def top_k_across(
+    corpora: Sequence[PackedDocuments],
+    queries: Sequence[Any],
+    k: int,
+    doc_ids: Sequence[Any | None] | None = None,
+    *,
+    block_rows: int | None = None,
+) -> list[SplitTopK]:
+    """The ``k`` best documents of each query over several corpora at once, exactly as
+    :meth:`PackedDocuments.top_k` over their union.
+
+    The segments of one index are such corpora. Each runs its own first pass, then one
+    cascade decides for all: only documents that could reach the **overall** ``k``-th place are
+    re-scored, where per-corpus top-k would re-score ``k`` or more in every corpus (and pay each
+    re-scoring's fixed costs once per corpus).
+
+    Args:
+        corpora: the corpora (same ``dim``).
+        queries: token matrices ``(t_q, dim)``, as for :meth:`PackedDocuments.score`.
+        k: documents wanted per query (>= 1).
+        doc_ids: optional, one entry per corpus: ``None`` (all its documents are eligible) or
+            the eligible document numbers.
+        block_rows: as for :meth:`PackedDocuments.score`.
+
+    Returns:
+        One :class:`SplitTopK` per query: the ``k`` best plus any document tied with the
+        ``k``-th.
+
+    Raises:
+        InvalidEmbeddingError, DimensionMismatchError, InvalidInputError: as for
+            :meth:`PackedDocuments.top_k`, or ``doc_ids`` has another length than ``corpora``.
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise InvalidInputError(f"k must be a positive integer, got {k!r}")
+    if doc_ids is not None and len(doc_ids) != len(corpora):
+        raise InvalidInputError(
+            f"doc_ids needs one entry per corpus ({len(corpora)}), got {len(doc_ids)}"
+        )
+    qs: list[torch.Tensor] = []
+    subsets: list[npt.NDArray[np.int64] | None] = []
+    for i, corpus in enumerate(corpora):
+        qs, ids = corpus._check_call(queries, None if doc_ids is None else doc_ids[i], block_rows)
+        subsets.append(ids)
+    if not corpora:
+        qs, _ = check_token_matrices(queries, "queries")
+    cols = [np.arange(c.n_docs) if s is None else s for c, s in zip(corpora, subsets)]
+    sizes = [int(c.size) for c in cols]
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    live = [i for i, n in enumerate(sizes) if n]
+    empty = np.zeros(0, dtype=np.int64)
+    if not qs or not live:
+        return [SplitTopK(empty, empty, np.zeros(0, dtype=np.float32), 0) for _ in qs]
+    single = len(corpora) == 1
+    # One corpus: its own document numbers (ties broken by them); several: global positions.
+    gcols = cols[0] if single else np.arange(int(starts[-1]), dtype=np.int64)
+    out: list[SplitTopK] = []
+    for a, b in _query_passes(qs):
+        group = qs[a:b]
+        first: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
+        for i in live:
+            c = corpora[i]
+            if c._low is None:  # the float32 pass is the first pass
+                first[i] = (c.score(group, subsets[i], block_rows=block_rows).T, None)
+            else:
+                first[i] = c._first_pass(group, subsets[i], cols[i], block_rows)
+        for j, q in enumerate(group):
+            b32 = {i: corpora[i]._bound32(q) for i in live}
+            approx = torch.cat([first[i][0][:, j].double() for i in live])
+            parts_bound = []
+            for i in live:
+                low = first[i][1]
+                flat = torch.full((sizes[i],), b32[i], dtype=torch.float64)
+                parts_bound.append(flat if low is None else low[:, j] + b32[i])
+            bound = torch.cat(parts_bound)
+            bound32: torch.Tensor | float = (
+                b32[live[0]]
+                if single
+                else torch.cat([torch.full((sizes[i],), b32[i], dtype=torch.float64) for i in live])
+            )
+            any_low = any(first[i][1] is not None for i in live)
+
+            def rescorer(dtype: torch.dtype, q: torch.Tensor = q, j: int = j) -> Rescore:
+                fns = {i: corpora[i]._rescorer(q, block_rows, dtype) for i in live}
+                if single:
+                    return fns[live[0]]
+                # float32 first passes already hold float32 scores: reused, not recomputed.
+                known = {i: first[i][0][:, j] for i in live if first[i][1] is None}  # noqa: B023
+                return _split_rescorer(fns, known, cols, starts, dtype)
+
+            ids, scores, n = exact_top_k(
+                gcols,
+                approx,
+                bound,
+                int(k),
+                rescorer(torch.float32) if any_low else None,
+                bound32,
+                rescorer(torch.float64),
+            )
+            if single:
+                out.append(SplitTopK(np.zeros(ids.size, dtype=np.int64), ids, scores, n))
+            else:
+                part = np.searchsorted(starts, ids, side="right") - 1
+                local = np.array(
+                    [cols[p][g - starts[p]] for p, g in zip(part, ids)], dtype=np.int64
+                )
+                out.append(SplitTopK(part.astype(np.int64), local, scores, n))
+    return out
+
+
+def _split_rescorer(
+    fns: dict[int, Rescore],
+    known32: dict[int, torch.Tensor],
+    cols: list[npt.NDArray[np.int64]],
+    starts: npt.NDArray[np.int64],
+    dtype: torch.dtype,
+) -> Rescore:
+    """Re-scoring by global position over several corpora: each position goes to its corpus's
+    rescorer (``fns``), or, in float32, to the scores a float32 first pass already gave."""
+
+    def run(at: npt.NDArray[np.int64]) -> torch.Tensor:
+        part = np.searchsorted(starts, at, side="right") - 1
+        res = torch.empty(at.size, dtype=dtype)
+        for i in np.unique(part).tolist():
+            mask = part == i
+            local = at[mask] - starts[i]
+            if dtype == torch.float32 and i in known32:
+                got = known32[i][torch.from_numpy(local)]
+            else:
+                got = fns[i](cols[i][local])
+            res[torch.from_numpy(mask)] = got.to(dtype)
+        return res
+
+    return run
