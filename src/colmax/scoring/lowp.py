@@ -41,6 +41,7 @@ from colmax.hardware import ENV_VAR, detect, resolve_precision
 from colmax.scoring._kernel import SimsFn, bfloat16_sims, int8_sims, plan_maxima, plan_ranges
 from colmax.scoring._layout import Plan, plan_blocks
 from colmax.scoring._prepacked import PrepackedRows, pack_rows
+from colmax.scoring._scratch import scratch
 
 __all__ = [
     "LOW_PRECISIONS",
@@ -140,13 +141,24 @@ def _round_rows(rows: torch.Tensor, row_scale: torch.Tensor | None) -> torch.Ten
 def low_rows(exact: torch.Tensor, kind: str, row_scale: torch.Tensor | None) -> torch.Tensor:
     """Rows of the exact copy rounded as :func:`build_low_copy` rounds them (bit-identical):
     how a gathered subset gets its low-precision rows when the full copy is pre-packed.
+    Works in this thread's scratch buffers (see :mod:`colmax.scoring._scratch`): the result is
+    valid until the next call on the same thread.
 
     Args:
         exact: ``(n, dim)`` float32 or float16 rows.
         kind: ``"bfloat16"`` or ``"int8"``.
         row_scale: int8: ``(n,)`` each row's document step; bfloat16: ``None``.
     """
-    return _round_rows(exact.float(), row_scale if kind == "int8" else None)
+    wide = scratch("low_wide", tuple(exact.shape), torch.float32).copy_(exact)
+    out = scratch(
+        "low_rows", tuple(exact.shape), torch.bfloat16 if kind == "bfloat16" else torch.int8
+    )
+    if kind == "int8":
+        if row_scale is None:
+            raise ValueError("int8 rows need their scales")
+        # In place, the same operations as _round_rows: the same integers.
+        wide.div_(row_scale.unsqueeze(1)).round_().clamp_(-127, 127)
+    return out.copy_(wide)
 
 
 def _dequantised(

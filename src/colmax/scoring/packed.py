@@ -70,6 +70,7 @@ from colmax.scoring._prepare import (
     fill_matrix,
     max_row_norm,
 )
+from colmax.scoring._scratch import scratch
 from colmax.scoring.bounds import score_error_bound
 from colmax.scoring.cascade import Rescore, exact_top_k
 from colmax.scoring.lowp import (
@@ -118,7 +119,9 @@ LOW_PACK_ROWS = 1 << 14
 MAX_QUERY_TOKENS_PER_PASS = 1024
 _MIN_BLOCK_ROWS = 2048
 _MAX_WASTE = 1.0 / 32  # padding allowed when merging neighbouring lengths into one group
-_SUBSET_ROWS = 1 << 16  # rows gathered per step when scoring a subset of documents
+# Rows gathered per step when scoring a subset of documents: small enough that the gathered
+# rows and their float32 widening stay in reused per-thread buffers (see _scratch).
+_SUBSET_ROWS = 1 << 14
 # A gathered subset (re-scoring, filters) pads its documents into a few length groups: each
 # distinct length costs one amax call, and 150 re-scored SciFact documents had ~150 lengths
 # (130 ms of re-scoring per query on a busy host, most of it waiting on those calls).
@@ -429,14 +432,13 @@ class PackedDocuments:
 
         def gather(src: Any, pos: Any, glen: Any) -> torch.Tensor:
             if low.matrix is not None:
-                return low.matrix.index_select(0, torch.from_numpy(src))
-            exact = self._matrix.index_select(0, torch.from_numpy(src))
+                return _gather(low.matrix, src)
             rs = None
             if low.scale is not None:
                 rs = torch.repeat_interleave(
                     low.scale[torch.from_numpy(pos)], torch.from_numpy(glen)
                 )
-            return low_rows(exact, low.kind, rs)
+            return low_rows(_gather(self._matrix, src), low.kind, rs)
 
         # The whole corpus runs in the blocks the pre-packed copy was cut into (its own size,
         # whatever ``block_rows``); a subset is gathered and rounded afresh.
@@ -541,7 +543,7 @@ class PackedDocuments:
             )
             src = layout_rows(lay.row_start[pos[a:b]], plen[a:b], glen[a:b])
             if gather is None:
-                part = self._matrix.index_select(0, torch.from_numpy(src))
+                part = _gather(self._matrix, src)
             else:
                 part = gather(src, pos[a:b], glen[a:b])
             res[a:b] = kernel(part, plan_blocks(glen[a:b], rows), rows, b - a, pos[a:b])
@@ -673,6 +675,12 @@ def top_k_across(
                 )
                 out.append(SplitTopK(part.astype(np.int64), local, scores, n))
     return out
+
+
+def _gather(matrix: torch.Tensor, rows: npt.NDArray[np.int64]) -> torch.Tensor:
+    """``matrix[rows]`` in this thread's scratch buffer (consumed before the next gather)."""
+    out = scratch("gather", (rows.size, matrix.shape[1]), matrix.dtype)
+    return torch.index_select(matrix, 0, torch.from_numpy(rows), out=out)
 
 
 def _split_rescorer(
