@@ -121,7 +121,7 @@ _MIN_BLOCK_ROWS = 2048
 _MAX_WASTE = 1.0 / 32  # padding allowed when merging neighbouring lengths into one group
 # Rows gathered per step when scoring a subset of documents: small enough that the gathered
 # rows and their float32 widening stay in reused per-thread buffers (see _scratch).
-_SUBSET_ROWS = 1 << 14
+_SUBSET_ROWS = 1 << 13
 # A gathered subset (re-scoring, filters) pads its documents into a few length groups: each
 # distinct length costs one amax call, and 150 re-scored SciFact documents had ~150 lengths
 # (130 ms of re-scoring per query on a busy host, most of it waiting on those calls).
