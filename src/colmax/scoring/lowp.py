@@ -71,10 +71,11 @@ def first_pass_precision(requested: str = "auto") -> str:
     without bfloat16, e.g. Cascade Lake, Alder Lake), else ``"float32"`` (no first pass).
 
     On the AVX512-BF16 + VNNI host of ``docs/benchmarks.md`` ("Precision") the two low
-    precisions tie on SciFact top-10 (int8's GEMM alone is ~15% faster: it reads half the
-    bytes, but its coarser rounding re-scores ~150-180 documents per query against ~13), so
-    bfloat16, which leaves less to the re-scoring whatever ``k``, is preferred where both are
-    native. Results are identical on every path.
+    precisions tie on SciFact top-10 (90.6 ms each; int8's pre-packed GEMM alone is 1.6x
+    faster, but its coarser rounding re-scores ~140-180 documents per query against ~13), and
+    on random vectors, where scores crowd together, int8 was 2.7x slower (dim 128). So
+    bfloat16, which leaves less to the re-scoring whatever the data, is preferred where both
+    are native. Results are identical on every path.
 
     Args:
         requested: ``"auto"``, ``"float32"``, ``"bfloat16"`` or ``"int8"``.
