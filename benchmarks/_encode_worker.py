@@ -1,8 +1,12 @@
 """Encodes documents for ``bench_encode.py`` with one system, in its own process.
 
-``python _encode_worker.py SYSTEM CHECKPOINT TEXTS_JSON``; SYSTEM is ``colmax``,
-``colmax-compiled``, ``sentence-transformers`` (sentence-transformers 6's
-``MultiVectorEncoder``; all three in colmax's environment) or ``pylate`` (the peers').
+``python _encode_worker.py SYSTEM CHECKPOINT TEXTS_JSON``; SYSTEM is ``colmax`` (its
+defaults: bfloat16 where native), ``colmax-float32``, ``colmax-compiled``,
+``transformers-float32`` (a plain float32 ``AutoModel`` forward of the same weights: batches
+of 32 in the given order, padded, truncated at colmax's document length; token vectors are
+the last hidden states of the real tokens, no projection), ``sentence-transformers``
+(sentence-transformers 6's ``MultiVectorEncoder``; all in colmax's environment) or ``pylate``
+(the peers').
 After loading (and one warm-up pass over the sample, which is when ``torch.compile`` compiles)
 it answers one JSON line per request on stdin:
 
@@ -25,10 +29,15 @@ import torch
 
 def _loader(system: str, checkpoint: str) -> tuple[Any, Any]:
     """(encode documents, encode queries), each ``list[str] -> list[2-D array-like]``."""
+    if system == "transformers-float32":
+        return _plain_forward(checkpoint)
     if system.startswith("colmax"):
         from colmax.encoders import load_encoder
 
-        enc = load_encoder(checkpoint, device="cpu", compile=system == "colmax-compiled")
+        dtype = "float32" if system == "colmax-float32" else None
+        enc = load_encoder(
+            checkpoint, device="cpu", compile=system == "colmax-compiled", dtype=dtype
+        )
         return (
             lambda texts: enc.encode_documents(texts, batch_size=32),
             lambda texts: enc.encode_queries(texts, batch_size=32),
@@ -52,6 +61,37 @@ def _loader(system: str, checkpoint: str) -> tuple[Any, Any]:
         return model.encode(texts, is_query=True, batch_size=32, show_progress_bar=False)
 
     return docs, queries
+
+
+def _plain_forward(checkpoint: str) -> tuple[Any, Any]:
+    """A plain float32 transformers forward: the baseline colmax's precision choice must beat."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from colmax.encoders import load_encoder
+
+    lengths = load_encoder(checkpoint, device="cpu", dtype="float32").config()
+    tok = AutoTokenizer.from_pretrained(checkpoint)
+    model = AutoModel.from_pretrained(checkpoint, dtype=torch.float32).eval()
+
+    def run(texts: list[str], max_length: int) -> list[Any]:
+        out = []
+        for a in range(0, len(texts), 32):
+            batch = tok(
+                texts[a : a + 32],
+                padding=True,
+                truncation=True,
+                max_length=max_length,
+                return_tensors="pt",
+            )
+            hidden = model(**batch).last_hidden_state
+            for h, m in zip(hidden, batch["attention_mask"].bool()):
+                out.append(h[m])
+        return out
+
+    return (
+        lambda texts: run(texts, lengths["document_length"]),
+        lambda texts: run(texts, lengths["query_length"]),
+    )
 
 
 def _flat(vectors: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -43,6 +43,8 @@ PEERS_PY = Path(os.environ.get("COLMAX_PEERS_PYTHON", REPO / ".venv-peers" / "bi
 SYSTEMS = {
     "pylate": PEERS_PY,
     "colmax": Path(sys.executable),
+    "colmax-float32": Path(sys.executable),
+    "transformers-float32": Path(sys.executable),
     "colmax-compiled": Path(sys.executable),
     # sentence-transformers 6 (MultiVectorEncoder) shares colmax's environment.
     "sentence-transformers": Path(sys.executable),

@@ -108,9 +108,10 @@ def main() -> None:
         "--memory-queries", type=int, default=None, help="queries for qdrant-memory (all)"
     )
     parser.add_argument("--out", type=Path, default=None, help="write the JSON results here")
+    parser.add_argument("--model", default=None, help="the vectors' model (vectors_cache.py)")
     args = parser.parse_args()
 
-    vecs = load_vectors(args.dataset)
+    vecs = load_vectors(args.dataset, args.model)
     queries = [torch.from_numpy(np.asarray(q, dtype=np.float32)) for q in vecs.queries()]
     specs = indexes(args.prefetch)
     names = [n for n in specs if args.only is None or n in args.only or n == "flat"]

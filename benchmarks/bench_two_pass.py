@@ -46,10 +46,12 @@ from vectors_cache import load_vectors
 
 from colmax.hardware import detect
 from colmax.scoring import PackedDocuments
+from colmax.scoring._kernel import plan_ranges
 
 __all__ = ["main"]
 
 _BLOCK = 1 << 15  # rows per GEMM block in the roofline (as the kernel's blocks: L2-sized)
+_EMPTY = torch.empty(0)
 
 
 def machine_lines() -> list[str]:
@@ -75,8 +77,25 @@ def baseline_search(tokens: torch.Tensor, offsets: np.ndarray) -> Callable[[torc
     return search
 
 
-def gemm_only(matrix: torch.Tensor) -> Callable[[torch.Tensor], None]:
-    """The first pass's GEMM and nothing else, over ``matrix`` (bfloat16, int8 or float32)."""
+def gemm_only(pack: PackedDocuments) -> Callable[[torch.Tensor], None]:
+    """The first pass's GEMM and nothing else, over the whole low-precision copy as the first
+    pass reads it: pre-packed blocks where this machine packs them, else plain blocks."""
+    low = pack._low
+    if low is not None and low.packed is not None:
+        ranges = plan_ranges(pack._plan(low.pack_block_rows), low.pack_block_rows)
+        packed = low.packed
+
+        def run_packed(q: torch.Tensor) -> None:
+            if packed.kind == "int8":
+                ql = torch.round(q / (q.abs().amax(1, keepdim=True) / 127)).to(torch.int8)
+            else:
+                ql = q.to(torch.bfloat16)
+            sims = packed.sims(ql)
+            for a, b in ranges:
+                sims(a, b, _EMPTY)
+
+        return run_packed
+    matrix = pack._matrix if low is None or low.matrix is None else low.matrix
 
     def run(q: torch.Tensor) -> None:
         if matrix.dtype == torch.int8:
@@ -91,6 +110,28 @@ def gemm_only(matrix: torch.Tensor) -> Callable[[torch.Tensor], None]:
     return run
 
 
+def filled_engine(vecs: Any, batch: int) -> Any:
+    """An in-memory ``Engine`` holding every document, added ``batch`` at a time."""
+    from colmax import Engine
+
+    n_docs = vecs.doc_offsets.size - 1
+    engine = Engine(dim=vecs.dim)
+    start = time.perf_counter()
+    for a in range(0, n_docs, batch):
+        b = min(a + batch, n_docs)
+        engine.add(
+            embeddings=[np.asarray(vecs.doc(i), dtype=np.float32) for i in range(a, b)],
+            ids=[f"d{i}" for i in range(a, b)],
+        )
+    info = engine.info()
+    print(
+        f"Engine: {n_docs:,} documents added {batch} at a time in "
+        f"{time.perf_counter() - start:.1f} s; {info.details.get('segments')} segments",
+        flush=True,
+    )
+    return engine
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dataset", default="scifact")
@@ -99,6 +140,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--precisions", default="float32,bfloat16,int8")
     ap.add_argument("--roofline", action="store_true", help="also time the GEMM alone")
     ap.add_argument("--rerank", action="store_true", help="also time top_k over 100 candidates")
+    ap.add_argument(
+        "--engine",
+        type=int,
+        default=0,
+        metavar="BATCH",
+        help="also time Engine.search (and Engine.rerank of 100 ids with --rerank) over an "
+        "in-memory Engine filled in adds of BATCH documents (segments as a real index grows)",
+    )
     args = ap.parse_args(argv)
     print("\n".join(machine_lines()), flush=True)
     vecs = load_vectors(args.dataset, args.model)
@@ -128,10 +177,22 @@ def main(argv: list[str] | None = None) -> None:
     if args.rerank:  # 100 random candidates per query, as an index's candidate list
         for p, pack in packs.items():
             methods[f"rerank100_{p}"] = lambda i, q, pack=pack: pack.top_k([q], 10, cands[i])[0]
+    if args.engine:
+        engine = filled_engine(vecs, args.engine)
+        cand_ids = [[f"d{x}" for x in c] for c in cands]
+
+        def engine_search(i: int, q: torch.Tensor) -> np.ndarray:
+            hits = engine.search(query_embeddings=q.numpy(), k=10)
+            return np.array([int(h.id[1:]) for h in hits])
+
+        methods["engine_search"] = engine_search
+        if args.rerank:
+            methods["engine_rerank100"] = lambda i, q: engine.rerank(
+                None, ids=cand_ids[i], query_embedding=q.numpy()
+            )
     if args.roofline:
         for p, pack in packs.items():
-            low = pack._low.matrix if pack._low is not None else pack._matrix
-            run = gemm_only(low)
+            run = gemm_only(pack)
             methods[f"gemm_only_{p}"] = lambda i, q, run=run: run(q)
     names = list(methods)
     times: dict[str, list[float]] = {n: [] for n in names}
@@ -149,6 +210,8 @@ def main(argv: list[str] | None = None) -> None:
         rref = out.get("rerank100_float32")
         for name in names:
             res = out[name]
+            if name == "engine_search":
+                same_set[name] += set(res.tolist()) == best
             if name.startswith("colmax_"):
                 same_set[name] += set(res.ids[:10].tolist()) == best
                 rescored[name].append(res.rescored)
@@ -170,7 +233,7 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---:|---:|---|---|---:|")
     for name in names:
         ms = statistics.median(times[name]) * 1e3
-        same = f"{same_set[name]}/{nq}" if name.startswith("colmax_") else ""
+        same = f"{same_set[name]}/{nq}" if name.startswith(("colmax_", "engine_s")) else ""
         ident = f"{identical[name]}/{nq}" if name.startswith(("colmax_", "rerank100_")) else ""
         resc = f"{statistics.median(rescored[name]):.0f}" if rescored[name] else ""
         if name == "baseline":

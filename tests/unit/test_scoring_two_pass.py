@@ -19,6 +19,7 @@ from colmax.scoring.lowp import (
     build_low_copy,
     first_pass,
     first_pass_precision,
+    low_rows,
     query_stats,
     score_bounds,
 )
@@ -116,10 +117,12 @@ def test_adversarial_ties_and_near_ties(path: str) -> None:
         _check_same(packed.top_k(queries, k), _reference(*exact, k))
 
 
+@pytest.mark.parametrize("block", [64, 16])
 @pytest.mark.parametrize("path", ["bfloat16", "int8"])
-def test_first_pass_error_is_within_its_bound(path: str) -> None:
+def test_first_pass_error_is_within_its_bound(path: str, block: int) -> None:
     """|first-pass score - exact score| <= bound on hostile values: long vectors, negative
-    similarities, components full of mantissa bits, float32 inputs."""
+    similarities, components full of mantissa bits, float32 inputs; with the copy pre-packed
+    where this machine packs it (blocks of 16 rows cut documents into pieces)."""
     rng = np.random.default_rng(4)
     dim = 40
     lengths = rng.integers(1, 30, size=200)
@@ -129,7 +132,7 @@ def test_first_pass_error_is_within_its_bound(path: str) -> None:
     tokens[1::5] *= -1
     padded = lengths.astype(np.int64)  # a layout with no padding: documents back to back
     matrix = torch.from_numpy(tokens)
-    low = build_low_copy(matrix, padded, path)
+    low = build_low_copy(matrix, padded, path, block)
     queries = [
         torch.from_numpy(rng.standard_normal((t, dim)).astype(np.float32)) for t in (32, 9, 1)
     ]
@@ -137,8 +140,9 @@ def test_first_pass_error_is_within_its_bound(path: str) -> None:
     owner = torch.repeat_interleave(torch.arange(3), torch.tensor([32, 9, 1]))
     ind = torch.nn.functional.one_hot(owner, 3).float()
     q = query_stats(stacked, owner, 3, path)
-    plan = plan_blocks(padded, 64)
-    res = first_pass(low.matrix, plan, len(lengths), 64, q, ind, low.scale)
+    plan = plan_blocks(padded, block)
+    rows = low.packed if low.packed is not None else low.matrix
+    res = first_pass(rows, plan, len(lengths), block, q, ind, low.scale)
     bound = score_bounds(low, torch.arange(len(lengths)), q, res[:, 3:], dim).numpy()
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     exact = maxsim_loop(queries, [tokens[offsets[i] : offsets[i + 1]] for i in range(len(lengths))])
@@ -231,3 +235,93 @@ def test_automatic_first_pass_follows_the_hardware(monkeypatch: pytest.MonkeyPat
     assert first_pass_precision("auto") == "bfloat16"
     monkeypatch.setenv(ENV_VAR, "auto")
     assert first_pass_precision("auto") == want
+
+
+@pytest.mark.parametrize("path", ["bfloat16", "int8"])
+def test_prepacked_rows_give_the_plain_gemm_bit_for_bit(path: str) -> None:
+    """The oneDNN pre-packed copy (where this machine packs exactly) changes the layout, not
+    one bit of the first pass: same scores and bounds as the plain row-major copy, documents
+    longer than a block included."""
+    rng = np.random.default_rng(11)
+    dim = 48
+    lengths = rng.integers(1, 40, size=120)
+    lengths[[3, 60]] = 70  # longer than a 32-row block: scored in pieces
+    tokens = _unit(rng.standard_normal((int(lengths.sum()), dim))).astype(np.float16)
+    padded = lengths.astype(np.int64)
+    matrix = torch.from_numpy(tokens)
+    low = build_low_copy(matrix, padded, path, 32)
+    if low.packed is None:
+        pytest.skip(f"this CPU does not pack {path} rows exactly (the plain copy is used)")
+    assert low.matrix is None  # the plain copy is dropped: no memory is spent twice
+    scale = (
+        None if low.scale is None else torch.repeat_interleave(low.scale, torch.from_numpy(padded))
+    )
+    plain = low_rows(matrix, path, scale)
+    queries = _queries(12, [32, 5], dim)
+    owner = torch.repeat_interleave(torch.arange(2), torch.tensor([32, 5]))
+    ind = torch.nn.functional.one_hot(owner, 2).float()
+    q = query_stats(torch.cat(queries), owner, 2, path)
+    plan = plan_blocks(padded, 32)
+    assert plan.long_docs
+    packed_res = first_pass(low.packed, plan, len(lengths), 32, q, ind, low.scale)
+    plain_res = first_pass(plain, plan, len(lengths), 32, q, ind, low.scale)
+    assert torch.equal(packed_res, plain_res)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_top_k_exact_with_small_prepacked_blocks(
+    path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole-corpus pass in pre-packed blocks of 16 rows (documents cut into pieces), and
+    filtered subsets rounded afresh from the exact copy: still float32-exact top-k."""
+    import colmax.scoring.packed as packed_mod
+
+    monkeypatch.setattr(packed_mod, "LOW_PACK_ROWS", 16)
+    tokens, offsets = _corpus(13, n_docs=200, max_len=40, dim=24)
+    queries = _queries(14, [20, 2], dim=24)
+    docs = PackedDocuments.from_arrays(tokens, offsets, compute_dtype=path)
+    for k in (1, 10):
+        _check_same(docs.top_k(queries, k), _reference(*_exact32(tokens, offsets, queries), k))
+    subset = [4, 150, 7, 199, 0, 33]
+    got = docs.top_k(queries, 2, subset)
+    _check_same(got, _reference(*_exact32(tokens, offsets, queries, subset), 2))
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_top_k_across_corpora_equals_top_k_of_their_union(path: str) -> None:
+    """Several corpora (an index's segments) in one cascade: the same ids, order and scores
+    as exact top-k over their union, ties across corpora included, with subsets and a corpus
+    with nothing eligible."""
+    from colmax.scoring.packed import top_k_across
+
+    tokens, offsets = _corpus(21, n_docs=240, max_len=30, dim=32)
+    docs = [tokens[offsets[i] : offsets[i + 1]] for i in range(240)]
+    docs[100] = docs[5]  # a tie across corpora: document 5 (corpus 0) = document 100 (corpus 2)
+    tokens = np.concatenate(docs)
+    offsets = np.concatenate([[0], np.cumsum([len(d) for d in docs])]).astype(np.int64)
+    cuts = [0, 70, 71, 240]  # a one-document corpus in the middle
+    parts = [
+        PackedDocuments.from_arrays(
+            tokens[offsets[x] : offsets[y]], offsets[x : y + 1] - offsets[x], compute_dtype=path
+        )
+        for x, y in zip(cuts, cuts[1:])
+    ]
+    queries = [torch.from_numpy(docs[5][:3].astype(np.float32)), *_queries(22, [16], 32)]
+
+    def check(got, expected, locals_to_global) -> None:  # type: ignore[no-untyped-def]
+        assert len(got) == len(expected)
+        for g, (ids, scores) in zip(got, expected):
+            glob = np.array([locals_to_global(p, i) for p, i in zip(g.parts, g.ids)], dtype=int)
+            np.testing.assert_array_equal(glob, ids)
+            np.testing.assert_array_equal(g.scores, scores)
+
+    exact = _exact32(tokens, offsets, queries)
+    for k in (1, 10, 240):
+        check(top_k_across(parts, queries, k), _reference(*exact, k), lambda p, i: cuts[p] + i)
+    assert {100, 5} <= set(_reference(*exact, 1)[0][0].tolist())  # the tie is there
+    subsets = [np.array([3, 5, 50]), np.array([], dtype=np.int64), None]
+    union = np.concatenate([[3, 5, 50], np.arange(71, 240)])
+    got = top_k_across(parts, queries, 4, subsets)
+    check(got, _reference(*_exact32(tokens, offsets, queries, union), 4), lambda p, i: cuts[p] + i)
+    with pytest.raises(InvalidInputError):
+        top_k_across(parts, queries, 4, subsets[:2])

@@ -16,6 +16,7 @@ import torch
 
 from colmax.indexes.base import SearchResult, SegmentedIndex, drop_keys
 from colmax.scoring import PackedDocuments
+from colmax.scoring.packed import top_k_across
 from colmax.store.segments import Segment, merge
 
 __all__ = ["FlatIndex"]
@@ -142,20 +143,29 @@ class FlatIndex(SegmentedIndex):
     ) -> list[SearchResult]:
         """Exact top ``k`` per query (see :meth:`PackedDocuments.top_k`: a low-precision first
         pass where this CPU runs one natively, float32/float64 re-scoring, same results)."""
-        cand_keys: list[list[np.ndarray]] = [[] for _ in queries]
-        cand_scores: list[list[np.ndarray]] = [[] for _ in queries]
+        views: list[_View] = []
+        eligible: list[np.ndarray | None] = []
         for view in self._views:
             mask = (
                 view.alive if allowed is None else view.alive & np.isin(view.segment.keys, allowed)
             )
             n_ok = int(mask.sum())
-            if n_ok == 0:
-                continue
-            eligible = None if n_ok == len(mask) else np.flatnonzero(mask)
-            for qi, top in enumerate(view.packed.top_k(queries, k, eligible)):
-                cand_keys[qi].append(view.segment.keys[top.ids])
-                cand_scores[qi].append(top.scores)
-        return [_merge(ks, ss, k) for ks, ss in zip(cand_keys, cand_scores)]
+            if n_ok:
+                views.append(view)
+                eligible.append(None if n_ok == len(mask) else np.flatnonzero(mask))
+        if not views:
+            return [_merge([], [], k) for _ in queries]
+        # One cascade over every segment: re-scoring is decided against the overall k-th
+        # place, not once per segment (an index grown by many small adds has many segments).
+        found = top_k_across([v.packed for v in views], queries, k, eligible)
+        results = []
+        for top in found:
+            keys = np.empty(top.ids.size, dtype=np.int64)
+            for p in np.unique(top.parts).tolist():
+                at = top.parts == p
+                keys[at] = views[p].segment.keys[top.ids[at]]
+            results.append(_merge([keys], [top.scores], k))
+        return results
 
 
 def _merge(keys: list[np.ndarray], scores: list[np.ndarray], k: int) -> SearchResult:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 import torch
 
 from colmax.scoring._layout import Plan
+from colmax.scoring._scratch import scratch
 
 __all__ = [
     "HOLD_ELEMENTS",
@@ -31,6 +32,7 @@ __all__ = [
     "float64_sims",
     "int8_sims",
     "plan_maxima",
+    "plan_ranges",
 ]
 
 #: Per-document maxima held before the caller reduces them (2**20 = 4 MiB of float32).
@@ -67,10 +69,12 @@ def plan_maxima(
         ``best`` ``(m, doc1 - doc0)``, a view of a reused buffer: consume it before asking
         for the next item.
     """
-    sim_buf = torch.empty(block_rows * m, dtype=dtype)  # reused: no page faults per block
+    # Reused per block, and per thread across calls (no page faults; see _scratch). Safe as
+    # one generator runs at a time per thread: callers consume ``best`` before the next item.
+    sim_buf = scratch("sims", (block_rows * m,), dtype)
     hold = HOLD_ELEMENTS // m if hold_docs is None else hold_docs
     width = max(plan.max_block_docs, min(hold, sum(b.doc1 - b.doc0 for b in plan.blocks)))
-    best_buf = torch.empty((m, width), dtype=dtype)
+    best_buf = scratch("best", (m, width), dtype)
     start = used = 0  # documents start .. start + used are held in best_buf
     for blk in plan.blocks:
         n = blk.doc1 - blk.doc0
@@ -91,25 +95,40 @@ def plan_maxima(
         yield start, start + used, best_buf[:, :used]
     for row, length, doc in plan.long_docs:  # longer than a block: scored in pieces
         acc: torch.Tensor | None = None
-        for a in range(row, row + length, block_rows):
-            b = min(a + block_rows, row + length)
+        for a, b in _pieces(row, length, block_rows):
             piece = sims(a, b, sim_buf[: (b - a) * m].view(m, b - a)).amax(dim=1)
             acc = piece if acc is None else torch.maximum(acc, piece)
         if acc is not None:
             yield doc, doc + 1, acc.view(m, 1)
 
 
+def _pieces(row: int, length: int, block_rows: int) -> Iterator[tuple[int, int]]:
+    """Row ranges of a document longer than a block, each at most ``block_rows``."""
+    for a in range(row, row + length, block_rows):
+        yield a, min(a + block_rows, row + length)
+
+
+def plan_ranges(plan: Plan, block_rows: int) -> list[tuple[int, int]]:
+    """Every ``(row_a, row_b)`` range :func:`plan_maxima` asks ``sims`` for, in order."""
+    out = [(blk.row0, blk.row1) for blk in plan.blocks]
+    for row, length, _ in plan.long_docs:
+        out.extend(_pieces(row, length, block_rows))
+    return out
+
+
 def float32_sims(matrix: torch.Tensor, q: torch.Tensor) -> SimsFn:
     """Exact float32 similarities ``q @ rows.T`` of ``matrix`` rows (float32, or float16
-    widened per block) with the query tokens ``q`` ``(m, dim)``."""
-    wide = None if matrix.dtype == torch.float32 else torch.empty(0)
+    widened per block into this thread's scratch buffer) with the query tokens ``q``
+    ``(m, dim)``."""
+    half = matrix.dtype != torch.float32
+    wide: torch.Tensor | None = None  # held for the whole call, even if too big to keep
 
     def sims(a: int, b: int, out: torch.Tensor) -> torch.Tensor:
         nonlocal wide
         rows = matrix[a:b]
-        if wide is not None:  # float16 widens exactly; one buffer for every block
-            if wide.shape[0] < b - a:
-                wide = torch.empty((b - a, matrix.shape[1]))
+        if half:  # float16 widens exactly
+            if wide is None or wide.shape[0] < b - a:
+                wide = scratch("wide", (b - a, matrix.shape[1]), torch.float32)
             rows = wide[: b - a].copy_(rows)
         return torch.mm(q, rows.T, out=out)
 

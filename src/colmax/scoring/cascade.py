@@ -71,7 +71,7 @@ def exact_top_k(
     bound: torch.Tensor | float,
     k: int,
     rescore32: Rescore | None,
-    bound32: float,
+    bound32: torch.Tensor | float,
     rescore64: Rescore,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], int]:
     """The ``k`` best of ``cols`` (plus ties with the ``k``-th) by exact score, best first.
@@ -83,7 +83,8 @@ def exact_top_k(
         k: places wanted (>= 1).
         rescore32: float32 re-scoring of some documents, or ``None`` when ``approx`` already
             is the float32 kernel's output (then ``bound`` is its bound).
-        bound32: the float32 kernel's error bound for this query.
+        bound32: the float32 kernel's error bound: one for all, or ``(n,)`` aligned with
+            ``cols`` (documents from several corpora, each with its own bound).
         rescore64: float64 re-scoring.
 
     Returns:
@@ -92,14 +93,14 @@ def exact_top_k(
         re-scored after the first pass.
     """
     approx = approx.double()
-    keep = survivors(approx, bound, k)
-    ids = cols[keep.numpy()]
+    pos = survivors(approx, bound, k).numpy()  # positions in cols
     rescored = 0
     if rescore32 is not None:
-        s32 = rescore32(ids).double()
-        rescored = int(ids.size)
-        keep = survivors(s32, bound32, k)
-        ids = ids[keep.numpy()]
+        s32 = rescore32(cols[pos]).double()
+        rescored = int(pos.size)
+        b32 = bound32[torch.from_numpy(pos)] if isinstance(bound32, torch.Tensor) else bound32
+        pos = pos[survivors(s32, b32, k).numpy()]
+    ids = cols[pos]
     s64 = rescore64(ids)
     rescored = max(rescored, int(ids.size))
     vals = s64.to(torch.float32).numpy()  # exact, rounded once

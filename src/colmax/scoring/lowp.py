@@ -38,8 +38,10 @@ import numpy.typing as npt
 import torch
 
 from colmax.hardware import ENV_VAR, detect, resolve_precision
-from colmax.scoring._kernel import SimsFn, bfloat16_sims, int8_sims, plan_maxima
-from colmax.scoring._layout import Plan
+from colmax.scoring._kernel import SimsFn, bfloat16_sims, int8_sims, plan_maxima, plan_ranges
+from colmax.scoring._layout import Plan, plan_blocks
+from colmax.scoring._prepacked import PrepackedRows, pack_rows
+from colmax.scoring._scratch import scratch
 
 __all__ = [
     "LOW_PRECISIONS",
@@ -48,6 +50,7 @@ __all__ = [
     "build_low_copy",
     "first_pass",
     "first_pass_precision",
+    "low_rows",
     "query_stats",
     "score_bounds",
 ]
@@ -68,10 +71,11 @@ def first_pass_precision(requested: str = "auto") -> str:
     without bfloat16, e.g. Cascade Lake, Alder Lake), else ``"float32"`` (no first pass).
 
     On the AVX512-BF16 + VNNI host of ``docs/benchmarks.md`` ("Precision") the two low
-    precisions tie on SciFact top-10 (int8's GEMM alone is ~15% faster: it reads half the
-    bytes, but its coarser rounding re-scores ~150-180 documents per query against ~13), so
-    bfloat16, which leaves less to the re-scoring whatever ``k``, is preferred where both are
-    native. Results are identical on every path.
+    precisions tie on SciFact top-10 (90.6 ms each; int8's pre-packed GEMM alone is 1.6x
+    faster, but its coarser rounding re-scores ~140-180 documents per query against ~13), and
+    on random vectors, where scores crowd together, int8 was 2.7x slower (dim 128). So
+    bfloat16, which leaves less to the re-scoring whatever the data, is preferred where both
+    are native. Results are identical on every path.
 
     Args:
         requested: ``"auto"``, ``"float32"``, ``"bfloat16"`` or ``"int8"``.
@@ -97,22 +101,35 @@ class LowCopy:
 
     Attributes:
         kind: ``"bfloat16"`` or ``"int8"``.
-        matrix: ``(n_rows, dim)`` bfloat16 or int8 rows.
+        matrix: ``(n_rows, dim)`` bfloat16 or int8 rows, or ``None`` where ``packed`` holds
+            them (a subset is then rounded afresh from the exact copy: :func:`low_rows`).
+        packed: the rows pre-packed for oneDNN, in the blocks of
+            ``plan_blocks(padded_len, pack_block_rows)`` (see :mod:`colmax.scoring._prepacked`),
+            or ``None`` where this machine cannot pack them exactly.
+        pack_block_rows: the block size ``packed`` was cut with.
         residual: ``(n_docs,)`` float64, per layout position: largest ``|d_j - ~d_j|``.
         norm: ``(n_docs,)`` float64: largest ``|~d_j|`` (``N_d``).
         scale: int8 only, ``(n_docs,)`` float32: the document's quantisation step.
     """
 
     kind: str
-    matrix: torch.Tensor
+    matrix: torch.Tensor | None
+    packed: PrepackedRows | None
+    pack_block_rows: int
     residual: torch.Tensor
     norm: torch.Tensor
     scale: torch.Tensor | None
 
     @property
+    def dtype(self) -> torch.dtype:
+        return torch.bfloat16 if self.kind == "bfloat16" else torch.int8
+
+    @property
     def nbytes(self) -> int:
         extra = 0 if self.scale is None else self.scale.nbytes
-        return int(self.matrix.nbytes + self.residual.nbytes + self.norm.nbytes + extra)
+        extra += 0 if self.matrix is None else int(self.matrix.nbytes)
+        extra += 0 if self.packed is None else self.packed.nbytes
+        return int(self.residual.nbytes + self.norm.nbytes + extra)
 
 
 def _round_rows(rows: torch.Tensor, row_scale: torch.Tensor | None) -> torch.Tensor:
@@ -120,6 +137,29 @@ def _round_rows(rows: torch.Tensor, row_scale: torch.Tensor | None) -> torch.Ten
     if row_scale is None:
         return rows.to(torch.bfloat16)
     return torch.round(rows / row_scale.unsqueeze(1)).clamp_(-127, 127).to(torch.int8)
+
+
+def low_rows(exact: torch.Tensor, kind: str, row_scale: torch.Tensor | None) -> torch.Tensor:
+    """Rows of the exact copy rounded as :func:`build_low_copy` rounds them (bit-identical):
+    how a gathered subset gets its low-precision rows when the full copy is pre-packed.
+    Works in this thread's scratch buffers (see :mod:`colmax.scoring._scratch`): the result is
+    valid until the next call on the same thread.
+
+    Args:
+        exact: ``(n, dim)`` float32 or float16 rows.
+        kind: ``"bfloat16"`` or ``"int8"``.
+        row_scale: int8: ``(n,)`` each row's document step; bfloat16: ``None``.
+    """
+    wide = scratch("low_wide", tuple(exact.shape), torch.float32).copy_(exact)
+    out = scratch(
+        "low_rows", tuple(exact.shape), torch.bfloat16 if kind == "bfloat16" else torch.int8
+    )
+    if kind == "int8":
+        if row_scale is None:
+            raise ValueError("int8 rows need their scales")
+        # In place, the same operations as _round_rows: the same integers.
+        wide.div_(row_scale.unsqueeze(1)).round_().clamp_(-127, 127)
+    return out.copy_(wide)
 
 
 def _dequantised(
@@ -134,8 +174,14 @@ def _doc_max(values: npt.NDArray[np.float32], starts: npt.NDArray[np.int64]) -> 
     return np.maximum.reduceat(values, starts) if values.size else values
 
 
-def build_low_copy(exact: torch.Tensor, padded_len: npt.NDArray[np.int64], kind: str) -> LowCopy:
-    """Round the exact copy to ``kind``, recording each document's residual and norm.
+def build_low_copy(
+    exact: torch.Tensor,
+    padded_len: npt.NDArray[np.int64],
+    kind: str,
+    pack_block_rows: int = 1 << 14,
+) -> LowCopy:
+    """Round the exact copy to ``kind``, recording each document's residual and norm, and
+    pre-pack it for oneDNN where this machine can (then the plain copy is dropped).
 
     Args:
         exact: ``(n_rows, dim)`` float32 or float16 rows in layout order (documents are runs of
@@ -143,6 +189,7 @@ def build_low_copy(exact: torch.Tensor, padded_len: npt.NDArray[np.int64], kind:
         padded_len: ``(n_docs,)`` rows per document.
         kind: ``"bfloat16"`` or ``"int8"`` (one scale per document: max ``|value|`` / 127, so
             the first pass can take the max over integers before scaling).
+        pack_block_rows: rows per block of the pre-packed copy (the full first pass's plan).
 
     Returns:
         The copy.
@@ -178,7 +225,10 @@ def build_low_copy(exact: torch.Tensor, padded_len: npt.NDArray[np.int64], kind:
         slack = float(np.sqrt(dim)) * _U_FP32 * 127.0 * float(scale.max())
     residual = torch.from_numpy(_doc_max(row_resid, starts).astype(np.float64) * _MARGIN + slack)
     norm = torch.from_numpy(_doc_max(row_norm, starts).astype(np.float64) * _MARGIN + slack)
-    return LowCopy(kind, matrix, residual, norm, scale)
+    ranges = plan_ranges(plan_blocks(padded_len, pack_block_rows), pack_block_rows)
+    packed = pack_rows(kind, matrix, ranges)
+    dense = matrix if packed is None else None
+    return LowCopy(kind, dense, packed, pack_block_rows, residual, norm, scale)
 
 
 @dataclass(frozen=True)
@@ -231,7 +281,7 @@ def query_stats(
 
 
 def first_pass(
-    matrix: torch.Tensor,
+    matrix: torch.Tensor | PrepackedRows,
     plan: Plan,
     n_docs: int,
     block_rows: int,
@@ -242,7 +292,8 @@ def first_pass(
     """Approximate scores and ``sum_i |m_i|`` of the documents in ``matrix`` (plan order).
 
     Args:
-        matrix: low-precision rows (bfloat16 or int8).
+        matrix: low-precision rows (bfloat16 or int8), or pre-packed ones (then ``plan`` must
+            be the plan they were packed for).
         plan: its blocks.
         n_docs: documents in the plan.
         block_rows: rows per block.
@@ -257,11 +308,17 @@ def first_pass(
     out = torch.empty((2 * nq, n_docs), dtype=torch.float32)
     ind_t = ind.T.contiguous()
     sims: SimsFn
-    if matrix.dtype == torch.int8:
+    int8 = (
+        matrix.kind == "int8" if isinstance(matrix, PrepackedRows) else matrix.dtype == torch.int8
+    )
+    if int8:
         if doc_scale is None or q.scale is None:
             raise ValueError("int8 first pass needs document and query scales")
-        sims, dtype = int8_sims(matrix, q.tokens), torch.int32
         q_scale = q.scale.unsqueeze(1)
+    if isinstance(matrix, PrepackedRows):  # exact integer sums (float32) or bfloat16
+        sims, dtype = matrix.sims(q.tokens), matrix.dtype
+    elif int8:
+        sims, dtype = int8_sims(matrix, q.tokens), torch.int32
     else:
         sims, dtype = bfloat16_sims(matrix, q.tokens), torch.bfloat16
     for d0, d1, best in plan_maxima(plan, block_rows, m, sims, dtype):

@@ -70,6 +70,7 @@ from colmax.scoring._prepare import (
     fill_matrix,
     max_row_norm,
 )
+from colmax.scoring._scratch import scratch
 from colmax.scoring.bounds import score_error_bound
 from colmax.scoring.cascade import Rescore, exact_top_k
 from colmax.scoring.lowp import (
@@ -78,20 +79,29 @@ from colmax.scoring.lowp import (
     build_low_copy,
     first_pass,
     first_pass_precision,
+    low_rows,
     query_stats,
     score_bounds,
 )
 
-#: ``kernel(matrix, plan, n_docs, layout_positions) -> (n_docs, width)`` in plan order;
-#: ``layout_positions`` is ``None`` for the whole corpus (plan order = layout order).
-Kernel = Callable[[torch.Tensor, Plan, int, Any], torch.Tensor]
+#: ``kernel(matrix, plan, block_rows, n_docs, layout_positions) -> (n_docs, width)`` in plan
+#: order (``plan`` was cut with ``block_rows``); ``layout_positions`` is ``None`` for the whole
+#: corpus (plan order = layout order). ``matrix`` is a tensor or pre-packed rows.
+Kernel = Callable[[Any, Plan, int, int, Any], torch.Tensor]
+#: ``gather(source_rows, layout_positions, padded_lengths) -> rows`` of a subset.
+Gather = Callable[
+    [npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]], torch.Tensor
+]
 
 __all__ = [
     "BLOCK_ELEMENTS",
     "LOW_BLOCK_ELEMENTS",
+    "LOW_PACK_ROWS",
     "MAX_QUERY_TOKENS_PER_PASS",
     "PackedDocuments",
+    "SplitTopK",
     "TopK",
+    "top_k_across",
 ]
 
 #: Similarities held per block (2**20 float32 = 4 MiB): best or tied of 2**18 .. 2**22 measured.
@@ -101,11 +111,17 @@ BLOCK_ELEMENTS = 1 << 20
 #: 2**17-row blocks against 968 ms with 2**20 / m rows (``bench_two_pass.py``, load 6), because
 #: every parallel GEMM waits for both threads to be scheduled; on a quiet host they tie.
 LOW_BLOCK_ELEMENTS = 1 << 22
+#: Rows per block of the pre-packed low-precision copy (see :mod:`colmax.scoring._prepacked`):
+#: its whole-corpus pass runs in these blocks whatever the query length. 2**12 to 2**17 rows
+#: tied at 1 thread; 2**14 keeps a 1,024-token batch's bfloat16 block at 32 MiB.
+LOW_PACK_ROWS = 1 << 14
 #: Query tokens stacked into one GEMM; more queries take further passes over the corpus.
 MAX_QUERY_TOKENS_PER_PASS = 1024
 _MIN_BLOCK_ROWS = 2048
 _MAX_WASTE = 1.0 / 32  # padding allowed when merging neighbouring lengths into one group
-_SUBSET_ROWS = 1 << 16  # rows gathered per step when scoring a subset of documents
+# Rows gathered per step when scoring a subset of documents: small enough that the gathered
+# rows and their float32 widening stay in reused per-thread buffers (see _scratch).
+_SUBSET_ROWS = 1 << 13
 # A gathered subset (re-scoring, filters) pads its documents into a few length groups: each
 # distinct length costs one amax call, and 150 re-scored SciFact documents had ~150 lengths
 # (130 ms of re-scoring per query on a busy host, most of it waiting on those calls).
@@ -203,7 +219,7 @@ class PackedDocuments:
         self.n_docs = int(lengths.size)
         self.n_tokens = int(lengths.sum())
         self.dim = int(matrix.shape[1])
-        self.compute_dtype = torch.float32 if low is None else low.matrix.dtype
+        self.compute_dtype = torch.float32 if low is None else low.dtype
         self.copy_dtype = matrix.dtype
         # Largest stored token norm (for the float32 kernel's bound), from the copy itself.
         self._max_norm = max_row_norm(matrix)
@@ -267,7 +283,11 @@ class PackedDocuments:
         layout = build_layout(lengths, _MAX_WASTE)
         dtype = torch.float32 if copy_dtype == "float32" else torch.float16
         matrix = fill_matrix(tokens, offs, lengths, layout, dtype)
-        low = None if compute == "float32" else build_low_copy(matrix, layout.padded_len, compute)
+        low = (
+            None
+            if compute == "float32"
+            else build_low_copy(matrix, layout.padded_len, compute, LOW_PACK_ROWS)
+        )
         return cls(matrix, layout, lengths, low)
 
     @property
@@ -338,10 +358,10 @@ class PackedDocuments:
             stacked, _, ind = _stack(qs[a:b])
             rows = block_rows or max(BLOCK_ELEMENTS // stacked.shape[0], _MIN_BLOCK_ROWS)
 
-            def kernel(matrix: torch.Tensor, plan: Plan, n: int, pos: Any) -> torch.Tensor:
-                return _exact_plan(matrix, plan, n, rows, stacked, ind)  # noqa: B023 (called now)
+            def kernel(matrix: Any, plan: Plan, brows: int, n: int, pos: Any) -> torch.Tensor:
+                return _exact_plan(matrix, plan, n, brows, stacked, ind)  # noqa: B023 (called now)
 
-            out[a:b] = self._run(kernel, self._matrix, ids, rows, ind.shape[1], torch.float32).T
+            out[a:b] = self._run(kernel, ids, rows, ind.shape[1], torch.float32).T
         return out
 
     def top_k(
@@ -384,33 +404,9 @@ class PackedDocuments:
             >>> best.ids.tolist(), best.scores.tolist()   # documents 0 and 3 tie
             ([0, 3], [1.0, 1.0])
         """
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise InvalidInputError(f"k must be a positive integer, got {k!r}")
-        qs, ids = self._check_call(queries, doc_ids, block_rows)
-        cols = np.arange(self.n_docs) if ids is None else ids
-        out: list[TopK] = []
-        if not qs or cols.size == 0:
-            empty = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-            return [TopK(*empty, 0) for _ in qs]
-        for a, b in _query_passes(qs):
-            group = qs[a:b]
-            if self._low is None:  # the float32 pass is the first pass
-                approx, bounds = self.score(group, ids, block_rows=block_rows).T, None
-            else:
-                approx, bounds = self._first_pass(group, ids, cols, block_rows)
-            for j, q in enumerate(group):
-                b32 = self._bound32(q)
-                picked = exact_top_k(
-                    cols,
-                    approx[:, j],
-                    b32 if bounds is None else bounds[:, j] + b32,
-                    int(k),
-                    None if bounds is None else self._rescorer(q, block_rows, torch.float32),
-                    b32,
-                    self._rescorer(q, block_rows, torch.float64),
-                )
-                out.append(TopK(*picked))
-        return out
+        subsets = None if doc_ids is None else [doc_ids]
+        found = top_k_across([self], queries, k, subsets, block_rows=block_rows)
+        return [TopK(r.ids, r.scores, r.rescored) for r in found]
 
     def _first_pass(
         self,
@@ -428,13 +424,26 @@ class PackedDocuments:
         rows = block_rows or max(LOW_BLOCK_ELEMENTS // stacked.shape[0], _MIN_BLOCK_ROWS)
         q = query_stats(stacked, owner, nq, low.kind)
 
-        def kernel(matrix: torch.Tensor, plan: Plan, n: int, pos: Any) -> torch.Tensor:
+        def kernel(matrix: Any, plan: Plan, brows: int, n: int, pos: Any) -> torch.Tensor:
             scale = low.scale
             if scale is not None and pos is not None:  # a gathered subset: its own scales
                 scale = scale[torch.from_numpy(pos)]
-            return first_pass(matrix, plan, n, rows, q, ind, scale)
+            return first_pass(matrix, plan, n, brows, q, ind, scale)
 
-        res = self._run(kernel, low.matrix, ids, rows, 2 * nq, torch.float32)
+        def gather(src: Any, pos: Any, glen: Any) -> torch.Tensor:
+            if low.matrix is not None:
+                return _gather(low.matrix, src)
+            rs = None
+            if low.scale is not None:
+                rs = torch.repeat_interleave(
+                    low.scale[torch.from_numpy(pos)], torch.from_numpy(glen)
+                )
+            return low_rows(_gather(self._matrix, src), low.kind, rs)
+
+        # The whole corpus runs in the blocks the pre-packed copy was cut into (its own size,
+        # whatever ``block_rows``); a subset is gathered and rounded afresh.
+        full = (low.matrix, rows) if low.packed is None else (low.packed, low.pack_block_rows)
+        res = self._run(kernel, ids, rows, 2 * nq, torch.float32, full=full, gather=gather)
         positions = torch.from_numpy(self._layout.position[cols])
         return res[:, :nq], score_bounds(low, positions, q, res[:, nq:], self.dim)
 
@@ -454,13 +463,13 @@ class PackedDocuments:
         ind = torch.ones((q.shape[0], 1), dtype=dtype)
         rows = block_rows or max(BLOCK_ELEMENTS // q.shape[0], _MIN_BLOCK_ROWS)
 
-        def kernel(matrix: torch.Tensor, plan: Plan, n: int, pos: Any) -> torch.Tensor:
-            return _exact_plan(matrix, plan, n, rows, qd, ind)
+        def kernel(matrix: Any, plan: Plan, brows: int, n: int, pos: Any) -> torch.Tensor:
+            return _exact_plan(matrix, plan, n, brows, qd, ind)
 
         def rescore(doc_ids: npt.NDArray[np.int64]) -> torch.Tensor:
             if doc_ids.size == 0:
                 return torch.zeros(0, dtype=dtype)
-            return self._run(kernel, self._matrix, doc_ids, rows, 1, dtype)[:, 0]
+            return self._run(kernel, doc_ids, rows, 1, dtype)[:, 0]
 
         return rescore
 
@@ -500,23 +509,28 @@ class PackedDocuments:
     def _run(
         self,
         kernel: Kernel,
-        matrix: torch.Tensor,
         ids: npt.NDArray[np.int64] | None,
         rows: int,
         width: int,
         dtype: torch.dtype,
+        *,
+        full: tuple[Any, int] | None = None,
+        gather: Gather | None = None,
     ) -> torch.Tensor:
         """``kernel`` over all documents, or over ``ids`` only: ``(n, width)`` in ``ids``' order.
 
-        A subset is gathered from ``matrix`` a slice at a time and scored on its own, unless
-        it covers more than half the rows (then one full pass is cheaper).
+        ``full`` is the matrix of a whole pass and its block rows (default: the exact copy in
+        blocks of ``rows``); ``gather`` gives a subset's rows (default: gathered from the exact
+        copy). A subset is gathered a slice at a time and scored on its own, unless it covers
+        more than half the rows (then one full pass is cheaper).
         """
         lay = self._layout
         if ids is None or 2 * int(lay.padded_len[np.unique(lay.position[ids])].sum()) > lay.n_rows:
-            res = kernel(matrix, self._plan(rows), self.n_docs, None)
-            full = torch.empty_like(res)
-            full[torch.from_numpy(lay.order)] = res
-            return full if ids is None else full[torch.from_numpy(ids)]
+            matrix, brows = full if full is not None else (self._matrix, rows)
+            res = kernel(matrix, self._plan(brows), brows, self.n_docs, None)
+            out = torch.empty_like(res)
+            out[torch.from_numpy(lay.order)] = res
+            return out if ids is None else out[torch.from_numpy(ids)]
         pos = np.unique(lay.position[ids])  # layout positions, sorted: runs of equal length
         plen = lay.padded_len[pos]
         glen = group_padded(plen, _SUBSET_WASTE)  # padding repeats a row: maxima unchanged
@@ -528,7 +542,168 @@ class PackedDocuments:
                 a + 1, int(np.searchsorted(ends, ends[a] - glen[a] + _SUBSET_ROWS, side="right"))
             )
             src = layout_rows(lay.row_start[pos[a:b]], plen[a:b], glen[a:b])
-            part = matrix.index_select(0, torch.from_numpy(src))
-            res[a:b] = kernel(part, plan_blocks(glen[a:b], rows), b - a, pos[a:b])
+            if gather is None:
+                part = _gather(self._matrix, src)
+            else:
+                part = gather(src, pos[a:b], glen[a:b])
+            res[a:b] = kernel(part, plan_blocks(glen[a:b], rows), rows, b - a, pos[a:b])
             a = b
         return res[torch.from_numpy(np.searchsorted(pos, lay.position[ids]))]
+
+
+@dataclass(frozen=True)
+class SplitTopK:
+    """The best documents of one query over several corpora (:func:`top_k_across`).
+
+    Attributes:
+        parts: the corpus (index into the list given) of each document.
+        ids: its document number within that corpus.
+        scores: exact MaxSim rounded to float32, best first (ties: corpus, then number).
+        rescored: documents scored again after the first pass.
+    """
+
+    parts: npt.NDArray[np.int64]
+    ids: npt.NDArray[np.int64]
+    scores: npt.NDArray[np.float32]
+    rescored: int
+
+
+def top_k_across(
+    corpora: Sequence[PackedDocuments],
+    queries: Sequence[Any],
+    k: int,
+    doc_ids: Sequence[Any | None] | None = None,
+    *,
+    block_rows: int | None = None,
+) -> list[SplitTopK]:
+    """The ``k`` best documents of each query over several corpora at once, exactly as
+    :meth:`PackedDocuments.top_k` over their union.
+
+    The segments of one index are such corpora. Each runs its own first pass, then one
+    cascade decides for all: only documents that could reach the **overall** ``k``-th place are
+    re-scored, where per-corpus top-k would re-score ``k`` or more in every corpus (and pay each
+    re-scoring's fixed costs once per corpus).
+
+    Args:
+        corpora: the corpora (same ``dim``).
+        queries: token matrices ``(t_q, dim)``, as for :meth:`PackedDocuments.score`.
+        k: documents wanted per query (>= 1).
+        doc_ids: optional, one entry per corpus: ``None`` (all its documents are eligible) or
+            the eligible document numbers.
+        block_rows: as for :meth:`PackedDocuments.score`.
+
+    Returns:
+        One :class:`SplitTopK` per query: the ``k`` best plus any document tied with the
+        ``k``-th.
+
+    Raises:
+        InvalidEmbeddingError, DimensionMismatchError, InvalidInputError: as for
+            :meth:`PackedDocuments.top_k`, or ``doc_ids`` has another length than ``corpora``.
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise InvalidInputError(f"k must be a positive integer, got {k!r}")
+    if doc_ids is not None and len(doc_ids) != len(corpora):
+        raise InvalidInputError(
+            f"doc_ids needs one entry per corpus ({len(corpora)}), got {len(doc_ids)}"
+        )
+    qs: list[torch.Tensor] = []
+    subsets: list[npt.NDArray[np.int64] | None] = []
+    for i, corpus in enumerate(corpora):
+        qs, ids = corpus._check_call(queries, None if doc_ids is None else doc_ids[i], block_rows)
+        subsets.append(ids)
+    if not corpora:
+        qs, _ = check_token_matrices(queries, "queries")
+    cols = [np.arange(c.n_docs) if s is None else s for c, s in zip(corpora, subsets)]
+    sizes = [int(c.size) for c in cols]
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    live = [i for i, n in enumerate(sizes) if n]
+    empty = np.zeros(0, dtype=np.int64)
+    if not qs or not live:
+        return [SplitTopK(empty, empty, np.zeros(0, dtype=np.float32), 0) for _ in qs]
+    single = len(corpora) == 1
+    # One corpus: its own document numbers (ties broken by them); several: global positions.
+    gcols = cols[0] if single else np.arange(int(starts[-1]), dtype=np.int64)
+    out: list[SplitTopK] = []
+    for a, b in _query_passes(qs):
+        group = qs[a:b]
+        first: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
+        for i in live:
+            c = corpora[i]
+            if c._low is None:  # the float32 pass is the first pass
+                first[i] = (c.score(group, subsets[i], block_rows=block_rows).T, None)
+            else:
+                first[i] = c._first_pass(group, subsets[i], cols[i], block_rows)
+        for j, q in enumerate(group):
+            b32 = {i: corpora[i]._bound32(q) for i in live}
+            approx = torch.cat([first[i][0][:, j].double() for i in live])
+            parts_bound = []
+            for i in live:
+                low = first[i][1]
+                flat = torch.full((sizes[i],), b32[i], dtype=torch.float64)
+                parts_bound.append(flat if low is None else low[:, j] + b32[i])
+            bound = torch.cat(parts_bound)
+            bound32: torch.Tensor | float = (
+                b32[live[0]]
+                if single
+                else torch.cat([torch.full((sizes[i],), b32[i], dtype=torch.float64) for i in live])
+            )
+            any_low = any(first[i][1] is not None for i in live)
+
+            def rescorer(dtype: torch.dtype, q: torch.Tensor = q, j: int = j) -> Rescore:
+                fns = {i: corpora[i]._rescorer(q, block_rows, dtype) for i in live}
+                if single:
+                    return fns[live[0]]
+                # float32 first passes already hold float32 scores: reused, not recomputed.
+                known = {i: first[i][0][:, j] for i in live if first[i][1] is None}  # noqa: B023
+                return _split_rescorer(fns, known, cols, starts, dtype)
+
+            ids, scores, n = exact_top_k(
+                gcols,
+                approx,
+                bound,
+                int(k),
+                rescorer(torch.float32) if any_low else None,
+                bound32,
+                rescorer(torch.float64),
+            )
+            if single:
+                out.append(SplitTopK(np.zeros(ids.size, dtype=np.int64), ids, scores, n))
+            else:
+                part = np.searchsorted(starts, ids, side="right") - 1
+                local = np.array(
+                    [cols[p][g - starts[p]] for p, g in zip(part, ids)], dtype=np.int64
+                )
+                out.append(SplitTopK(part.astype(np.int64), local, scores, n))
+    return out
+
+
+def _gather(matrix: torch.Tensor, rows: npt.NDArray[np.int64]) -> torch.Tensor:
+    """``matrix[rows]`` in this thread's scratch buffer (consumed before the next gather)."""
+    out = scratch("gather", (rows.size, matrix.shape[1]), matrix.dtype)
+    return torch.index_select(matrix, 0, torch.from_numpy(rows), out=out)
+
+
+def _split_rescorer(
+    fns: dict[int, Rescore],
+    known32: dict[int, torch.Tensor],
+    cols: list[npt.NDArray[np.int64]],
+    starts: npt.NDArray[np.int64],
+    dtype: torch.dtype,
+) -> Rescore:
+    """Re-scoring by global position over several corpora: each position goes to its corpus's
+    rescorer (``fns``), or, in float32, to the scores a float32 first pass already gave."""
+
+    def run(at: npt.NDArray[np.int64]) -> torch.Tensor:
+        part = np.searchsorted(starts, at, side="right") - 1
+        res = torch.empty(at.size, dtype=dtype)
+        for i in np.unique(part).tolist():
+            mask = part == i
+            local = at[mask] - starts[i]
+            if dtype == torch.float32 and i in known32:
+                got = known32[i][torch.from_numpy(local)]
+            else:
+                got = fns[i](cols[i][local])
+            res[torch.from_numpy(mask)] = got.to(dtype)
+        return res
+
+    return run
