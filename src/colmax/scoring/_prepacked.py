@@ -23,7 +23,7 @@ from collections.abc import Iterable
 import torch
 
 from colmax.hardware import detect
-from colmax.scoring._kernel import SimsFn
+from colmax.scoring._kernel import SimsFn, bfloat16_sims, int8_sims
 
 __all__ = ["PrepackedRows", "pack_rows"]
 
@@ -40,10 +40,9 @@ class PrepackedRows:
         nbytes: bytes held by the packed ranges.
     """
 
-    def __init__(self, kind: str, blocks: dict[tuple[int, int], torch.Tensor], dim: int) -> None:
+    def __init__(self, kind: str, blocks: dict[tuple[int, int], torch.Tensor]) -> None:
         self.kind = kind
         self.dtype = torch.bfloat16 if kind == "bfloat16" else torch.float32
-        self.dim = dim
         self._blocks = blocks
         # Per output channel (row) scales of 1 and zero points of 0 for the int8 GEMM: the
         # output is then the exact integer sum, as torch._int_mm gives (|sum| < 2**24).
@@ -91,12 +90,6 @@ def _pack(kind: str, rows: torch.Tensor) -> torch.Tensor:
     return torch.ops.onednn.qlinear_prepack(rows, [32, rows.shape[1]])
 
 
-def _plain(kind: str, q: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    if kind == "bfloat16":
-        return torch.mm(q, rows.T).float()
-    return torch._int_mm(q, rows.T).float()
-
-
 def _packing_works(kind: str, dim: int) -> bool:
     """Pack and multiply a small extreme example; ``True`` iff it runs and equals the plain
     GEMM exactly (int8 sums at the saturation limits of non-VNNI kernels included)."""
@@ -114,11 +107,13 @@ def _packing_works(kind: str, dim: int) -> bool:
         q = torch.randint(-127, 128, (5, dim), generator=gen, dtype=torch.int8)
         q[0], q[1] = 127, -127
     try:
-        packed = PrepackedRows(kind, {(0, 48): _pack(kind, rows)}, dim)
+        packed = PrepackedRows(kind, {(0, 48): _pack(kind, rows)})
         got = packed.sims(q)(0, 48, torch.empty(0)).float()
     except (RuntimeError, NotImplementedError, AttributeError):
         return False
-    return bool(torch.equal(got, _plain(kind, q, rows)))
+    plain = bfloat16_sims if kind == "bfloat16" else int8_sims  # the unpacked first pass
+    want = plain(rows, q)(0, 48, torch.empty((5, 48), dtype=rows.dtype)).float()
+    return bool(torch.equal(got, want))
 
 
 _WORKS: dict[tuple[str, int], bool] = {}
@@ -144,4 +139,4 @@ def pack_rows(
     if not _WORKS[key]:
         return None
     blocks = {(a, b): _pack(kind, matrix[a:b].contiguous()) for a, b in ranges}
-    return PrepackedRows(kind, blocks, dim)
+    return PrepackedRows(kind, blocks)

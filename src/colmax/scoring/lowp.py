@@ -132,11 +132,19 @@ class LowCopy:
         return int(self.residual.nbytes + self.norm.nbytes + extra)
 
 
-def _round_rows(rows: torch.Tensor, row_scale: torch.Tensor | None) -> torch.Tensor:
-    """bfloat16 rows (``row_scale is None``), else int8 steps of ``row_scale``."""
-    if row_scale is None:
-        return rows.to(torch.bfloat16)
-    return torch.round(rows / row_scale.unsqueeze(1)).clamp_(-127, 127).to(torch.int8)
+def _round_rows(
+    rows: torch.Tensor, row_scale: torch.Tensor | None, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """bfloat16 rows (``row_scale is None``), else int8 steps of ``row_scale``: the one
+    rounding of documents and queries. With ``out``, float32 ``rows`` is used as scratch
+    (overwritten) and the result written into ``out``."""
+    if row_scale is not None:
+        scale = row_scale.unsqueeze(1)
+        steps = rows / scale if out is None else rows.div_(scale)
+        rows = steps.round_().clamp_(-127, 127)
+    if out is not None:
+        return out.copy_(rows)
+    return rows.to(torch.bfloat16 if row_scale is None else torch.int8)
 
 
 def low_rows(exact: torch.Tensor, kind: str, row_scale: torch.Tensor | None) -> torch.Tensor:
@@ -150,16 +158,13 @@ def low_rows(exact: torch.Tensor, kind: str, row_scale: torch.Tensor | None) -> 
         kind: ``"bfloat16"`` or ``"int8"``.
         row_scale: int8: ``(n,)`` each row's document step; bfloat16: ``None``.
     """
+    if kind == "int8" and row_scale is None:
+        raise ValueError("int8 rows need their scales")
     wide = scratch("low_wide", tuple(exact.shape), torch.float32).copy_(exact)
     out = scratch(
         "low_rows", tuple(exact.shape), torch.bfloat16 if kind == "bfloat16" else torch.int8
     )
-    if kind == "int8":
-        if row_scale is None:
-            raise ValueError("int8 rows need their scales")
-        # In place, the same operations as _round_rows: the same integers.
-        wide.div_(row_scale.unsqueeze(1)).round_().clamp_(-127, 127)
-    return out.copy_(wide)
+    return _round_rows(wide, row_scale if kind == "int8" else None, out)
 
 
 def _dequantised(

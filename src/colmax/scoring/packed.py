@@ -477,13 +477,19 @@ class PackedDocuments:
         self, queries: Sequence[Any], doc_ids: Any, block_rows: int | None
     ) -> tuple[list[torch.Tensor], npt.NDArray[np.int64] | None]:
         qs, dim = check_token_matrices(queries, "queries")
-        if dim is not None and dim != self.dim:
+        return qs, self._check_args(dim, doc_ids, block_rows)
+
+    def _check_args(
+        self, query_dim: int | None, doc_ids: Any, block_rows: int | None
+    ) -> npt.NDArray[np.int64] | None:
+        """The checks of a call beyond the queries themselves; the checked ``doc_ids``."""
+        if query_dim is not None and query_dim != self.dim:
             raise DimensionMismatchError(
-                f"queries have dim {dim}, the documents have dim {self.dim}"
+                f"queries have dim {query_dim}, the documents have dim {self.dim}"
             )
         if block_rows is not None and block_rows < 1:
             raise InvalidInputError(f"block_rows must be >= 1, got {block_rows!r}")
-        return qs, None if doc_ids is None else self._check_doc_ids(doc_ids)
+        return None if doc_ids is None else self._check_doc_ids(doc_ids)
 
     def _check_doc_ids(self, doc_ids: Any) -> npt.NDArray[np.int64]:
         ids = np.asarray(doc_ids.cpu() if isinstance(doc_ids, torch.Tensor) else doc_ids)
@@ -606,13 +612,11 @@ def top_k_across(
         raise InvalidInputError(
             f"doc_ids needs one entry per corpus ({len(corpora)}), got {len(doc_ids)}"
         )
-    qs: list[torch.Tensor] = []
-    subsets: list[npt.NDArray[np.int64] | None] = []
-    for i, corpus in enumerate(corpora):
-        qs, ids = corpus._check_call(queries, None if doc_ids is None else doc_ids[i], block_rows)
-        subsets.append(ids)
-    if not corpora:
-        qs, _ = check_token_matrices(queries, "queries")
+    qs, dim = check_token_matrices(queries, "queries")  # once, not once per corpus
+    subsets = [
+        c._check_args(dim, None if doc_ids is None else doc_ids[i], block_rows)
+        for i, c in enumerate(corpora)
+    ]
     cols = [np.arange(c.n_docs) if s is None else s for c, s in zip(corpora, subsets)]
     sizes = [int(c.size) for c in cols]
     starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
@@ -623,6 +627,7 @@ def top_k_across(
     single = len(corpora) == 1
     # One corpus: its own document numbers (ties broken by them); several: global positions.
     gcols = cols[0] if single else np.arange(int(starts[-1]), dtype=np.int64)
+    all_cols = cols[0] if single else np.concatenate(cols).astype(np.int64)
     out: list[SplitTopK] = []
     for a, b in _query_passes(qs):
         group = qs[a:b]
@@ -636,16 +641,12 @@ def top_k_across(
         for j, q in enumerate(group):
             b32 = {i: corpora[i]._bound32(q) for i in live}
             approx = torch.cat([first[i][0][:, j].double() for i in live])
-            parts_bound = []
-            for i in live:
-                low = first[i][1]
-                flat = torch.full((sizes[i],), b32[i], dtype=torch.float64)
-                parts_bound.append(flat if low is None else low[:, j] + b32[i])
-            bound = torch.cat(parts_bound)
+            # Each document's float32 bound; a low-precision pass adds its own per score.
+            flat = {i: torch.full((sizes[i],), b32[i], dtype=torch.float64) for i in live}
+            lows = [(i, first[i][1]) for i in live]
+            bound = torch.cat([flat[i] if low is None else low[:, j] + b32[i] for i, low in lows])
             bound32: torch.Tensor | float = (
-                b32[live[0]]
-                if single
-                else torch.cat([torch.full((sizes[i],), b32[i], dtype=torch.float64) for i in live])
+                b32[live[0]] if single else torch.cat([flat[i] for i in live])
             )
             any_low = any(first[i][1] is not None for i in live)
 
@@ -668,12 +669,9 @@ def top_k_across(
             )
             if single:
                 out.append(SplitTopK(np.zeros(ids.size, dtype=np.int64), ids, scores, n))
-            else:
+            else:  # global positions index the corpora's columns laid end to end
                 part = np.searchsorted(starts, ids, side="right") - 1
-                local = np.array(
-                    [cols[p][g - starts[p]] for p, g in zip(part, ids)], dtype=np.int64
-                )
-                out.append(SplitTopK(part.astype(np.int64), local, scores, n))
+                out.append(SplitTopK(part.astype(np.int64), all_cols[ids], scores, n))
     return out
 
 
