@@ -77,6 +77,11 @@ def baseline_search(tokens: torch.Tensor, offsets: np.ndarray) -> Callable[[torc
     return search
 
 
+def _int8_rows(q: torch.Tensor) -> torch.Tensor:
+    """Query tokens in int8 steps of their own largest value (as the first pass rounds them)."""
+    return torch.round(q / (q.abs().amax(1, keepdim=True) / 127)).to(torch.int8)
+
+
 def gemm_only(pack: PackedDocuments) -> Callable[[torch.Tensor], None]:
     """The first pass's GEMM and nothing else, over the whole low-precision copy as the first
     pass reads it: pre-packed blocks where this machine packs them, else plain blocks."""
@@ -86,10 +91,7 @@ def gemm_only(pack: PackedDocuments) -> Callable[[torch.Tensor], None]:
         packed = low.packed
 
         def run_packed(q: torch.Tensor) -> None:
-            if packed.kind == "int8":
-                ql = torch.round(q / (q.abs().amax(1, keepdim=True) / 127)).to(torch.int8)
-            else:
-                ql = q.to(torch.bfloat16)
+            ql = _int8_rows(q) if packed.kind == "int8" else q.to(torch.bfloat16)
             sims = packed.sims(ql)
             for a, b in ranges:
                 sims(a, b, _EMPTY)
@@ -99,7 +101,7 @@ def gemm_only(pack: PackedDocuments) -> Callable[[torch.Tensor], None]:
 
     def run(q: torch.Tensor) -> None:
         if matrix.dtype == torch.int8:
-            qi = torch.round(q / (q.abs().amax(1, keepdim=True) / 127)).to(torch.int8)
+            qi = _int8_rows(q)
             for a in range(0, matrix.shape[0], _BLOCK):
                 torch._int_mm(qi, matrix[a : a + _BLOCK].T)
         else:
