@@ -10,10 +10,11 @@ For one query ``q`` (``t`` tokens) and the codec's centroids ``C``:
    other centroids are ignored) and ``floor_i`` is token ``i``'s weakest probed centroid score
    (WARP's missing-similarity estimate: a token with no probed match is assumed to score
    about what the probe cut-off allowed). The top ``ndocs`` go on.
-3. **Centroid interaction, corrected.** For each query token, the best centroid score
-   ``S[i, c]`` over the document's distinct centroids (a gather from ``S``), then the
-   document's first token coded to that centroid scored exactly against its code (residual and
-   length byte); the top ``nfinal`` go on.
+3. **Centroid interaction, then corrected.** For each query token, the best centroid score
+   ``S[i, c]`` over the document's distinct centroids (a gather from ``S``), summed: PLAID's
+   centroid interaction, which keeps the best ``4 * nfinal``. For those, each query token's
+   best centroid score is then corrected by the document's first token coded to that centroid,
+   scored exactly against its code (residual and length byte); the top ``nfinal`` go on.
 4. **Residual scoring.** ``q_i . x_t = (S[i, c] + q_i . r) * s_t`` for every token, the
    residual term summed from the query's lookup table over the code bytes
    (``ResidualCodec.score_residuals``) and ``s_t`` the token's length factor: the MaxSim of
@@ -40,6 +41,10 @@ __all__ = ["CodedView", "SearchParams", "search_coded"]
 
 _T_MULTIPLE = 32
 _MODE = __import__("os").environ.get("COLMAX_PLAID_STAGE2", "pairs")
+# Stage 3 corrects (reads the residuals of) this many times ``nfinal`` documents: the best by
+# centroid interaction alone. At 25 M tokens that cut a query from 88 to 66 ms at the same
+# Recall@10 (docs/benchmarks.md); 2x lost 0.004 of recall there, 8x was slower than 4x.
+_CORRECTED = 4
 
 
 @dataclass(frozen=True)
@@ -65,22 +70,27 @@ class SearchParams:
         nfinal: int | None = None,
         n_docs: int = 0,
     ) -> SearchParams:
-        """Defaults that grow with ``k`` and with the corpus (``n_docs`` live documents): at
-        k = 10 these kept Recall@10 of the exact top 10 at 0.955 on SciFact (5,183 documents,
-        1.2 M tokens) and 0.95 on a 5 M-token corpus (20,867 documents) with 2-bit codes
-        (``docs/benchmarks.md``). Stage 2's candidate list is what a larger corpus needs more
-        of: there, widening ``ndocs`` raised recall and widening ``nfinal`` did not.
+        """Defaults that grow with ``k`` and with the corpus (``n_docs`` live documents).
+
+        At k = 10 (measured with stage 3's centroid-only cut, ``docs/benchmarks.md``):
+        Recall@10 of the exact top 10 0.956 on SciFact (5,183 documents, 1.2 M tokens, 2-bit
+        codes) at 8 / 1,024 / 64; 0.951 on a 25 M-token corpus (104,287 documents, 3-bit
+        codes) at 8 / 4,096 / 128. Stage 2's candidate list is what a larger corpus needs more
+        of, up to a cap: at 25 M tokens ``documents / 16`` (6,517) cost 2.8x the time of 2,048
+        for 0.002 of recall.
 
         Examples:
             >>> SearchParams.for_k(10)
-            SearchParams(nprobe=8, ndocs=512, nfinal=64)
+            SearchParams(nprobe=8, ndocs=1024, nfinal=64)
             >>> SearchParams.for_k(10, n_docs=20_867)
             SearchParams(nprobe=8, ndocs=1304, nfinal=64)
+            >>> SearchParams.for_k(10, n_docs=104_287)
+            SearchParams(nprobe=8, ndocs=4096, nfinal=128)
             >>> SearchParams.for_k(100)
             SearchParams(nprobe=16, ndocs=1600, nfinal=400)
         """
-        nd = ndocs if ndocs is not None else max(512, 16 * k, n_docs // 16)
-        nf = nfinal if nfinal is not None else max(64, 4 * k)
+        nd = ndocs if ndocs is not None else max(1024, 16 * k, min(n_docs // 16, 4096))
+        nf = nfinal if nfinal is not None else max(64, 4 * k, nd // 32)
         np_ = nprobe if nprobe is not None else (8 if k <= 10 else 16)
         return cls(np_, nd, max(1, min(nf, nd)))
 
@@ -411,6 +421,16 @@ def _stage3(
     return token.view(-1, t_real).sum(dim=1)
 
 
+def _stage3_centroids(
+    view: CodedView, pos: torch.Tensor, st: torch.Tensor, t_real: int
+) -> torch.Tensor:
+    """Centroid interaction alone (PLAID's stage 3): per query token the best centroid score
+    over each document's distinct centroids, summed; no residuals read."""
+    layout = view.padded_pairs(pos)
+    best = layout.doc_max(st.index_select(0, view.ivf.doc_pair_cents[layout.rows]))
+    return best[:, :t_real].sum(dim=1)
+
+
 def _stage4(
     view: CodedView, pos: torch.Tensor, st: torch.Tensor, table: torch.Tensor, codec: ResidualCodec
 ) -> torch.Tensor:
@@ -474,6 +494,12 @@ def search_coded(
             pool = _probe_warp(views, oks, sims, columns_table, codec, t_real, params)
         else:
             pool = _probe(views, oks, sims, st, params, min(params.ndocs, n_eligible))
+    keep = _CORRECTED * params.nfinal
+    if pool.pos.shape[0] > keep:
+        parts = [
+            (v, pos, _stage3_centroids(views[v], pos, st, t_real)) for v, pos in pool.by_view()
+        ]
+        pool = _Pool.of(parts).top(keep)
     if pool.pos.shape[0] > params.nfinal:
         parts = [
             (v, pos, _stage3(views[v], pos, st, columns_table, codec, t_real))
