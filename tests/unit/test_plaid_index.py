@@ -278,3 +278,23 @@ def test_centroid_interaction_cut_equals_brute_force(
             cents = torch.from_numpy(codes[offsets[d] : offsets[d + 1]].astype(np.int64))
             want = float(sims[:, cents].max(dim=1).values.sum())
             assert score == pytest.approx(want, abs=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["tokens", "pairs"])
+def test_both_stage2_forms_keep_recall_when_candidates_are_cut(
+    trained: tuple[PlaidIndex, FlatIndex],
+    queries: list[torch.Tensor],
+    mode: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Stage 2 runs only when more documents are eligible than ``ndocs``: with 120 of 600,
+    per-token probing (the default) and the pruned pairs form must both find the top 10."""
+    from colmax.indexes.plaid import search
+
+    monkeypatch.setattr(search, "_MODE", mode)
+    index, flat = trained
+    narrow = index.with_settings(PlaidSettings(ndocs=120, nfinal=30))
+    got = _recall(flat.search(queries, 10), narrow.search(queries, 10), 10)
+    print(f"{mode} {index.codec.nbits}-bit recall {got:.3f}")  # type: ignore[union-attr]
+    tolerance = {2: 0.75, 4: 0.85}[index.codec.nbits]  # type: ignore[union-attr]
+    assert got >= tolerance

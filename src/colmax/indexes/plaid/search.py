@@ -9,7 +9,14 @@ For one query ``q`` (``t`` tokens) and the codec's centroids ``C``:
    where ``probed(d)`` are the document's centroids among the probed ones (PLAID's pruning:
    other centroids are ignored) and ``floor_i`` is token ``i``'s weakest probed centroid score
    (WARP's missing-similarity estimate: a token with no probed match is assumed to score
-   about what the probe cut-off allowed). The top ``ndocs`` go on.
+   about what the probe cut-off allowed). The top ``ndocs`` go on. Without a filter, the
+   default (``COLMAX_PLAID_STAGE2=tokens``) does it per query token, as WARP does: token
+   ``i`` scores the documents of its own ``nprobe`` cells with ``S[i, c]`` and every other
+   document with ``floor_i``; that writes one value per (cell entry, token) instead of a row
+   of all query tokens per (document, probed centroid), and measured the same Recall@10 at
+   15% less time at 25 M tokens, the same on SciFact (``docs/benchmarks.md``). With a
+   filter (or ``COLMAX_PLAID_STAGE2=pairs``) the pruned form above runs, with its widening
+   of ``nprobe`` until enough allowed documents are found.
 3. **Centroid interaction, then corrected.** For each query token, the best centroid score
    ``S[i, c]`` over the document's distinct centroids (a gather from ``S``), summed: PLAID's
    centroid interaction, which keeps the best ``4 * nfinal``. For those, each query token's
@@ -40,7 +47,7 @@ from colmax.indexes.plaid.segment import CodedSegment
 __all__ = ["CodedView", "SearchParams", "search_coded"]
 
 _T_MULTIPLE = 32
-_MODE = __import__("os").environ.get("COLMAX_PLAID_STAGE2", "pairs")
+_MODE = __import__("os").environ.get("COLMAX_PLAID_STAGE2", "tokens")
 # Stage 3 corrects (reads the residuals of) this many times ``nfinal`` documents: the best by
 # centroid interaction alone. At 25 M tokens that cut a query from 88 to 66 ms at the same
 # Recall@10 (docs/benchmarks.md); 2x lost 0.004 of recall there, 8x was slower than 4x.
