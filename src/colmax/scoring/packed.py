@@ -642,8 +642,14 @@ def top_k_across(
             b32 = {i: corpora[i]._bound32(q) for i in live}
             approx = torch.cat([first[i][0][:, j].double() for i in live])
             # Each document's float32 bound; a low-precision pass adds its own per score.
-            flat = {i: torch.full((sizes[i],), b32[i], dtype=torch.float64) for i in live}
+            # Built only where used: a float32 pass's bound, or the per-document float32
+            # bounds of several corpora (one corpus passes its scalar).
             lows = [(i, first[i][1]) for i in live]
+            flat = {
+                i: torch.full((sizes[i],), b32[i], dtype=torch.float64)
+                for i, low in lows
+                if low is None or not single
+            }
             bound = torch.cat([flat[i] if low is None else low[:, j] + b32[i] for i, low in lows])
             bound32: torch.Tensor | float = (
                 b32[live[0]] if single else torch.cat([flat[i] for i in live])
