@@ -4,7 +4,11 @@
 defaults: bfloat16 where native), ``colmax-float32``, ``colmax-compiled``,
 ``transformers-float32`` (a plain float32 ``AutoModel`` forward of the same weights: batches
 of 32 in the given order, padded, truncated at colmax's document length; token vectors are
-the last hidden states of the real tokens, no projection), ``sentence-transformers``
+the last hidden states of the real tokens, no projection), ``onnxruntime-float32`` and
+``onnxruntime-int8`` (the same plain forward exported to ONNX, run by ONNX Runtime's CPU
+provider with its graph optimisations; int8: ``onnxruntime.quantization.quantize_dynamic``,
+per-channel int8 weights, dynamic uint8 activations; needs ``onnxruntime`` and ``onnx``),
+``sentence-transformers``
 (sentence-transformers 6's ``MultiVectorEncoder``; all in colmax's environment) or ``pylate``
 (the peers').
 After loading (and one warm-up pass over the sample, which is when ``torch.compile`` compiles)
@@ -21,6 +25,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +36,8 @@ def _loader(system: str, checkpoint: str) -> tuple[Any, Any]:
     """(encode documents, encode queries), each ``list[str] -> list[2-D array-like]``."""
     if system == "transformers-float32":
         return _plain_forward(checkpoint)
+    if system.startswith("onnxruntime"):
+        return _plain_forward(checkpoint, onnx=system.removeprefix("onnxruntime-"))
     if system.startswith("colmax"):
         from colmax.encoders import load_encoder
 
@@ -63,8 +70,65 @@ def _loader(system: str, checkpoint: str) -> tuple[Any, Any]:
     return docs, queries
 
 
-def _plain_forward(checkpoint: str) -> tuple[Any, Any]:
-    """A plain float32 transformers forward: the baseline colmax's precision choice must beat."""
+def _onnx_session(model: Any, example: Any, int8: bool) -> Any:
+    """``model`` exported to ONNX (dynamic batch and length) in an ONNX Runtime CPU session."""
+    import tempfile
+
+    import onnxruntime as ort
+
+    names = list(example)
+
+    class Forward(torch.nn.Module):  # keyword arguments: transformers 5's forward signature
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *inputs: Any) -> Any:
+            return self.model(**dict(zip(names, inputs, strict=True))).last_hidden_state
+
+    folder = Path(tempfile.mkdtemp(prefix="colmax-onnx-"))
+    path = folder / "model.onnx"
+    axes = {n: {0: "batch", 1: "length"} for n in [*names, "hidden"]}
+    torch.onnx.export(
+        Forward(),
+        tuple(example.values()),
+        str(path),
+        input_names=names,
+        output_names=["hidden"],
+        dynamic_axes=axes,
+        opset_version=17,
+        dynamo=False,
+    )
+    if int8:
+        import onnx
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantized = folder / "model-int8.onnx"
+        quantize_dynamic(
+            str(path),
+            str(quantized),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+        path = quantized
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def forward(**batch: Any) -> Any:
+        feed = {n: batch[n].numpy() for n in names}
+        return torch.from_numpy(session.run(None, feed)[0])
+
+    return forward
+
+
+def _plain_forward(checkpoint: str, onnx: str | None = None) -> tuple[Any, Any]:
+    """A plain float32 transformers forward: the baseline colmax's precision choice must beat.
+
+    ``onnx="float32"`` or ``"int8"`` runs the same forward through ONNX Runtime instead.
+    """
     from transformers import AutoModel, AutoTokenizer
 
     from colmax.encoders import load_encoder
@@ -72,6 +136,10 @@ def _plain_forward(checkpoint: str) -> tuple[Any, Any]:
     lengths = load_encoder(checkpoint, device="cpu", dtype="float32").config()
     tok = AutoTokenizer.from_pretrained(checkpoint)
     model = AutoModel.from_pretrained(checkpoint, dtype=torch.float32).eval()
+    forward: Any = model
+    if onnx is not None:
+        example = tok(["an example"], return_tensors="pt")
+        forward = _onnx_session(model, dict(example), int8=onnx == "int8")
 
     def run(texts: list[str], max_length: int) -> list[Any]:
         out = []
@@ -83,7 +151,8 @@ def _plain_forward(checkpoint: str) -> tuple[Any, Any]:
                 max_length=max_length,
                 return_tensors="pt",
             )
-            hidden = model(**batch).last_hidden_state
+            hidden = forward(**batch)
+            hidden = hidden if onnx is not None else hidden.last_hidden_state
             for h, m in zip(hidden, batch["attention_mask"].bool()):
                 out.append(h[m])
         return out

@@ -16,6 +16,11 @@ interleaved. The last column is the largest difference between the system's embe
 the reference system's (``--reference``, PyLate by default) on 64 documents and 64 queries
 (token counts must match exactly, or it says so).
 
+``--systems colmax-float32 transformers-float32 onnxruntime-float32 onnxruntime-int8
+--reference transformers-float32 --checkpoint <MiniLM folder>`` asks whether another runtime
+(ONNX Runtime, float32 or dynamic int8) beats torch on a host without native bfloat16; the
+last column then also gives the token cosine against the plain float32 forward (the 0.999 gate).
+
 ``--systems colmax sentence-transformers --reference sentence-transformers --checkpoint
 <MultiVectorEncoder folder>`` compares colmax with sentence-transformers 6 on its own format.
 """
@@ -45,6 +50,9 @@ SYSTEMS = {
     "colmax": Path(sys.executable),
     "colmax-float32": Path(sys.executable),
     "transformers-float32": Path(sys.executable),
+    # The same plain forward through ONNX Runtime (needs onnxruntime and onnx installed).
+    "onnxruntime-float32": Path(sys.executable),
+    "onnxruntime-int8": Path(sys.executable),
     "colmax-compiled": Path(sys.executable),
     # sentence-transformers 6 (MultiVectorEncoder) shares colmax's environment.
     "sentence-transformers": Path(sys.executable),
@@ -57,13 +65,18 @@ def _start(name: str, checkpoint: Path, texts: Path, log: Path) -> JsonLineProce
 
 
 def _max_diff(path: Path, reference: Path) -> str:
+    """Largest absolute difference, then the mean and lowest token cosine (the quality gate)."""
     got, ref = np.load(path), np.load(reference)
     worst = 0.0
+    cosines = []
     for vectors, offsets in (("docs", "doc_offsets"), ("queries", "query_offsets")):
         if not np.array_equal(got[offsets], ref[offsets]):
             return f"token counts differ ({vectors})"
-        worst = max(worst, float(np.abs(got[vectors] - ref[vectors]).max()))
-    return f"{worst:.1e}"
+        a, b = got[vectors].astype(np.float64), ref[vectors].astype(np.float64)
+        worst = max(worst, float(np.abs(a - b).max()))
+        cosines.append((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1))
+    cos = np.concatenate(cosines)
+    return f"{worst:.1e} (cos {cos.mean():.5f}, min {cos.min():.4f})"
 
 
 def run_dataset(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:

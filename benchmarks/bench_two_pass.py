@@ -77,9 +77,10 @@ def baseline_search(tokens: torch.Tensor, offsets: np.ndarray) -> Callable[[torc
     return search
 
 
-def _int8_rows(q: torch.Tensor) -> torch.Tensor:
-    """Query tokens in int8 steps of their own largest value (as the first pass rounds them)."""
-    return torch.round(q / (q.abs().amax(1, keepdim=True) / 127)).to(torch.int8)
+def _int8_rows(q: torch.Tensor, levels: int = 127) -> torch.Tensor:
+    """Query tokens in int8 steps of their own largest value (as the first pass rounds them,
+    to ``levels`` steps either side of zero: ``LowCopy.query_levels``)."""
+    return torch.round(q / (q.abs().amax(1, keepdim=True) / levels)).to(torch.int8)
 
 
 def gemm_only(pack: PackedDocuments) -> Callable[[torch.Tensor], None]:
@@ -91,7 +92,7 @@ def gemm_only(pack: PackedDocuments) -> Callable[[torch.Tensor], None]:
         packed = low.packed
 
         def run_packed(q: torch.Tensor) -> None:
-            ql = _int8_rows(q) if packed.kind == "int8" else q.to(torch.bfloat16)
+            ql = _int8_rows(q, packed.levels) if packed.kind == "int8" else q.to(torch.bfloat16)
             sims = packed.sims(ql)
             for a, b in ranges:
                 sims(a, b, _EMPTY)

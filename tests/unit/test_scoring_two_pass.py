@@ -139,7 +139,7 @@ def test_first_pass_error_is_within_its_bound(path: str, block: int) -> None:
     stacked = torch.cat(queries)
     owner = torch.repeat_interleave(torch.arange(3), torch.tensor([32, 9, 1]))
     ind = torch.nn.functional.one_hot(owner, 3).float()
-    q = query_stats(stacked, owner, 3, path)
+    q = query_stats(stacked, owner, 3, path, low.query_levels)
     plan = plan_blocks(padded, block)
     rows = low.packed if low.packed is not None else low.matrix
     res = first_pass(rows, plan, len(lengths), block, q, ind, low.scale)
@@ -167,10 +167,12 @@ def test_top_k_checks_k_and_keeps_score_exact() -> None:
     assert docs.top_k(q, 3, doc_ids=[])[0].ids.size == 0
 
 
+@pytest.mark.parametrize("rows_first", [False, True], ids=["query-first", "rows-first"])
 @pytest.mark.parametrize("hold", [0, 1, 3, 10_000])
-def test_held_maxima_equal_per_block_maxima(hold: int) -> None:
+def test_held_maxima_equal_per_block_maxima(hold: int, rows_first: bool) -> None:
     """plan_maxima gathers the maxima of several blocks before yielding; every holding size
-    (and the long documents scored in pieces) gives the same per-document maxima."""
+    (and the long documents scored in pieces) gives the same per-document maxima, with the
+    similarities laid out query-first or rows-first."""
     rng = np.random.default_rng(8)
     lengths = np.sort(rng.integers(1, 12, size=60))
     lengths[-2:] = 30  # longer than a block: scored in pieces, yielded apart
@@ -180,8 +182,16 @@ def test_held_maxima_equal_per_block_maxima(hold: int) -> None:
 
     def maxima(hold_docs: int) -> torch.Tensor:
         got = torch.full((5, lengths.size), float("nan"))
-        sims = float32_sims(rows, q)
-        for d0, d1, best in plan_maxima(plan, 16, 5, sims, torch.float32, hold_docs):
+        if rows_first:
+            sims = float32_sims(rows, q)
+        else:  # the low-precision kernels' layout, here with a float32 GEMM
+
+            def sims(a: int, b: int, out: torch.Tensor) -> torch.Tensor:
+                return torch.mm(q, rows[a:b].T, out=out)
+
+        for d0, d1, best in plan_maxima(
+            plan, 16, 5, sims, torch.float32, hold_docs, rows_first=rows_first
+        ):
             got[:, d0:d1] = best
         return got
 
@@ -260,12 +270,71 @@ def test_prepacked_rows_give_the_plain_gemm_bit_for_bit(path: str) -> None:
     queries = _queries(12, [32, 5], dim)
     owner = torch.repeat_interleave(torch.arange(2), torch.tensor([32, 5]))
     ind = torch.nn.functional.one_hot(owner, 2).float()
-    q = query_stats(torch.cat(queries), owner, 2, path)
+    q = query_stats(torch.cat(queries), owner, 2, path, low.query_levels)
     plan = plan_blocks(padded, 32)
     assert plan.long_docs
     packed_res = first_pass(low.packed, plan, len(lengths), 32, q, ind, low.scale)
     plain_res = first_pass(plain, plan, len(lengths), 32, q, ind, low.scale)
     assert torch.equal(packed_res, plain_res)
+
+
+def test_int8_as_float_gemm_sums_exactly_at_the_extremes() -> None:
+    """The int8 similarities from a float32 GEMM of the widened integers (CPUs where
+    ``torch._int_mm`` is slow) equal the int32 sums, at the largest dim it is used for and
+    with every product at +-127 * 127."""
+    from colmax.scoring._kernel import INT8_AS_FLOAT_MAX_DIM, int8_as_float_sims, int8_sims
+
+    dim = INT8_AS_FLOAT_MAX_DIM
+    rows = torch.full((8, dim), 127, dtype=torch.int8)
+    rows[1::2] = -127
+    rows[2, ::2] = -127  # sums that cancel to 0 on the way
+    q = torch.full((32, dim), 127, dtype=torch.int8)
+    q[3] = -127
+    want = int8_sims(rows, q)(0, 8, torch.empty(0)).to(torch.int64)
+    got = int8_as_float_sims(rows, q)(0, 8, torch.empty((8, 32)))  # rows first
+    assert int(want.abs().max()) == 127 * 127 * dim
+    assert torch.equal(got.T.to(torch.int64), want)
+
+
+def test_seven_bit_query_integers_keep_top_k_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where oneDNN's int8 GEMM is exact only with activations below 128 (AVX2 without VNNI:
+    16-bit pair sums), queries round to 63 levels: the packed pass still sums exactly and the
+    coarser rounding stays inside the bound, so top-k is float32-exact. Forced on any host."""
+    import colmax.scoring._prepacked as prepacked
+
+    monkeypatch.setattr(prepacked, "INT8_LEVELS", (63,))
+    monkeypatch.setattr(prepacked, "_WORKS", {})
+    tokens, offsets = _corpus(21, n_docs=150, max_len=30, dim=40)
+    queries = _queries(22, [32, 3], dim=40)
+    docs = PackedDocuments.from_arrays(tokens, offsets, compute_dtype="int8")
+    low = docs._low
+    assert low is not None
+    if low.packed is None:
+        pytest.skip("this CPU does not pack int8 rows exactly (the plain copy is used)")
+    assert low.query_levels == low.packed.levels == 63
+    owner = torch.zeros(32, dtype=torch.long)
+    q = query_stats(queries[0], owner, 1, "int8", low.query_levels)
+    assert int(q.tokens.abs().max()) == 63  # each token's largest entry maps to +-63
+    for k in (1, 10):
+        _check_same(docs.top_k(queries, k), _reference(*_exact32(tokens, offsets, queries), k))
+    subset = [5, 140, 6, 0]
+    got = docs.top_k(queries, 2, subset)
+    _check_same(got, _reference(*_exact32(tokens, offsets, queries, subset), 2))
+
+
+def test_int8_packing_uses_the_widest_exact_query_range() -> None:
+    """The packed int8 GEMM is used with 127 levels only where it sums them exactly here
+    (VNNI, AMX), else with 63 (AVX2 pair sums), else not at all: the probe decides, checked
+    against the plain integer GEMM at the saturation extremes."""
+    from colmax.scoring._prepacked import INT8_LEVELS, _packed_levels, _packing_works
+
+    levels = _packed_levels("int8", 64)
+    if levels == 0:
+        assert not any(_packing_works("int8", 64, n) for n in INT8_LEVELS)
+        return
+    assert _packing_works("int8", 64, levels)
+    wider = [n for n in INT8_LEVELS if n > levels]
+    assert not any(_packing_works("int8", 64, n) for n in wider)
 
 
 @pytest.mark.parametrize("path", PATHS)

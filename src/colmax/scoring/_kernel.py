@@ -26,10 +26,12 @@ from colmax.scoring._scratch import scratch
 
 __all__ = [
     "HOLD_ELEMENTS",
+    "INT8_AS_FLOAT_MAX_DIM",
     "SimsFn",
     "bfloat16_sims",
     "float32_sims",
     "float64_sims",
+    "int8_as_float_sims",
     "int8_sims",
     "plan_maxima",
     "plan_ranges",
@@ -50,6 +52,7 @@ def plan_maxima(
     sims: SimsFn,
     dtype: torch.dtype,
     hold_docs: int | None = None,
+    rows_first: bool = False,
 ) -> Iterator[tuple[int, int, torch.Tensor]]:
     """Yield ``(doc0, doc1, best)``: ``best[i, d - doc0]`` is document ``d``'s largest similarity
     with query token ``i``, for consecutive document ranges covering the plan.
@@ -64,6 +67,11 @@ def plan_maxima(
             before yielding (0: yield every block; default ``HOLD_ELEMENTS // m``). Each yield costs the caller its reductions
             (a few small GEMMs), and on a busy CPU every parallel operation waits for both
             threads to be scheduled, so fewer, wider yields are faster there.
+        rows_first: ``sims`` writes ``(row_b - row_a, m)`` (document rows first) instead of
+            ``(m, row_b - row_a)``. float32 GEMMs run faster that way with MKL on the hosts
+            measured (AVX2 Zen 3: ``rows @ q.T`` 1.4-1.7x ``q @ rows.T`` at 32 query tokens,
+            ``docs/benchmarks.md``, "Precision"); oneDNN's bfloat16 and int8 GEMMs are
+            faster with the query tokens first.
 
     Yields:
         ``best`` ``(m, doc1 - doc0)``, a view of a reused buffer: consume it before asking
@@ -74,7 +82,13 @@ def plan_maxima(
     sim_buf = scratch("sims", (block_rows * m,), dtype)
     hold = HOLD_ELEMENTS // m if hold_docs is None else hold_docs
     width = max(plan.max_block_docs, min(hold, sum(b.doc1 - b.doc0 for b in plan.blocks)))
-    best_buf = scratch("best", (m, width), dtype)
+    # Rows first, the maxima are held document-major and yielded as a transposed view (a
+    # GEMM reads either layout; an ``out`` strided the other way made torch.amax 30x slower).
+    best_buf = (
+        scratch("best_rows", (width, m), dtype).T
+        if rows_first
+        else scratch("best", (m, width), dtype)
+    )
     start = used = 0  # documents start .. start + used are held in best_buf
     for blk in plan.blocks:
         n = blk.doc1 - blk.doc0
@@ -84,19 +98,30 @@ def plan_maxima(
         if not used:
             start = blk.doc0
         rows = blk.row1 - blk.row0
-        sim = sims(blk.row0, blk.row1, sim_buf[: rows * m].view(m, rows))
-        at = used
-        for row_a, row_b, count, length in blk.segments:
-            run = sim[:, row_a:row_b].view(m, count, length)
-            torch.amax(run, dim=2, out=best_buf[:, at : at + count])
-            at += count
+        if rows_first:
+            sim = sims(blk.row0, blk.row1, sim_buf[: rows * m].view(rows, m))
+            at = used
+            for row_a, row_b, count, length in blk.segments:
+                run = sim[row_a:row_b].view(count, length, m)
+                torch.amax(run, dim=1, out=best_buf.T[at : at + count])
+                at += count
+        else:
+            sim = sims(blk.row0, blk.row1, sim_buf[: rows * m].view(m, rows))
+            at = used
+            for row_a, row_b, count, length in blk.segments:
+                run = sim[:, row_a:row_b].view(m, count, length)
+                torch.amax(run, dim=2, out=best_buf[:, at : at + count])
+                at += count
         used += n
     if used:
         yield start, start + used, best_buf[:, :used]
     for row, length, doc in plan.long_docs:  # longer than a block: scored in pieces
         acc: torch.Tensor | None = None
         for a, b in _pieces(row, length, block_rows):
-            piece = sims(a, b, sim_buf[: (b - a) * m].view(m, b - a)).amax(dim=1)
+            if rows_first:
+                piece = sims(a, b, sim_buf[: (b - a) * m].view(b - a, m)).amax(dim=0)
+            else:
+                piece = sims(a, b, sim_buf[: (b - a) * m].view(m, b - a)).amax(dim=1)
             acc = piece if acc is None else torch.maximum(acc, piece)
         if acc is not None:
             yield doc, doc + 1, acc.view(m, 1)
@@ -117,11 +142,12 @@ def plan_ranges(plan: Plan, block_rows: int) -> list[tuple[int, int]]:
 
 
 def float32_sims(matrix: torch.Tensor, q: torch.Tensor) -> SimsFn:
-    """Exact float32 similarities ``q @ rows.T`` of ``matrix`` rows (float32, or float16
-    widened per block into this thread's scratch buffer) with the query tokens ``q``
-    ``(m, dim)``."""
+    """Exact float32 similarities ``rows @ q.T`` ``(rows, m)`` (rows first: see
+    :func:`plan_maxima`) of ``matrix`` rows (float32, or float16 widened per block into this
+    thread's scratch buffer) with the query tokens ``q`` ``(m, dim)``."""
     half = matrix.dtype != torch.float32
     wide: torch.Tensor | None = None  # held for the whole call, even if too big to keep
+    qt = q.T
 
     def sims(a: int, b: int, out: torch.Tensor) -> torch.Tensor:
         nonlocal wide
@@ -130,16 +156,18 @@ def float32_sims(matrix: torch.Tensor, q: torch.Tensor) -> SimsFn:
             if wide is None or wide.shape[0] < b - a:
                 wide = scratch("wide", (b - a, matrix.shape[1]), torch.float32)
             rows = wide[: b - a].copy_(rows)
-        return torch.mm(q, rows.T, out=out)
+        return torch.mm(rows, qt, out=out)
 
     return sims
 
 
 def float64_sims(matrix: torch.Tensor, q: torch.Tensor) -> SimsFn:
-    """float64 similarities (for the final, exact decision between near ties)."""
+    """float64 similarities ``(rows, m)``, rows first (for the final, exact decision between
+    near ties)."""
+    qt = q.T
 
     def sims(a: int, b: int, out: torch.Tensor) -> torch.Tensor:
-        return torch.mm(q, matrix[a:b].double().T, out=out)
+        return torch.mm(matrix[a:b].double(), qt, out=out)
 
     return sims
 
@@ -163,5 +191,26 @@ def int8_sims(matrix: torch.Tensor, q: torch.Tensor) -> SimsFn:
 
     def sims(a: int, b: int, out: torch.Tensor) -> torch.Tensor:
         return torch._int_mm(q, matrix[a:b].T)
+
+    return sims
+
+
+#: Largest dim at which a float32 GEMM of int8 values sums exactly: every partial sum is an
+#: integer of magnitude <= 127 * 127 * dim, and float32 holds integers exactly up to 2**24.
+INT8_AS_FLOAT_MAX_DIM = 2**24 // (127 * 127)
+
+
+def int8_as_float_sims(matrix: torch.Tensor, q: torch.Tensor) -> SimsFn:
+    """The exact int8 similarities ``(rows, m)``, rows first, from a float32 GEMM of the
+    widened integers (float32 out).
+
+    For CPUs whose ``torch._int_mm`` has no fast kernel (AVX2 without VNNI: 20-50x slower
+    than float32): the integer sums are the same, at float32 speed. Only for
+    ``dim <= INT8_AS_FLOAT_MAX_DIM``.
+    """
+    qt = q.float().T
+
+    def sims(a: int, b: int, out: torch.Tensor) -> torch.Tensor:
+        return torch.mm(matrix[a:b].float(), qt, out=out)
 
     return sims

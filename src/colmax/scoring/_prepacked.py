@@ -11,9 +11,19 @@ bit-identical: only the memory layout differs.
 
 :class:`PrepackedRows` packs the row ranges a block plan will ask for (each block, and the
 pieces of documents longer than a block), keyed by range. It is built only where it works
-and gives exactly the plain GEMM's results on a small probe (oneDNN on CPUs without VNNI
-may saturate int8 sums, and bfloat16 packing needs AVX512); otherwise the caller keeps
-the plain row-major copy.
+and gives exactly the plain GEMM's results on a small probe (bfloat16 packing needs AVX512);
+otherwise the caller keeps the plain row-major copy.
+
+**int8 without VNNI.** oneDNN's int8 GEMM multiplies unsigned activations (query integers
+plus a zero point) by signed weights. With VNNI (``vpdpbusd``) or AMX the products add up in
+32 bits. On AVX2 alone it uses ``vpmaddubsw``, which adds each *pair* of products in a
+saturating 16-bit integer: ``255 * 127 * 2`` overflows it, ``127 * 127 * 2 = 32,258`` does
+not. So query integers keep 127 levels either side of zero where the probe finds the sums
+exact at full range, and 63 levels (activations 1..127, zero point 64) where only that is
+exact: a coarser query rounding, which the error bound of :mod:`colmax.scoring.lowp` takes
+from the rounded values themselves. On the AVX2 host of ``docs/benchmarks.md`` the packed
+7-bit GEMM ran 1.4x faster than float32 with exact sums; the 8-bit one was off by up to
+6 * 10**6 at the extremes.
 """
 
 from __future__ import annotations
@@ -25,9 +35,11 @@ import torch
 from colmax.hardware import detect
 from colmax.scoring._kernel import SimsFn, bfloat16_sims, int8_sims
 
-__all__ = ["PrepackedRows", "pack_rows"]
+__all__ = ["INT8_LEVELS", "PrepackedRows", "int8_query_levels", "pack_rows"]
 
-_INT8_ZERO = 128  # oneDNN's int8 GEMM takes unsigned activations: q + 128, zero point 128
+#: Query integer ranges the int8 first pass may use, widest first: 8-bit (32-bit sums, VNNI or
+#: AMX), then 7-bit (exact in AVX2's 16-bit pair sums). Activations are ``q + levels + 1``.
+INT8_LEVELS = (127, 63)
 
 
 class PrepackedRows:
@@ -35,13 +47,18 @@ class PrepackedRows:
 
     Attributes:
         kind: ``"bfloat16"`` or ``"int8"``.
+        levels: int8: the query integers must lie in ``[-levels, levels]`` (see
+            :data:`INT8_LEVELS`); the zero point is ``levels + 1``.
         dtype: dtype of the similarities :meth:`sims` returns (bfloat16, or float32 holding
             the exact int32 sums of the int8 GEMM).
         nbytes: bytes held by the packed ranges.
     """
 
-    def __init__(self, kind: str, blocks: dict[tuple[int, int], torch.Tensor]) -> None:
+    def __init__(
+        self, kind: str, blocks: dict[tuple[int, int], torch.Tensor], levels: int = 127
+    ) -> None:
         self.kind = kind
+        self.levels = levels  # int8: query integers lie in [-levels, levels]
         self.dtype = torch.bfloat16 if kind == "bfloat16" else torch.float32
         self._blocks = blocks
         # Per output channel (row) scales of 1 and zero points of 0 for the int8 GEMM: the
@@ -61,14 +78,18 @@ class PrepackedRows:
                 )
 
             return bf16
-        qx = (q.to(torch.int16) + _INT8_ZERO).to(torch.uint8)
+        zero = self.levels + 1
+        wide = q.to(torch.int16)
+        if int(wide.abs().max()) > self.levels:  # would saturate silently: a caller's bug
+            raise ValueError(f"query integers exceed +-{self.levels} (query_stats levels)")
+        qx = (wide + zero).to(torch.uint8)
 
         def int8(a: int, b: int, out: torch.Tensor) -> torch.Tensor:
             n = b - a
             return torch.ops.onednn.qlinear_pointwise(
                 qx,
                 1.0,
-                _INT8_ZERO,
+                zero,
                 self._blocks[a, b],
                 self._ones[:n],
                 self._zeros[:n],
@@ -90,11 +111,10 @@ def _pack(kind: str, rows: torch.Tensor) -> torch.Tensor:
     return torch.ops.onednn.qlinear_prepack(rows, [32, rows.shape[1]])
 
 
-def _packing_works(kind: str, dim: int) -> bool:
+def _packing_works(kind: str, dim: int, levels: int = 127) -> bool:
     """Pack and multiply a small extreme example; ``True`` iff it runs and equals the plain
-    GEMM exactly (int8 sums at the saturation limits of non-VNNI kernels included)."""
-    if kind == "int8" and not detect().native_int8:
-        return False  # without VNNI oneDNN's u8 x s8 kernels may saturate 16-bit pair sums
+    GEMM exactly (for int8, with query integers of ``levels``, sums at the saturation limits
+    of 16-bit pair sums included)."""
     if kind == "bfloat16" and not detect().native_bf16:
         return False
     gen = torch.Generator().manual_seed(0)
@@ -104,10 +124,10 @@ def _packing_works(kind: str, dim: int) -> bool:
     else:
         rows = torch.randint(-127, 128, (48, dim), generator=gen, dtype=torch.int8)
         rows[0], rows[1] = 127, -127
-        q = torch.randint(-127, 128, (5, dim), generator=gen, dtype=torch.int8)
-        q[0], q[1] = 127, -127
+        q = torch.randint(-levels, levels + 1, (5, dim), generator=gen, dtype=torch.int8)
+        q[0], q[1] = levels, -levels
     try:
-        packed = PrepackedRows(kind, {(0, 48): _pack(kind, rows)})
+        packed = PrepackedRows(kind, {(0, 48): _pack(kind, rows)}, levels)
         got = packed.sims(q)(0, 48, torch.empty(0)).float()
     except (RuntimeError, NotImplementedError, AttributeError):
         return False
@@ -116,7 +136,23 @@ def _packing_works(kind: str, dim: int) -> bool:
     return bool(torch.equal(got, want))
 
 
-_WORKS: dict[tuple[str, int], bool] = {}
+_WORKS: dict[tuple[str, int], int] = {}  # (kind, dim) -> exact levels, 0: packing unusable
+
+
+def _packed_levels(kind: str, dim: int) -> int:
+    """The query levels packing is exact with here (bfloat16: 127 where it works), or 0."""
+    key = (kind, dim)
+    if key not in _WORKS:
+        candidates = INT8_LEVELS if kind == "int8" else (127,)
+        _WORKS[key] = next((n for n in candidates if _packing_works(kind, dim, n)), 0)
+    return _WORKS[key]
+
+
+def int8_query_levels(dim: int) -> int:
+    """Levels of the int8 query integers at ``dim`` on this machine: the widest range the
+    packed GEMM sums exactly (127 with VNNI or AMX, 63 with AVX2 alone), 127 where nothing
+    packs (``torch._int_mm`` then sums exactly at any range)."""
+    return _packed_levels("int8", dim) or INT8_LEVELS[0]
 
 
 def pack_rows(
@@ -132,11 +168,8 @@ def pack_rows(
         matrix: ``(n_rows, dim)`` low-precision rows.
         ranges: ``(row_a, row_b)`` ranges, each read whole by one GEMM.
     """
-    dim = int(matrix.shape[1])
-    key = (kind, dim)
-    if key not in _WORKS:
-        _WORKS[key] = _packing_works(kind, dim)
-    if not _WORKS[key]:
+    levels = _packed_levels(kind, int(matrix.shape[1]))
+    if not levels:
         return None
     blocks = {(a, b): _pack(kind, matrix[a:b].contiguous()) for a, b in ranges}
-    return PrepackedRows(kind, blocks)
+    return PrepackedRows(kind, blocks, levels)

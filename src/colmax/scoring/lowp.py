@@ -38,9 +38,17 @@ import numpy.typing as npt
 import torch
 
 from colmax.hardware import ENV_VAR, detect, resolve_precision
-from colmax.scoring._kernel import SimsFn, bfloat16_sims, int8_sims, plan_maxima, plan_ranges
+from colmax.scoring._kernel import (
+    INT8_AS_FLOAT_MAX_DIM,
+    SimsFn,
+    bfloat16_sims,
+    int8_as_float_sims,
+    int8_sims,
+    plan_maxima,
+    plan_ranges,
+)
 from colmax.scoring._layout import Plan, plan_blocks
-from colmax.scoring._prepacked import PrepackedRows, pack_rows
+from colmax.scoring._prepacked import INT8_LEVELS, PrepackedRows, pack_rows
 from colmax.scoring._scratch import scratch
 
 __all__ = [
@@ -110,6 +118,9 @@ class LowCopy:
         residual: ``(n_docs,)`` float64, per layout position: largest ``|d_j - ~d_j|``.
         norm: ``(n_docs,)`` float64: largest ``|~d_j|`` (``N_d``).
         scale: int8 only, ``(n_docs,)`` float32: the document's quantisation step.
+        query_levels: int8 only: query tokens round to integers in ``[-query_levels,
+            query_levels]`` (63 where the packed GEMM is exact only with 7-bit activations,
+            see :mod:`colmax.scoring._prepacked`).
     """
 
     kind: str
@@ -119,6 +130,7 @@ class LowCopy:
     residual: torch.Tensor
     norm: torch.Tensor
     scale: torch.Tensor | None
+    query_levels: int = INT8_LEVELS[0]
 
     @property
     def dtype(self) -> torch.dtype:
@@ -133,15 +145,18 @@ class LowCopy:
 
 
 def _round_rows(
-    rows: torch.Tensor, row_scale: torch.Tensor | None, out: torch.Tensor | None = None
+    rows: torch.Tensor,
+    row_scale: torch.Tensor | None,
+    out: torch.Tensor | None = None,
+    levels: int = INT8_LEVELS[0],
 ) -> torch.Tensor:
-    """bfloat16 rows (``row_scale is None``), else int8 steps of ``row_scale``: the one
-    rounding of documents and queries. With ``out``, float32 ``rows`` is used as scratch
-    (overwritten) and the result written into ``out``."""
+    """bfloat16 rows (``row_scale is None``), else int8 steps of ``row_scale`` in
+    ``[-levels, levels]``: the one rounding of documents and queries. With ``out``, float32
+    ``rows`` is used as scratch (overwritten) and the result written into ``out``."""
     if row_scale is not None:
         scale = row_scale.unsqueeze(1)
         steps = rows / scale if out is None else rows.div_(scale)
-        rows = steps.round_().clamp_(-127, 127)
+        rows = steps.round_().clamp_(-levels, levels)
     if out is not None:
         return out.copy_(rows)
     return rows.to(torch.bfloat16 if row_scale is None else torch.int8)
@@ -233,7 +248,8 @@ def build_low_copy(
     ranges = plan_ranges(plan_blocks(padded_len, pack_block_rows), pack_block_rows)
     packed = pack_rows(kind, matrix, ranges)
     dense = matrix if packed is None else None
-    return LowCopy(kind, dense, packed, pack_block_rows, residual, norm, scale)
+    levels = INT8_LEVELS[0] if packed is None else packed.levels
+    return LowCopy(kind, dense, packed, pack_block_rows, residual, norm, scale, levels)
 
 
 @dataclass(frozen=True)
@@ -256,7 +272,11 @@ class QueryStats:
 
 
 def query_stats(
-    stacked: torch.Tensor, owner: torch.Tensor, n_queries: int, kind: str
+    stacked: torch.Tensor,
+    owner: torch.Tensor,
+    n_queries: int,
+    kind: str,
+    levels: int = INT8_LEVELS[0],
 ) -> QueryStats:
     """Round the stacked query tokens ``(m, dim)`` (float32) for the first pass.
 
@@ -265,6 +285,7 @@ def query_stats(
         owner: ``(m,)`` query number of each token.
         n_queries: number of queries in the pass.
         kind: ``"bfloat16"`` or ``"int8"`` (one scale per query token).
+        levels: int8: the integers lie in ``[-levels, levels]`` (``LowCopy.query_levels``).
 
     Returns:
         The rounded tokens and the sums (float64, with the norm margin applied).
@@ -272,8 +293,8 @@ def query_stats(
     scale = None
     if kind == "int8":
         top = stacked.abs().amax(dim=1)
-        scale = torch.where(top > 0, top / 127.0, torch.ones_like(top))
-    low = _round_rows(stacked, scale)
+        scale = torch.where(top > 0, top / float(levels), torch.ones_like(top))
+    low = _round_rows(stacked, scale, levels=levels)
     approx = _dequantised(low, scale, torch.float64)  # exact: 8-bit integers times a float32
     exact = stacked.double()
     per_low = torch.linalg.vector_norm(approx, dim=1) * _MARGIN
@@ -313,6 +334,7 @@ def first_pass(
     out = torch.empty((2 * nq, n_docs), dtype=torch.float32)
     ind_t = ind.T.contiguous()
     sims: SimsFn
+    rows_first = False
     int8 = (
         matrix.kind == "int8" if isinstance(matrix, PrepackedRows) else matrix.dtype == torch.int8
     )
@@ -322,15 +344,19 @@ def first_pass(
         q_scale = q.scale.unsqueeze(1)
     if isinstance(matrix, PrepackedRows):  # exact integer sums (float32) or bfloat16
         sims, dtype = matrix.sims(q.tokens), matrix.dtype
-    elif int8:
+    elif int8 and (detect().native_int8 or matrix.shape[1] > INT8_AS_FLOAT_MAX_DIM):
         sims, dtype = int8_sims(matrix, q.tokens), torch.int32
+    elif int8:  # torch._int_mm is slow here: the same integer sums from a float32 GEMM
+        sims, dtype, rows_first = int8_as_float_sims(matrix, q.tokens), torch.float32, True
     else:
         sims, dtype = bfloat16_sims(matrix, q.tokens), torch.bfloat16
-    for d0, d1, best in plan_maxima(plan, block_rows, m, sims, dtype):
+    for d0, d1, best in plan_maxima(plan, block_rows, m, sims, dtype, rows_first=rows_first):
+        # exact: bfloat16 widens without rounding, int32 sums fit float32. Contiguous, so the
+        # GEMMs below sum in the same order whatever layout the kernel left (bit-identical
+        # results for the packed and the plain copy).
+        best = best.float().contiguous()
         if doc_scale is not None and q.scale is not None:
-            best = best.float() * doc_scale[d0:d1].unsqueeze(0) * q_scale
-        else:
-            best = best.float()  # exact: bfloat16 widens without rounding
+            best = best * doc_scale[d0:d1].unsqueeze(0) * q_scale
         torch.mm(ind_t, best, out=out[:nq, d0:d1])
         torch.mm(ind_t, best.abs(), out=out[nq:, d0:d1])
     return out.T
