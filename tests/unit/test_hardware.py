@@ -60,7 +60,10 @@ def test_doctor_command(
     assert main(["doctor"]) == 0
     text = capsys.readouterr().out
     assert "CPU:" in text and "chosen precision:" in text
+    assert "exact search first pass:" in text
     monkeypatch.setenv(ENV_VAR, "float32")
     assert main(["doctor", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["forced"] == "float32" and "native_bf16" in info
+    assert info["search_first_pass"] == "float32"  # the forced path, for search too
+    assert info["int8_packed_query_levels"] in (127, 63, None)

@@ -326,9 +326,9 @@ def test_int8_packing_uses_the_widest_exact_query_range() -> None:
     """The packed int8 GEMM is used with 127 levels only where it sums them exactly here
     (VNNI, AMX), else with 63 (AVX2 pair sums), else not at all: the probe decides, checked
     against the plain integer GEMM at the saturation extremes."""
-    from colmax.scoring._prepacked import INT8_LEVELS, _packed_levels, _packing_works
+    from colmax.scoring._prepacked import INT8_LEVELS, _packing_works, packed_levels
 
-    levels = _packed_levels("int8", 64)
+    levels = packed_levels("int8", 64)
     if levels == 0:
         assert not any(_packing_works("int8", 64, n) for n in INT8_LEVELS)
         return

@@ -23,13 +23,29 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+_INT8_RANGE = {127: "8-bit query integers", 63: "7-bit query integers (no VNNI: 16-bit pair sums)"}
+
+
+def _search_lines() -> tuple[dict[str, Any], str]:
+    """Exact search's first pass here and how an int8 pass would run (a probe of a few ms)."""
+    from colmax.scoring.lowp import first_pass_precision, packed_int8_levels
+
+    first = first_pass_precision()
+    levels = packed_int8_levels(128)
+    int8 = _INT8_RANGE.get(levels or 0, "not packed (plain int8 GEMM)")
+    info = {"search_first_pass": first, "int8_packed_query_levels": levels}
+    return info, f"exact search first pass: {first}; int8 pass (if forced): {int8}"
+
+
 def run(args: argparse.Namespace) -> int:
     """Detect (and probe) the hardware and print it."""
     from colmax.hardware import detect
 
     hardware = detect()
+    info, line = _search_lines()
     if args.json:
-        print(json.dumps(hardware.to_dict(), indent=2))
+        print(json.dumps({**hardware.to_dict(), **info}, indent=2))
     else:
         print(hardware.summary())
+        print(line)
     return 0

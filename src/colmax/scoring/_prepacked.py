@@ -35,7 +35,7 @@ import torch
 from colmax.hardware import detect
 from colmax.scoring._kernel import SimsFn, bfloat16_sims, int8_sims
 
-__all__ = ["INT8_LEVELS", "PrepackedRows", "int8_query_levels", "pack_rows"]
+__all__ = ["INT8_LEVELS", "PrepackedRows", "pack_rows", "packed_levels"]
 
 #: Query integer ranges the int8 first pass may use, widest first: 8-bit (32-bit sums, VNNI or
 #: AMX), then 7-bit (exact in AVX2's 16-bit pair sums). Activations are ``q + levels + 1``.
@@ -139,20 +139,13 @@ def _packing_works(kind: str, dim: int, levels: int = 127) -> bool:
 _WORKS: dict[tuple[str, int], int] = {}  # (kind, dim) -> exact levels, 0: packing unusable
 
 
-def _packed_levels(kind: str, dim: int) -> int:
+def packed_levels(kind: str, dim: int) -> int:
     """The query levels packing is exact with here (bfloat16: 127 where it works), or 0."""
     key = (kind, dim)
     if key not in _WORKS:
         candidates = INT8_LEVELS if kind == "int8" else (127,)
         _WORKS[key] = next((n for n in candidates if _packing_works(kind, dim, n)), 0)
     return _WORKS[key]
-
-
-def int8_query_levels(dim: int) -> int:
-    """Levels of the int8 query integers at ``dim`` on this machine: the widest range the
-    packed GEMM sums exactly (127 with VNNI or AMX, 63 with AVX2 alone), 127 where nothing
-    packs (``torch._int_mm`` then sums exactly at any range)."""
-    return _packed_levels("int8", dim) or INT8_LEVELS[0]
 
 
 def pack_rows(
@@ -168,7 +161,7 @@ def pack_rows(
         matrix: ``(n_rows, dim)`` low-precision rows.
         ranges: ``(row_a, row_b)`` ranges, each read whole by one GEMM.
     """
-    levels = _packed_levels(kind, int(matrix.shape[1]))
+    levels = packed_levels(kind, int(matrix.shape[1]))
     if not levels:
         return None
     blocks = {(a, b): _pack(kind, matrix[a:b].contiguous()) for a, b in ranges}

@@ -48,7 +48,7 @@ from colmax.scoring._kernel import (
     plan_ranges,
 )
 from colmax.scoring._layout import Plan, plan_blocks
-from colmax.scoring._prepacked import INT8_LEVELS, PrepackedRows, pack_rows
+from colmax.scoring._prepacked import INT8_LEVELS, PrepackedRows, pack_rows, packed_levels
 from colmax.scoring._scratch import scratch
 
 __all__ = [
@@ -59,6 +59,7 @@ __all__ = [
     "first_pass",
     "first_pass_precision",
     "low_rows",
+    "packed_int8_levels",
     "query_stats",
     "score_bounds",
 ]
@@ -97,6 +98,13 @@ def first_pass_precision(requested: str = "auto") -> str:
     if hw.native_bf16:
         return "bfloat16"
     return "int8" if hw.native_int8 else "float32"
+
+
+def packed_int8_levels(dim: int) -> int | None:
+    """The query integer range (127, or 63 on CPUs without VNNI) with which int8 document rows
+    of ``dim`` pre-pack for oneDNN and sum exactly on this machine, or ``None`` where they do
+    not pack (then the plain copy is used). Probed once per process and dim."""
+    return packed_levels("int8", dim) or None
 
 
 def _gamma(n: int) -> float:
