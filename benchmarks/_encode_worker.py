@@ -136,7 +136,10 @@ def _plain_forward(checkpoint: str, onnx: str | None = None) -> tuple[Any, Any]:
     lengths = load_encoder(checkpoint, device="cpu", dtype="float32").config()
     tok = AutoTokenizer.from_pretrained(checkpoint)
     model = AutoModel.from_pretrained(checkpoint, dtype=torch.float32).eval()
-    forward: Any = model
+
+    def forward(**batch: Any) -> Any:
+        return model(**batch).last_hidden_state
+
     if onnx is not None:
         example = tok(["an example"], return_tensors="pt")
         forward = _onnx_session(model, dict(example), int8=onnx == "int8")
@@ -152,7 +155,6 @@ def _plain_forward(checkpoint: str, onnx: str | None = None) -> tuple[Any, Any]:
                 return_tensors="pt",
             )
             hidden = forward(**batch)
-            hidden = hidden if onnx is not None else hidden.last_hidden_state
             for h, m in zip(hidden, batch["attention_mask"].bool()):
                 out.append(h[m])
         return out

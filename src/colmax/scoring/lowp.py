@@ -126,9 +126,6 @@ class LowCopy:
         residual: ``(n_docs,)`` float64, per layout position: largest ``|d_j - ~d_j|``.
         norm: ``(n_docs,)`` float64: largest ``|~d_j|`` (``N_d``).
         scale: int8 only, ``(n_docs,)`` float32: the document's quantisation step.
-        query_levels: int8 only: query tokens round to integers in ``[-query_levels,
-            query_levels]`` (63 where the packed GEMM is exact only with 7-bit activations,
-            see :mod:`colmax.scoring._prepacked`).
     """
 
     kind: str
@@ -138,7 +135,13 @@ class LowCopy:
     residual: torch.Tensor
     norm: torch.Tensor
     scale: torch.Tensor | None
-    query_levels: int = INT8_LEVELS[0]
+
+    @property
+    def query_levels(self) -> int:
+        """int8: query tokens round to integers in ``[-query_levels, query_levels]``: the
+        packed GEMM's exact range (63 where it is exact only with 7-bit activations, see
+        :mod:`colmax.scoring._prepacked`), else 127."""
+        return INT8_LEVELS[0] if self.packed is None else self.packed.levels
 
     @property
     def dtype(self) -> torch.dtype:
@@ -256,8 +259,7 @@ def build_low_copy(
     ranges = plan_ranges(plan_blocks(padded_len, pack_block_rows), pack_block_rows)
     packed = pack_rows(kind, matrix, ranges)
     dense = matrix if packed is None else None
-    levels = INT8_LEVELS[0] if packed is None else packed.levels
-    return LowCopy(kind, dense, packed, pack_block_rows, residual, norm, scale, levels)
+    return LowCopy(kind, dense, packed, pack_block_rows, residual, norm, scale)
 
 
 @dataclass(frozen=True)
