@@ -1,7 +1,8 @@
 """Encodes documents for ``bench_encode.py`` with one system, in its own process.
 
 ``python _encode_worker.py SYSTEM CHECKPOINT TEXTS_JSON``; SYSTEM is ``colmax`` (its
-defaults: bfloat16 where native), ``colmax-float32``, ``colmax-compiled``,
+defaults: bfloat16 where native), ``colmax-float32``, ``colmax-onnxruntime`` (float32,
+queries through ONNX Runtime: ``query_runtime="onnxruntime"``), ``colmax-compiled``,
 ``transformers-float32`` (a plain float32 ``AutoModel`` forward of the same weights: batches
 of 32 in the given order, padded, truncated at colmax's document length; token vectors are
 the last hidden states of the real tokens, no projection), ``onnxruntime-float32`` and
@@ -16,6 +17,7 @@ it answers one JSON line per request on stdin:
 
 - ``{"n": 512}`` -> ``{"seconds": s, "tokens": t}``: encode the first n texts, batch size 32;
 - ``{"query": i}`` -> ``{"seconds": s}``: encode query i alone (single-query latency);
+- ``{"queries": n}`` -> ``{"seconds": s}``: encode the first n queries, batch size 32;
 - ``{"save": "path.npz", "n": 64}`` -> ``{}``: write the first n document and query embeddings
   (concatenated float32 rows and their offsets) for the parity check.
 """
@@ -41,9 +43,13 @@ def _loader(system: str, checkpoint: str) -> tuple[Any, Any]:
     if system.startswith("colmax"):
         from colmax.encoders import load_encoder
 
-        dtype = "float32" if system == "colmax-float32" else None
+        onnx = system == "colmax-onnxruntime"
         enc = load_encoder(
-            checkpoint, device="cpu", compile=system == "colmax-compiled", dtype=dtype
+            checkpoint,
+            device="cpu",
+            compile=system == "colmax-compiled",
+            dtype="float32" if system in ("colmax-float32", "colmax-onnxruntime") else None,
+            query_runtime="onnxruntime" if onnx else "torch",
         )
         return (
             lambda texts: enc.encode_documents(texts, batch_size=32),
@@ -90,7 +96,7 @@ def _onnx_session(model: Any, example: Any, int8: bool) -> Any:
     path = folder / "model.onnx"
     axes = {n: {0: "batch", 1: "length"} for n in [*names, "hidden"]}
     torch.onnx.export(
-        Forward(),
+        Forward().eval(),  # a fresh module is in training mode: the export would keep dropout
         tuple(example.values()),
         str(path),
         input_names=names,
@@ -193,6 +199,10 @@ def main() -> None:
             q, q_off = _flat(encode_queries(queries[:n]))
             np.savez(request["save"], docs=d, doc_offsets=d_off, queries=q, query_offsets=q_off)
             print("{}", flush=True)
+        elif "queries" in request:
+            start = time.perf_counter()
+            encode_queries(queries[: request["queries"]])
+            print(json.dumps({"seconds": time.perf_counter() - start}), flush=True)
         elif "query" in request:
             start = time.perf_counter()
             encode_queries([queries[request["query"]]])

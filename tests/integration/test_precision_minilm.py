@@ -55,3 +55,18 @@ def test_int8_token_cosine(minilm_path: Path, texts: list[str], reference: list)
     # Dynamic int8 (per-tensor activation scales) measured mean 0.907, min 0.63 on this
     # subset: far below the 0.999 gate, so it is never chosen automatically. A sanity floor.
     assert float(cos.mean()) >= 0.8
+
+
+def test_onnx_runtime_queries_match_float32(minilm_path: Path, cranfield_dir: Path) -> None:
+    """query_runtime="onnxruntime" on real queries: PyTorch's float32 vectors to within 1e-5."""
+    pytest.importorskip("onnxruntime")
+    queries = list(load_beir(cranfield_dir).queries.values())[:40]
+    eager = load_encoder(minilm_path, device="cpu", dtype="float32")
+    fast = load_encoder(minilm_path, device="cpu", dtype="float32", query_runtime="onnxruntime")
+    got = [fast.encode_queries([q])[0] for q in queries]  # one at a time, as a search does
+    want = eager.encode_queries(queries)
+    cos = _cosines(got, want)
+    worst = max(float((a - b).abs().max()) for a, b in zip(got, want, strict=True))
+    print(f"onnxruntime query cosine: min {float(cos.min()):.7f}, largest difference {worst:.2g}")
+    assert float(cos.min()) >= 0.99999
+    assert worst <= 1e-5

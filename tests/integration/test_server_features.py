@@ -156,3 +156,19 @@ def test_bad_hybrid_requests_are_422(client: httpx.Client, body: dict, field: st
     assert response.status_code == 422
     detail = response.json()["detail"][0]
     assert detail["loc"][-1] == field if field else "go with 'hybrid'" in detail["msg"]
+
+
+def test_query_runtime_option(index: Path, tmp_path: Path) -> None:
+    """`colmax serve --query-runtime onnxruntime` answers as the PyTorch engine does."""
+    pytest.importorskip("onnxruntime")
+    with Engine.load(index, device="cpu", query_runtime="torch") as engine:
+        want = engine.search(QUERY, k=4)
+    with (
+        ServerProcess(index, "--query-runtime", "onnxruntime", log=tmp_path / "s.log") as proc,
+        httpx.Client(base_url=proc.url, timeout=60) as c,
+    ):
+        response = c.post("/search", json={"query": QUERY, "k": 4})
+    assert response.status_code == 200, response.text
+    got = response.json()["results"][0]
+    assert [h["id"] for h in got] == [r.id for r in want]
+    assert [h["score"] for h in got] == pytest.approx([r.score for r in want], abs=1e-4)

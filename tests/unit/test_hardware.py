@@ -57,6 +57,7 @@ def test_bad_precision_names(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_doctor_command(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("COLMAX_QUERY_RUNTIME", raising=False)
     assert main(["doctor"]) == 0
     text = capsys.readouterr().out
     assert "CPU:" in text and "chosen precision:" in text
@@ -67,3 +68,10 @@ def test_doctor_command(
     assert info["forced"] == "float32" and "native_bf16" in info
     assert info["search_first_pass"] == "float32"  # the forced path, for search too
     assert info["int8_packed_query_levels"] in (127, 63, None)
+    assert info["query_runtime"] == "torch"
+    monkeypatch.setenv("COLMAX_QUERY_RUNTIME", "onnxruntime")
+    assert main(["doctor"]) == 0
+    assert "query encoding: onnxruntime ($COLMAX_QUERY_RUNTIME;" in capsys.readouterr().out
+    monkeypatch.setenv("COLMAX_QUERY_RUNTIME", "tensorrt")
+    assert main(["doctor", "--json"]) == 0  # a bad value is reported, not a crash
+    assert json.loads(capsys.readouterr().out)["query_runtime"].startswith("invalid")

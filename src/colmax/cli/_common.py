@@ -23,6 +23,7 @@ __all__ = [
     "WriteStats",
     "add_chunk_options",
     "add_compile_option",
+    "add_query_runtime_option",
     "add_device_option",
     "add_input_options",
     "add_pool_option",
@@ -61,6 +62,18 @@ def add_compile_option(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run the model through torch.compile: 1.2-1.3x faster encoding on a CPU after "
         "tens of seconds of compilation; worth it for thousands of documents",
+    )
+
+
+def add_query_runtime_option(parser: argparse.ArgumentParser) -> None:
+    """``--query-runtime``: for the commands that answer queries."""
+    parser.add_argument(
+        "--query-runtime",
+        choices=["torch", "onnxruntime"],
+        default=None,
+        help="what encodes queries: torch, or onnxruntime (the same float32 model exported at "
+        "start-up; lower latency on CPUs; pip install 'colmax[onnx]'). Default: "
+        "$COLMAX_QUERY_RUNTIME, else torch",
     )
 
 

@@ -37,15 +37,37 @@ def _search_lines() -> tuple[dict[str, Any], str]:
     return info, f"exact search first pass: {first}; int8 pass (if forced): {int8}"
 
 
+def _query_lines() -> tuple[dict[str, Any], str]:
+    """What encodes queries ($COLMAX_QUERY_RUNTIME) and whether ONNX Runtime is installed."""
+    import importlib.metadata
+
+    from colmax.encoders.onnx_runtime import ENV_VAR, resolve_query_runtime
+    from colmax.errors import InvalidInputError
+
+    try:
+        runtime = resolve_query_runtime(None)
+    except InvalidInputError as exc:
+        runtime = f"invalid ({exc})"
+    try:
+        version: str | None = importlib.metadata.version("onnxruntime")
+    except importlib.metadata.PackageNotFoundError:
+        version = None
+    available = f"onnxruntime {version}" if version else "onnxruntime not installed"
+    info = {"query_runtime": runtime, "onnxruntime_version": version}
+    return info, f"query encoding: {runtime} (${ENV_VAR}; {available})"
+
+
 def run(args: argparse.Namespace) -> int:
     """Detect (and probe) the hardware and print it."""
     from colmax.hardware import detect
 
     hardware = detect()
     info, line = _search_lines()
+    query_info, query_line = _query_lines()
     if args.json:
-        print(json.dumps({**hardware.to_dict(), **info}, indent=2))
+        print(json.dumps({**hardware.to_dict(), **info, **query_info}, indent=2))
     else:
         print(hardware.summary())
         print(line)
+        print(query_line)
     return 0

@@ -6,7 +6,12 @@ import argparse
 from typing import Any
 
 from colmax import limits
-from colmax.cli._common import add_device_option, add_download_option, print_err
+from colmax.cli._common import (
+    add_device_option,
+    add_download_option,
+    add_query_runtime_option,
+    print_err,
+)
 from colmax.cli._server_options import (
     API_KEY_ENV,
     add_auth_options,
@@ -53,6 +58,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--no-access-log", action="store_true", help="do not log every request")
     add_device_option(parser)
+    add_query_runtime_option(parser)
     add_download_option(parser)
     parser.set_defaults(func=run)
 
@@ -78,7 +84,13 @@ def run(args: argparse.Namespace) -> int:
             "(--allowed-host adds one)"
         )
     chunking = {"chunk_tokens": args.chunk_tokens, "chunk_overlap": args.chunk_overlap}
-    with Engine.load(args.dir, device=args.device, download=args.download, **chunking) as engine:
+    with Engine.load(
+        args.dir,
+        device=args.device,
+        download=args.download,
+        query_runtime=args.query_runtime,
+        **chunking,
+    ) as engine:
         app = create_app(engine, settings)
         writes = "on" if settings.writes_enabled else "off (no API key)"
         print_err(

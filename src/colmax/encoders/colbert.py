@@ -49,6 +49,8 @@ class ColBERTEncoder:
         dtype: the model's floating-point type (outputs are always float32 on the CPU).
         precision: how the transformer computes: ``"float32"``, ``"bfloat16"``, ``"float16"``
             or ``"int8"`` (dynamically quantised linear layers, float32 weights elsewhere).
+        query_runtime: what runs the transformer for queries: ``"torch"`` or
+            ``"onnxruntime"`` (see :mod:`colmax.encoders.onnx_runtime`).
     """
 
     def __init__(
@@ -64,6 +66,7 @@ class ColBERTEncoder:
         requested_dtype: str | None = None,
         compile: bool = False,
         precision: str | None = None,
+        query_runtime: str = "torch",
     ) -> None:
         self._name = name
         self.model = model.eval()
@@ -79,6 +82,17 @@ class ColBERTEncoder:
         self._requested_dtype = requested_dtype
         self.precision = precision or str(dtype).removeprefix("torch.")
         self._dim = projection.output_dim(int(model.config.hidden_size))
+        # Queries may run through ONNX Runtime (lower latency for one short text on a CPU);
+        # documents always run through PyTorch (as fast or faster in batches).
+        self._query_run: Any = self._run
+        if query_runtime == "onnxruntime":
+            from colmax.encoders.onnx_runtime import OnnxRuntimeModel
+
+            sample = plan.collate(
+                plan.prepare(["sample", "a longer sample text for the export"], is_query=False)
+            )
+            self._query_run = OnnxRuntimeModel(self.model, sample)
+        self.query_runtime = query_runtime
 
     @property
     def name(self) -> str:
@@ -108,7 +122,8 @@ class ColBERTEncoder:
         return (
             f"ColBERTEncoder(name={self._name!r}, format={self.format!r}, dim={self._dim}, "
             f"device={str(self.device)!r}, precision={self.precision!r}"
-            + (", compiled=True)" if self.compiled else ")")
+            + (", compiled=True" if self.compiled else "")
+            + (f", query_runtime={self.query_runtime!r})" if self.query_runtime != "torch" else ")")
         )
 
     def encode_queries(
@@ -229,15 +244,16 @@ class ColBERTEncoder:
             show_progress = len(items) > PROGRESS_THRESHOLD
         results: list[torch.Tensor] = []
         desc = "Encoding queries" if is_query else "Encoding documents"
+        run = self._query_run if is_query else self._run
         with tqdm(total=len(items), desc=desc, disable=not show_progress, unit="text") as bar:
             # Tokenize a window at a time so a huge corpus never sits in memory as token lists.
             for start in range(0, len(items), _SORT_WINDOW):
                 prepared = self.plan.prepare(items[start : start + _SORT_WINDOW], is_query=is_query)
-                results.extend(self._encode_window(prepared, batch_size, bar))
+                results.extend(self._encode_window(prepared, batch_size, bar, run))
         return results
 
     def _encode_window(
-        self, prepared: list[PreparedText], batch_size: int, bar: tqdm
+        self, prepared: list[PreparedText], batch_size: int, bar: tqdm, run: Any
     ) -> list[torch.Tensor]:
         # Longest first, so batches pad little and an out-of-memory error shows up at once.
         order = sorted(range(len(prepared)), key=lambda i: -len(prepared[i].input_ids))
@@ -246,7 +262,7 @@ class ColBERTEncoder:
             deadline.check()  # a caller's deadline (a server request) stops between batches
             batch_ids = order[start : start + batch_size]
             items = [prepared[i] for i in batch_ids]
-            padded = self._forward(items)
+            padded = self._forward(items, run)
             for row, (i, item) in enumerate(zip(batch_ids, items, strict=True)):
                 # Indexing outside inference mode copies into an ordinary tensor: callers may
                 # modify it in place or use it with autograd.
@@ -255,10 +271,10 @@ class ColBERTEncoder:
         return results
 
     @torch.inference_mode()
-    def _forward(self, items: list[PreparedText]) -> torch.Tensor:
+    def _forward(self, items: list[PreparedText], run: Any) -> torch.Tensor:
         """Padded float32 CPU vectors ``(batch, longest, dim)``, normalised when asked."""
         batch = {k: v.to(self.device) for k, v in self.plan.collate(items).items()}
-        hidden = self._run(**batch)[0]
+        hidden = run(**batch)[0]
         vectors = self.projection(hidden).float()
         if self.settings.normalize:
             vectors = nn.functional.normalize(vectors, p=2, dim=-1)

@@ -15,6 +15,7 @@ from colmax.encoders import st_format
 from colmax.encoders.colbert import ColBERTEncoder
 from colmax.encoders.detect import CheckpointInfo, read_checkpoint
 from colmax.encoders.hub import resolve_model_folder
+from colmax.encoders.onnx_runtime import ENV_VAR, resolve_query_runtime
 from colmax.encoders.precision import quantize_int8, resolve_encoder_precision
 from colmax.encoders.projection import Projection, load_pylate_dense, load_stanford_linear
 from colmax.encoders.settings import EncoderSettings, default_settings, setting_names
@@ -39,6 +40,7 @@ def load_encoder(
     revision: str | None = None,
     compile: bool = False,
     download: bool = True,
+    query_runtime: str | None = None,
     **overrides: Any,
 ) -> ColBERTEncoder:
     """Load a ColBERT checkpoint (colbert-ai, PyLate or sentence-transformers 6), or any Hugging Face encoder, as a token encoder.
@@ -65,6 +67,12 @@ def load_encoder(
             Worth it for bulk indexing. Where compilation fails (no C++ compiler), a
             ``RuntimeWarning`` is issued and encoding goes on eagerly. Like ``device``, it is
             not part of :meth:`ColBERTEncoder.config`.
+        query_runtime: what runs the transformer for queries: ``"torch"`` (default), or
+            ``"onnxruntime"``: the same float32 model exported to ONNX when the encoder loads
+            (a few seconds) and run by ONNX Runtime, for lower query latency on CPUs (see
+            :mod:`colmax.encoders.onnx_runtime`; needs ``pip install "colmax[onnx]"``, the CPU
+            and float32). ``None`` reads ``$COLMAX_QUERY_RUNTIME``. Documents always run
+            through PyTorch. Not part of :meth:`ColBERTEncoder.config`.
         **overrides: any :class:`EncoderSettings` field (``format``, ``query_prefix``,
             ``document_prefix``, ``query_length``, ``document_length``, ``do_query_expansion``,
             ``attend_to_expansion_tokens``, ``skiplist_words``, ``normalize``, ``do_lower_case``,
@@ -85,8 +93,11 @@ def load_encoder(
         >>> [v.shape for v in enc.encode_queries(["what is late interaction?"])]  # doctest: +SKIP
         [torch.Size([32, 128])]
     """
+    runtime = resolve_query_runtime(query_runtime)
     vision = _vision_checkpoint(model_name_or_path, overrides.get("format"), revision, download)
     if vision is not None:  # ColPali / ColQwen: text queries, page images
+        if query_runtime is not None and runtime != "torch":
+            raise InvalidInputError("query_runtime='onnxruntime' is for text encoders only")
         from colmax.vision.loader import checkpoint_name, load_vision_encoder
 
         torch_device = _resolve_device(device)
@@ -133,6 +144,20 @@ def load_encoder(
 
     local = Path(str(model_name_or_path)).expanduser()
     name = str(local.resolve()) if local.is_dir() else str(model_name_or_path)
+    applies = precision.name == "float32" and torch_device.type == "cpu"
+    if runtime != "torch" and query_runtime is None and not applies:
+        # Asked for process-wide by the environment: where it cannot apply (bfloat16 chosen
+        # on a CPU that runs it natively, a GPU, int8), the encoder keeps PyTorch.
+        logger.warning(
+            "%s=%s ignored for %s: ONNX Runtime queries need float32 weights on the CPU "
+            "(this model runs in %s on %s)",
+            ENV_VAR,
+            runtime,
+            name,
+            precision.name,
+            torch_device.type,
+        )
+        runtime = "torch"
     encoder = ColBERTEncoder(
         name=name,
         model=model,
@@ -144,6 +169,7 @@ def load_encoder(
         requested_dtype=precision.requested,
         compile=check_flag(compile, "compile"),
         precision=precision.name,
+        query_runtime=runtime,
     )
     logger.info("Loaded %r", encoder)
     return encoder

@@ -156,6 +156,7 @@ class Engine(Writing, Reading):
         device: str | None = None,
         dtype: str | torch.dtype | None = None,
         compile: bool = False,
+        query_runtime: str | None = None,
         lock_timeout: float = 60.0,
         index_options: Mapping[str, Any] | None = None,
         chunk_tokens: int | None = None,
@@ -169,8 +170,8 @@ class Engine(Writing, Reading):
         That model comes from a local folder or the Hugging Face cache; ``download=True``
         fetches it from the Hub when it is in neither (the name is read from the folder, so
         a folder from someone else would otherwise decide what is downloaded and run).
-        ``compile`` runs that encoder through ``torch.compile`` (see
-        :func:`colmax.encoders.load_encoder`). ``index_options`` may repeat the settings the
+        ``compile`` runs that encoder through ``torch.compile`` and ``query_runtime`` picks
+        what encodes queries (see :func:`colmax.encoders.load_encoder`). ``index_options`` may repeat the settings the
         index was made with, and change what can change (plaid search widths). For a Qdrant
         server index pass ``{"api_key": ..., "url": ...}``: the key is never stored
         (``COLMAX_QDRANT_API_KEY`` works too) and is sent only when ``url`` (or
@@ -191,7 +192,12 @@ class Engine(Writing, Reading):
             config.pop("device", None)
             config.pop("dtype", None)
             encoder = load_encoder(
-                device=device, dtype=dtype, compile=compile, download=download, **config
+                device=device,
+                dtype=dtype,
+                compile=compile,
+                download=download,
+                query_runtime=query_runtime,
+                **config,
             )
         return cls(
             encoder,
