@@ -9,7 +9,12 @@ import pytest
 import torch
 
 from colmax.encoders import load_encoder
-from colmax.encoders.onnx_runtime import ENV_VAR, OnnxRuntimeModel, resolve_query_runtime
+from colmax.encoders.onnx_runtime import (
+    ENV_VAR,
+    OnnxRuntimeModel,
+    onnxruntime_installed,
+    resolve_query_runtime,
+)
 from colmax.errors import InvalidInputError, ModelLoadError
 
 pytest.importorskip("onnxruntime")
@@ -72,6 +77,33 @@ def test_explicit_request_that_cannot_apply_is_an_error(tiny_pylate_model: Path)
         load_encoder(tiny_pylate_model, device="cpu", dtype="bfloat16", query_runtime="onnxruntime")
 
 
+def test_auto_takes_onnx_runtime_where_it_applies(tiny_pylate_model: Path) -> None:
+    assert load_encoder(
+        tiny_pylate_model, device="cpu", dtype="float32", query_runtime="auto"
+    ).query_runtime == ("onnxruntime" if onnxruntime_installed() else "torch")
+    # bfloat16 weights: PyTorch, without a word (auto never errs).
+    bf16 = load_encoder(tiny_pylate_model, device="cpu", dtype="bfloat16", query_runtime="auto")
+    assert bf16.query_runtime == "torch"
+
+
+def test_a_failed_export_falls_back_unless_asked_for(
+    tiny_pylate_model: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The loader's fall-back: an export refused by its check (simulated here; the check
+    itself is tested below) leaves "auto" on PyTorch, and fails an explicit request."""
+
+    def refuse(self: OnnxRuntimeModel, model: object, sample: object) -> None:
+        raise ModelLoadError("the ONNX export of this model computes other vectors")
+
+    monkeypatch.setattr(OnnxRuntimeModel, "_check", refuse)
+    with caplog.at_level(logging.WARNING):
+        auto = load_encoder(tiny_pylate_model, device="cpu", dtype="float32", query_runtime="auto")
+    assert auto.query_runtime == "torch" and "queries stay on PyTorch" in caplog.text
+    assert auto.encode_queries(["hello"])[0].shape[0] > 0
+    with pytest.raises(ModelLoadError, match="computes other vectors"):
+        load_encoder(tiny_pylate_model, device="cpu", dtype="float32", query_runtime="onnxruntime")
+
+
 @pytest.mark.parametrize("bad", ["onnx", "tensorrt", "", 3])
 def test_unknown_runtime_is_rejected(bad: object, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(InvalidInputError, match="query_runtime must be one of"):
@@ -81,6 +113,7 @@ def test_unknown_runtime_is_rejected(bad: object, monkeypatch: pytest.MonkeyPatc
         with pytest.raises(InvalidInputError, match=f"{ENV_VAR} must be one of"):
             resolve_query_runtime(None)
     assert resolve_query_runtime("ONNXRuntime") == "onnxruntime"
+    assert resolve_query_runtime("auto") == "auto"
 
 
 def test_a_mistraced_export_is_refused(tiny_pylate_model: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from colmax import limits
@@ -58,7 +59,8 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--no-access-log", action="store_true", help="do not log every request")
     add_device_option(parser)
-    add_query_runtime_option(parser)
+    # A server loads once and answers many queries: the export's seconds pay off.
+    add_query_runtime_option(parser, default="auto")
     add_download_option(parser)
     parser.set_defaults(func=run)
 
@@ -72,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print_err(f"colmax serve: error: {exc}; pip install 'colmax[server]'")
         return 2
+    from colmax.encoders.onnx_runtime import ENV_VAR as QUERY_RUNTIME_ENV
     from colmax.engine import Engine
 
     settings = settings_from(args)
@@ -88,14 +91,16 @@ def run(args: argparse.Namespace) -> int:
         args.dir,
         device=args.device,
         download=args.download,
-        query_runtime=args.query_runtime,
+        query_runtime=args.query_runtime or os.environ.get(QUERY_RUNTIME_ENV) or "auto",
         **chunking,
     ) as engine:
         app = create_app(engine, settings)
         writes = "on" if settings.writes_enabled else "off (no API key)"
+        runtime = getattr(engine.encoder, "query_runtime", "torch")
         print_err(
             f"colmax serve: {len(engine)} documents from {args.dir}; auth "
-            f"{'on' if api_key else 'off'}; writes {writes}; http://{args.host}:{args.port}/docs"
+            f"{'on' if api_key else 'off'}; writes {writes}; queries encoded by {runtime}; "
+            f"http://{args.host}:{args.port}/docs"
         )
         uvicorn.run(
             app,

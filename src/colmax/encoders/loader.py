@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,11 @@ from colmax.encoders import st_format
 from colmax.encoders.colbert import ColBERTEncoder
 from colmax.encoders.detect import CheckpointInfo, read_checkpoint
 from colmax.encoders.hub import resolve_model_folder
-from colmax.encoders.onnx_runtime import ENV_VAR, resolve_query_runtime
+from colmax.encoders.onnx_runtime import (
+    ENV_VAR,
+    onnxruntime_installed,
+    resolve_query_runtime,
+)
 from colmax.encoders.precision import quantize_int8, resolve_encoder_precision
 from colmax.encoders.projection import Projection, load_pylate_dense, load_stanford_linear
 from colmax.encoders.settings import EncoderSettings, default_settings, setting_names
@@ -67,12 +72,14 @@ def load_encoder(
             Worth it for bulk indexing. Where compilation fails (no C++ compiler), a
             ``RuntimeWarning`` is issued and encoding goes on eagerly. Like ``device``, it is
             not part of :meth:`ColBERTEncoder.config`.
-        query_runtime: what runs the transformer for queries: ``"torch"`` (default), or
-            ``"onnxruntime"``: the same float32 model exported to ONNX when the encoder loads
-            (a few seconds) and run by ONNX Runtime, for lower query latency on CPUs (see
-            :mod:`colmax.encoders.onnx_runtime`; needs ``pip install "colmax[onnx]"``, the CPU
-            and float32). ``None`` reads ``$COLMAX_QUERY_RUNTIME``. Documents always run
-            through PyTorch. Not part of :meth:`ColBERTEncoder.config`.
+        query_runtime: what runs the transformer for queries: ``"torch"`` (default),
+            ``"onnxruntime"`` (the same float32 model exported to ONNX when the encoder loads,
+            a few seconds, and run by ONNX Runtime: 2-3x lower query latency measured on CPUs
+            without native bfloat16; see :mod:`colmax.encoders.onnx_runtime`; needs
+            ``pip install "colmax[onnx]"``, the CPU and float32 weights), or ``"auto"``
+            (ONNX Runtime where installed and applicable, else PyTorch; what ``colmax serve``
+            uses). ``None`` reads ``$COLMAX_QUERY_RUNTIME``. Documents always run through
+            PyTorch. Not part of :meth:`ColBERTEncoder.config`.
         **overrides: any :class:`EncoderSettings` field (``format``, ``query_prefix``,
             ``document_prefix``, ``query_length``, ``document_length``, ``do_query_expansion``,
             ``attend_to_expansion_tokens``, ``skiplist_words``, ``normalize``, ``do_lower_case``,
@@ -96,7 +103,7 @@ def load_encoder(
     runtime = resolve_query_runtime(query_runtime)
     vision = _vision_checkpoint(model_name_or_path, overrides.get("format"), revision, download)
     if vision is not None:  # ColPali / ColQwen: text queries, page images
-        if query_runtime is not None and runtime != "torch":
+        if query_runtime is not None and runtime == "onnxruntime":
             raise InvalidInputError("query_runtime='onnxruntime' is for text encoders only")
         from colmax.vision.loader import checkpoint_name, load_vision_encoder
 
@@ -144,21 +151,9 @@ def load_encoder(
 
     local = Path(str(model_name_or_path)).expanduser()
     name = str(local.resolve()) if local.is_dir() else str(model_name_or_path)
-    applies = precision.name == "float32" and torch_device.type == "cpu"
-    if runtime != "torch" and query_runtime is None and not applies:
-        # Asked for process-wide by the environment: where it cannot apply (bfloat16 chosen
-        # on a CPU that runs it natively, a GPU, int8), the encoder keeps PyTorch.
-        logger.warning(
-            "%s=%s ignored for %s: ONNX Runtime queries need float32 weights on the CPU "
-            "(this model runs in %s on %s)",
-            ENV_VAR,
-            runtime,
-            name,
-            precision.name,
-            torch_device.type,
-        )
-        runtime = "torch"
-    encoder = ColBERTEncoder(
+    runtime = _query_runtime(runtime, query_runtime is None, precision.name, torch_device, name)
+    make = functools.partial(
+        ColBERTEncoder,
         name=name,
         model=model,
         projection=projection,
@@ -169,10 +164,46 @@ def load_encoder(
         requested_dtype=precision.requested,
         compile=check_flag(compile, "compile"),
         precision=precision.name,
-        query_runtime=runtime,
     )
+    try:
+        encoder = make(query_runtime=runtime)
+    except ModelLoadError as exc:
+        if runtime != "onnxruntime" or (query_runtime or "").lower() == "onnxruntime":
+            raise
+        # Chosen automatically (or by the environment): an export that fails its check
+        # leaves the encoder on PyTorch, which computes the reference vectors anyway.
+        logger.warning("%s; queries stay on PyTorch", exc)
+        encoder = make()
     logger.info("Loaded %r", encoder)
     return encoder
+
+
+def _query_runtime(
+    runtime: str, from_environment: bool, precision: str, device: torch.device, name: str
+) -> str:
+    """``"torch"`` or ``"onnxruntime"``: what encodes this text encoder's queries.
+
+    ``"auto"`` takes ONNX Runtime where it applies (float32 weights on the CPU) and is
+    installed. ``"onnxruntime"`` from the environment is skipped, with a warning, where it
+    cannot apply; asked for by argument it is left for the encoder to refuse.
+    """
+    applies = precision == "float32" and device.type == "cpu"
+    if runtime == "auto":
+        return "onnxruntime" if applies and onnxruntime_installed() else "torch"
+    if runtime == "onnxruntime" and from_environment and not applies:
+        # Set process-wide: where it cannot apply (bfloat16 chosen on a CPU that runs it
+        # natively, a GPU, int8), the encoder keeps PyTorch.
+        logger.warning(
+            "%s=%s ignored for %s: ONNX Runtime queries need float32 weights on the CPU "
+            "(this model runs in %s on %s)",
+            ENV_VAR,
+            runtime,
+            name,
+            precision,
+            device.type,
+        )
+        return "torch"
+    return runtime
 
 
 def _vision_checkpoint(
