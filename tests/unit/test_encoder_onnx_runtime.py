@@ -72,9 +72,12 @@ def test_environment_variable_is_ignored_where_it_cannot_apply(
     assert f"{ENV_VAR}=onnxruntime ignored" in caplog.text
 
 
-def test_explicit_request_that_cannot_apply_is_an_error(tiny_pylate_model: Path) -> None:
-    with pytest.raises(InvalidInputError, match="float32 weights on the CPU"):
-        load_encoder(tiny_pylate_model, device="cpu", dtype="bfloat16", query_runtime="onnxruntime")
+@pytest.mark.parametrize("dtype", ["bfloat16", "int8"])
+def test_explicit_request_that_cannot_apply_is_an_error(
+    tiny_pylate_model: Path, dtype: str
+) -> None:
+    with pytest.raises(InvalidInputError, match=f"float32 weights on the CPU.*runs in {dtype}"):
+        load_encoder(tiny_pylate_model, device="cpu", dtype=dtype, query_runtime="onnxruntime")
 
 
 def test_auto_takes_onnx_runtime_where_it_applies(tiny_pylate_model: Path) -> None:

@@ -185,11 +185,19 @@ def _query_runtime(
 
     ``"auto"`` takes ONNX Runtime where it applies (float32 weights on the CPU) and is
     installed. ``"onnxruntime"`` from the environment is skipped, with a warning, where it
-    cannot apply; asked for by argument it is left for the encoder to refuse.
+    cannot apply; asked for by argument there, it is an error.
+
+    Raises:
+        InvalidInputError: ``"onnxruntime"`` asked for by argument where it cannot apply.
     """
     applies = precision == "float32" and device.type == "cpu"
     if runtime == "auto":
         return "onnxruntime" if applies and onnxruntime_installed() else "torch"
+    if runtime == "onnxruntime" and not from_environment and not applies:
+        raise InvalidInputError(
+            "query_runtime='onnxruntime' runs float32 weights on the CPU; this encoder runs in "
+            f"{precision} on {device.type} (pass device='cpu', dtype='float32')"
+        )
     if runtime == "onnxruntime" and from_environment and not applies:
         # Set process-wide: where it cannot apply (bfloat16 chosen on a CPU that runs it
         # natively, a GPU, int8), the encoder keeps PyTorch.
