@@ -56,3 +56,23 @@ import colbert, pylate, ragatouille, sentence_transformers, transformers
 print(" ".join(f"{p} {version(p)}" for p in (
     "pylate", "colbert-ai", "ragatouille", "sentence-transformers", "transformers", "torch")))
 EOF
+
+# colbert-ai compiles its C++ CPU search kernels with ninja the first time a Searcher or an
+# index build loads them (about a minute each on two cores). Compile them here, side by side,
+# into $TORCH_EXTENSIONS_DIR (default ~/.cache/torch_extensions), so the test suite does not
+# pay for it: it is part of setting up the peers, like any package's native build.
+kernels_start=$SECONDS
+pids=()
+for cls in colbert.search.index_storage:IndexScorer colbert.search.strided_tensor:StridedTensor \
+    colbert.modeling.colbert:ColBERT; do
+    "$VENV/bin/python" -W ignore -c "
+import importlib, sys
+module, name = sys.argv[1].split(':')
+getattr(importlib.import_module(module), name).try_load_torch_extensions(use_gpu=False)
+" "$cls" >/dev/null &
+    pids+=($!)
+done
+for pid in "${pids[@]}"; do
+    wait "$pid" || { echo "compiling colbert-ai's C++ kernels failed (is a C++ compiler on PATH?)" >&2; exit 1; }
+done
+echo "colbert-ai C++ kernels ready in $((SECONDS - kernels_start)) s"

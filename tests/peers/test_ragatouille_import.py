@@ -1,6 +1,6 @@
 """An index that RAGatouille built opens in colmax, without re-encoding, and searches alike.
 
-The peers' environment builds a RAGatouille (colbert-ai PLAID) index of 200 Cranfield documents
+The peers' environment builds a RAGatouille (colbert-ai PLAID) index of 100 Cranfield documents
 on the colbert-ai format MiniLM checkpoint, searches it, then deletes ten documents with
 ``delete_from_index`` and searches again. colmax imports both states of the folder and must
 decode the vectors exactly as colbert-ai does, keep ids, texts and metadata, and return the
@@ -23,7 +23,7 @@ from colmax import Engine
 from colmax.beir import load_beir
 from colmax.compat import import_ragatouille_index, read_plaid_index
 
-N_DOCS = 200
+N_DOCS = 100
 N_QUERIES = 40
 DELETED = 10
 MIN_OVERLAP = 0.9

@@ -119,6 +119,17 @@ def test_unknown_runtime_is_rejected(bad: object, monkeypatch: pytest.MonkeyPatc
     assert resolve_query_runtime("auto") == "auto"
 
 
+def test_the_environment_wins_over_the_default_and_an_argument_over_both(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    assert resolve_query_runtime(None) == "torch"
+    assert resolve_query_runtime(None, default="auto") == "auto"
+    monkeypatch.setenv(ENV_VAR, "torch")
+    assert resolve_query_runtime(None, default="auto") == "torch"
+    assert resolve_query_runtime("onnxruntime", default="auto") == "onnxruntime"
+
+
 def test_a_mistraced_export_is_refused(tiny_pylate_model: Path) -> None:
     """A model whose Python code branches on input values traces that branch only: the check
     against PyTorch catches the export that would compute other vectors."""

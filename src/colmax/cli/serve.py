@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 from colmax import limits
@@ -74,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print_err(f"colmax serve: error: {exc}; pip install 'colmax[server]'")
         return 2
-    from colmax.encoders.onnx_runtime import ENV_VAR as QUERY_RUNTIME_ENV
+    from colmax.encoders.onnx_runtime import resolve_query_runtime
     from colmax.engine import Engine
 
     settings = settings_from(args)
@@ -91,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         args.dir,
         device=args.device,
         download=args.download,
-        query_runtime=args.query_runtime or os.environ.get(QUERY_RUNTIME_ENV) or "auto",
+        query_runtime=resolve_query_runtime(args.query_runtime, default="auto"),
         **chunking,
     ) as engine:
         app = create_app(engine, settings)

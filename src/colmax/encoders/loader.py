@@ -168,7 +168,8 @@ def load_encoder(
     try:
         encoder = make(query_runtime=runtime)
     except ModelLoadError as exc:
-        if runtime != "onnxruntime" or (query_runtime or "").lower() == "onnxruntime":
+        asked_for = query_runtime is not None and query_runtime.lower() == runtime
+        if runtime != "onnxruntime" or asked_for:
             raise
         # Chosen automatically (or by the environment): an export that fails its check
         # leaves the encoder on PyTorch, which computes the reference vectors anyway.

@@ -59,16 +59,16 @@ def onnxruntime_installed() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx"))
 
 
-def resolve_query_runtime(query_runtime: str | None) -> str:
-    """``query_runtime``, else ``$COLMAX_QUERY_RUNTIME``, else ``"torch"``.
+def resolve_query_runtime(query_runtime: str | None, default: str = "torch") -> str:
+    """``query_runtime``, else ``$COLMAX_QUERY_RUNTIME``, else ``default``.
 
     Raises:
         InvalidInputError: not one of :data:`QUERY_RUNTIMES`.
     """
     source = "query_runtime"
     if query_runtime is None:
-        query_runtime = os.environ.get(ENV_VAR) or "torch"
-        source = ENV_VAR
+        query_runtime = os.environ.get(ENV_VAR) or default
+        source = ENV_VAR if os.environ.get(ENV_VAR) else "default"
     if not isinstance(query_runtime, str) or query_runtime.lower() not in QUERY_RUNTIMES:
         raise InvalidInputError(
             f"{source} must be one of {', '.join(QUERY_RUNTIMES)}, got {query_runtime!r}"
