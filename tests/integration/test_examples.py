@@ -15,7 +15,9 @@ import os
 import re
 import subprocess
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,6 +27,8 @@ EXAMPLES = sorted((ROOT / "examples").glob("[0-9]*.py"))
 # Seconds per script. They take 10 to 30 s on an idle 2-core machine (most of it importing
 # torch and transformers and loading MiniLM); the margin is for a loaded CI box.
 TIMEOUT = 600
+# Scripts run side by side (see ``example_runs``).
+PARALLEL = 2
 
 # What each script must print: patterns that fail if the behaviour it demonstrates breaks.
 # Scripts not listed must still exit 0 and print something.
@@ -101,15 +105,10 @@ def test_expectations_name_existing_examples() -> None:
     assert not stale, f"EXPECTED lists scripts that do not exist: {stale}"
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("script", EXAMPLES, ids=[s.name for s in EXAMPLES])
-def test_example_runs_offline(script: Path, minilm_path: Path) -> None:
-    missing = _missing_imports(script)
-    if missing:
-        pytest.skip(f"{script.name} needs {', '.join(missing)} (not installed here)")
+def _run(script: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     env.pop("QDRANT_URL", None)  # 07_qdrant.py: the embedded store, not a server
-    proc = subprocess.run(
+    return subprocess.run(
         [sys.executable, str(script)],
         cwd=ROOT,
         env=env,
@@ -118,6 +117,39 @@ def test_example_runs_offline(script: Path, minilm_path: Path) -> None:
         timeout=TIMEOUT,
         check=False,
     )
+
+
+@pytest.fixture(scope="module")
+def example_runs(request: pytest.FixtureRequest) -> dict[str, Future[Any]]:
+    """The selected scripts, started two at a time when the first of their tests runs.
+
+    Most of a script's time is importing torch and transformers and loading MiniLM (one
+    core each); two side by side take about half the time of one after the other. Every
+    script writes to its own temporary folder and picks a free port.
+    """
+    selected = [
+        item.callspec.params["script"]
+        for item in request.session.items
+        if getattr(item, "originalname", None) == "test_example_runs_offline"
+    ]
+    pool = ThreadPoolExecutor(max_workers=PARALLEL)
+    request.addfinalizer(lambda: pool.shutdown(cancel_futures=True))
+    return {
+        script.name: pool.submit(_run, script)
+        for script in selected
+        if not _missing_imports(script)
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", EXAMPLES, ids=[s.name for s in EXAMPLES])
+def test_example_runs_offline(
+    script: Path, minilm_path: Path, example_runs: dict[str, Future[Any]]
+) -> None:
+    missing = _missing_imports(script)
+    if missing:
+        pytest.skip(f"{script.name} needs {', '.join(missing)} (not installed here)")
+    proc = example_runs[script.name].result()
     report = f"{script.name} exited {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr[-4000:]}"
     assert proc.returncode == 0, report
     assert proc.stdout.strip(), report
