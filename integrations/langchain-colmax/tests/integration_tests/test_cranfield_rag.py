@@ -32,7 +32,9 @@ from colmax import Engine
 from colmax.beir import BeirDataset, load_beir
 from colmax.encoders.base import Encoder
 
-BM25_NDCG10 = 0.352  # bm25s Lucene BM25, English stopwords, measured on this data
+#: Every second judged query (113) for the BM25 + rerank run: each reranks 100 candidates.
+EVERY = 2
+BM25_NDCG10 = 0.358  # bm25s Lucene BM25, English stopwords, on those queries (0.352 on all 225)
 
 
 class BM25sRetriever(BaseRetriever):
@@ -115,7 +117,8 @@ def bm25(data: BeirDataset) -> BM25sRetriever:
 
 
 def ndcg10(data: BeirDataset, run: dict[str, dict[str, float]]) -> float:
-    return float(ir_measures.calc_aggregate([nDCG @ 10], data.qrels, run)[nDCG @ 10])
+    qrels = {q: rel for q, rel in data.qrels.items() if q in run}
+    return float(ir_measures.calc_aggregate([nDCG @ 10], qrels, run)[nDCG @ 10])
 
 
 def format_docs(docs: list[Document]) -> str:
@@ -165,7 +168,7 @@ def test_bm25_reranked_by_colmax_beats_bm25_alone(
     data: BeirDataset,
     counting: dict[str, CountingEncoder],
 ) -> None:
-    queries = data.judged_queries()
+    queries = dict(list(data.judged_queries().items())[::EVERY])
     reranked = ContextualCompressionRetriever(
         base_compressor=ColmaxRerank(engine=cran_engine, top_n=10), base_retriever=bm25
     )

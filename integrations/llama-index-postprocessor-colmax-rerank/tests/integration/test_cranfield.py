@@ -1,4 +1,5 @@
-"""BM25 top-100 reranked by ColmaxRerank on Cranfield (225 graded queries), with MiniLM.
+"""BM25 top-100 reranked by ColmaxRerank on Cranfield (every second of the 225 graded
+queries), with MiniLM.
 
 The candidates come from ``llama-index-retrievers-bm25`` over the same texts the session's
 shared index holds (root ``conftest.py``), so the reranker scores them with the stored vectors
@@ -21,10 +22,13 @@ ir_measures = pytest.importorskip("ir_measures")
 bm25 = pytest.importorskip("llama_index.retrievers.bm25")
 
 NDCG10 = ir_measures.nDCG @ 10
+#: Every second judged query (113): each is a BM25 search and a rerank of 100 candidates.
+EVERY = 2
 
 
 def _ndcg(data: BeirDataset, run: dict[str, dict[str, float]]) -> float:
-    return float(ir_measures.calc_aggregate([NDCG10], data.qrels, run)[NDCG10])
+    qrels = {q: rel for q, rel in data.qrels.items() if q in run}
+    return float(ir_measures.calc_aggregate([NDCG10], qrels, run)[NDCG10])
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +41,8 @@ def candidates(data: BeirDataset) -> dict[str, list[NodeWithScore]]:
     """BM25 (English stemmer and stopwords, the retriever's defaults) top-100 per query."""
     nodes = [TextNode(id_=doc_id, text=text) for doc_id, text in data.corpus.items() if text]
     retriever = bm25.BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=100)
-    return {qid: retriever.retrieve(text) for qid, text in data.judged_queries().items()}
+    queries = list(data.judged_queries().items())[::EVERY]
+    return {qid: retriever.retrieve(text) for qid, text in queries}
 
 
 def test_reranked_bm25_beats_bm25(
@@ -58,6 +63,7 @@ def test_reranked_bm25_beats_bm25(
     print(
         f"Cranfield nDCG@10: BM25 {bm25_ndcg:.4f}, BM25 top-100 + ColmaxRerank {reranked_ndcg:.4f}"
     )
+    # Measured: 0.3754 against 0.3718 on these 113 queries (all 225: 0.3803 against 0.3730).
     assert reranked_ndcg > bm25_ndcg
 
 
