@@ -194,12 +194,12 @@ def _query_runtime(
     applies = precision == "float32" and device.type == "cpu"
     if runtime == "auto":
         return "onnxruntime" if applies and onnxruntime_installed() else "torch"
-    if runtime == "onnxruntime" and not from_environment and not applies:
-        raise InvalidInputError(
-            "query_runtime='onnxruntime' runs float32 weights on the CPU; this encoder runs in "
-            f"{precision} on {device.type} (pass device='cpu', dtype='float32')"
-        )
-    if runtime == "onnxruntime" and from_environment and not applies:
+    if runtime == "onnxruntime" and not applies:
+        if not from_environment:
+            raise InvalidInputError(
+                "query_runtime='onnxruntime' runs float32 weights on the CPU; this encoder runs "
+                f"in {precision} on {device.type} (pass device='cpu', dtype='float32')"
+            )
         # Set process-wide: where it cannot apply (bfloat16 chosen on a CPU that runs it
         # natively, a GPU, int8), the encoder keeps PyTorch.
         logger.warning(

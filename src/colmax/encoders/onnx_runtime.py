@@ -67,8 +67,8 @@ def resolve_query_runtime(query_runtime: str | None, default: str = "torch") -> 
     """
     source = "query_runtime"
     if query_runtime is None:
-        query_runtime = os.environ.get(ENV_VAR) or default
-        source = ENV_VAR if os.environ.get(ENV_VAR) else "default"
+        from_env = os.environ.get(ENV_VAR)
+        query_runtime, source = (from_env, ENV_VAR) if from_env else (default, "default")
     if not isinstance(query_runtime, str) or query_runtime.lower() not in QUERY_RUNTIMES:
         raise InvalidInputError(
             f"{source} must be one of {', '.join(QUERY_RUNTIMES)}, got {query_runtime!r}"

@@ -28,22 +28,21 @@ def test_colmax_retriever_returns_what_the_engine_returns(
 ) -> None:
     data = load_beir(cranfield_dir)
     queries = dict(list(data.judged_queries().items())[::EVERY])
-    engine = Engine.load(cranfield_index, device="cpu")
-    retriever = ColmaxRetriever(engine, similarity_top_k=100)
-    expected = engine.search(list(queries.values()), k=100)
     run = {}
-    for (qid, text), want in zip(queries.items(), expected):
-        got = retriever.retrieve(text)
-        assert [r.node.node_id for r in got] == [h.id for h in want], qid  # type: ignore[union-attr]
-        np.testing.assert_allclose(
-            [r.score for r in got],
-            [h.score for h in want],  # type: ignore[union-attr]
-            rtol=1e-6,
-        )
-        assert got[0].node.get_content() == want[0].text  # type: ignore[index]
-        run[qid] = {r.node.node_id: float(r.score) for r in got}  # type: ignore[arg-type]
+    with Engine.load(cranfield_index, device="cpu") as engine:
+        retriever = ColmaxRetriever(engine, similarity_top_k=100)
+        expected = engine.search(list(queries.values()), k=100)
+        for (qid, text), want in zip(queries.items(), expected):
+            got = retriever.retrieve(text)
+            assert [r.node.node_id for r in got] == [h.id for h in want], qid  # type: ignore[union-attr]
+            np.testing.assert_allclose(
+                [r.score for r in got],
+                [h.score for h in want],  # type: ignore[union-attr]
+                rtol=1e-6,
+            )
+            assert got[0].node.get_content() == want[0].text  # type: ignore[index]
+            run[qid] = {r.node.node_id: float(r.score) for r in got}  # type: ignore[arg-type]
     qrels = {q: rel for q, rel in data.qrels.items() if q in queries}
     ndcg = ir_measures.calc_aggregate([ir_measures.nDCG @ 10], qrels, run)[ir_measures.nDCG @ 10]
     print(f"Cranfield nDCG@10 on {len(queries)} queries, ColmaxRetriever (MiniLM): {ndcg:.4f}")
     assert ndcg >= 0.35  # 0.357 measured on these 75 queries
-    engine.close()
