@@ -6,6 +6,7 @@ MiniLM takes minutes on a 2-core machine, so every suite that needs it shares on
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -18,11 +19,83 @@ import colmax  # noqa: F401
 SHARED_DATA = Path(__file__).resolve().parent.parent / "shared" / "data"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+# ---------------------------------------------------------------- running on every CPU
+# The README test command runs the suite with pytest-xdist (``-n auto``). Tests run in groups,
+# each group on one worker: a group's session and module fixtures are built once, not once per
+# worker. Two groups share a session fixture that takes minutes to build, and their files say
+# so in their names or folder (checked at collection):
+#   - "cranfield": every file whose name has "cranfield" (the shared MiniLM Cranfield index);
+#   - "peers": tests/peers/ (the checkpoints made by PyLate and colbert-ai, RAGatouille's index).
+# Every other test file is a group of its own. The two long groups are handed out first, so
+# the other worker runs the many short files meanwhile.
+_LONG_GROUPS = {"cranfield_index": "cranfield", "peers_python": "peers"}
+
+
+def _test_group(nodeid: str) -> str:
+    path = nodeid.split("::", 1)[0]
+    if "cranfield" in path.rsplit("/", 1)[-1]:
+        return "cranfield"
+    if path.startswith("tests/peers/"):
+        return "peers"
+    return path
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: one worker per CPU this process may use (a container's quota counts), at
+    most 4: the Cranfield group takes minutes on one worker whatever the count, and each worker
+    holds its own torch and models in memory."""
+    from colmax.threads import usable_cpus
+
+    return max(1, min(4, usable_cpus()))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """``-n`` without ``--dist`` (xdist's "load"): schedule by :func:`_test_group`. pytest-xdist's
+    own ``--dist loadgroup`` does not group on pytest 9.2 (pytest-xdist issue #1386)."""
+    if config.getoption("dist") != "load":
+        return None  # a --dist the user chose
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _test_group(nodeid)
+
+    # Hand out groups in collection order (pytest_collection_modifyitems puts the long ones
+    # first), not sorted by their number of tests.
+    config.option.loadscopereorder = False
+    return GroupScheduling(config, log)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        # Each xdist worker is one process computing with torch: split the usable CPUs between
+        # them instead of letting every worker start a pool of all of them (oversubscribed
+        # OpenMP pools wait on each other at every barrier).
+        import torch
+
+        from colmax.threads import usable_cpus
+
+        torch.set_num_threads(max(1, usable_cpus() // int(workers)))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         path = str(item.path)
         if "/tests/integration/" in path or "/integration_tests/" in path:
             item.add_marker(pytest.mark.integration)
+        fixtures = getattr(item, "fixturenames", ())
+        for fixture, group in _LONG_GROUPS.items():
+            if fixture in fixtures and _test_group(item.nodeid) != group:
+                raise pytest.UsageError(
+                    f"{item.nodeid} uses {fixture}: its file belongs to the {group!r} group "
+                    "(see conftest.py, 'running on every CPU')"
+                )
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        rank = {"cranfield": 0, "peers": 1}
+        items.sort(key=lambda item: rank.get(_test_group(item.nodeid), 2))  # stable
 
 
 @pytest.fixture(scope="session")
