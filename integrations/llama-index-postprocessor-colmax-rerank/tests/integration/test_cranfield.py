@@ -27,13 +27,12 @@ EVERY = 2
 
 
 def _ndcg(data: BeirDataset, run: dict[str, dict[str, float]]) -> float:
-    qrels = {q: rel for q, rel in data.qrels.items() if q in run}
-    return float(ir_measures.calc_aggregate([NDCG10], qrels, run)[NDCG10])
+    return float(ir_measures.calc_aggregate([NDCG10], data.qrels, run)[NDCG10])
 
 
 @pytest.fixture(scope="module")
 def data(cranfield_dir: Path) -> BeirDataset:
-    return load_beir(cranfield_dir)
+    return load_beir(cranfield_dir).every_nth_judged(EVERY)
 
 
 @pytest.fixture(scope="module")
@@ -41,15 +40,14 @@ def candidates(data: BeirDataset) -> dict[str, list[NodeWithScore]]:
     """BM25 (English stemmer and stopwords, the retriever's defaults) top-100 per query."""
     nodes = [TextNode(id_=doc_id, text=text) for doc_id, text in data.corpus.items() if text]
     retriever = bm25.BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=100)
-    queries = list(data.judged_queries().items())[::EVERY]
-    return {qid: retriever.retrieve(text) for qid, text in queries}
+    return {qid: retriever.retrieve(text) for qid, text in data.queries.items()}
 
 
 def test_reranked_bm25_beats_bm25(
     data: BeirDataset, candidates: dict[str, list[NodeWithScore]], cranfield_index: Path
 ) -> None:
     reranker = ColmaxRerank(top_n=10, engine=Engine.load(cranfield_index, device="cpu"))
-    queries = data.judged_queries()
+    queries = data.queries
     bm25_run = {q: {n.node.node_id: float(n.score) for n in c} for q, c in candidates.items()}
     reranked_run = {
         qid: {
