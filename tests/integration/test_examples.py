@@ -10,6 +10,7 @@ install says what it lacks instead of failing obscurely; ``scripts/install.sh`` 
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.util
 import os
 import re
@@ -76,7 +77,8 @@ EXPECTED: dict[str, list[str]] = {
 }
 
 
-def _missing_imports(script: Path) -> list[str]:
+@functools.cache  # asked by the fixture (which scripts to start) and by each script's test
+def _missing_imports(script: Path) -> tuple[str, ...]:
     """Top-level packages the script imports that are not installed here."""
     tree = ast.parse(script.read_text(encoding="utf-8"))
     names = set()
@@ -86,7 +88,7 @@ def _missing_imports(script: Path) -> list[str]:
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names.add(node.module)
     tops = sorted({n.split(".")[0] for n in names} - {"__future__"})
-    return [n for n in tops if importlib.util.find_spec(n) is None]
+    return tuple(n for n in tops if importlib.util.find_spec(n) is None)
 
 
 def test_every_example_says_what_it_shows_and_how_to_run_it() -> None:
