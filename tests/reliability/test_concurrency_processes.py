@@ -61,14 +61,27 @@ class Helper:
             raise RuntimeError(f"helper process died (exit {self.proc.wait()})")
         return json.loads(line)
 
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+
 
 @pytest.fixture(scope="module")
-def helper() -> Iterator[Helper]:
-    h = Helper()
-    yield h
-    assert h.proc.stdin is not None
-    h.proc.stdin.close()
-    h.proc.wait(timeout=30)
+def _helpers() -> Iterator[list[Helper]]:
+    live = [Helper()]  # started once per module: starting one imports torch (seconds)
+    yield live
+    live[0].close()
+
+
+@pytest.fixture
+def helper(_helpers: list[Helper]) -> Helper:
+    """The module's helper process; a new one where it died in an earlier test (that test
+    failed for it; the next ones must not fail for the same reason)."""
+    if _helpers[0].proc.poll() is not None:
+        _helpers[0] = Helper()
+    return _helpers[0]
 
 
 def _add(engine: Engine, pairs: list[tuple[str, str]]) -> None:

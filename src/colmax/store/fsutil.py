@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import socket
+import stat
 import tempfile
 import threading
 import tokenize
@@ -128,18 +129,30 @@ def check_no_links(folder: Path) -> None:
     if not folder.is_dir():
         return
     for entry in _entries(folder):
-        if entry.is_symlink():
+        try:
+            mode = entry.lstat().st_mode
+        except FileNotFoundError:
+            # Listed, then gone: another process writing this index renamed or removed it (its
+            # temporary files and staging folders come and go while readers open the index).
+            continue
+        if stat.S_ISLNK(mode):
             raise IndexFormatError(
                 f"{entry}: is a symbolic link; colmax index folders never contain links, so "
                 "this folder was not written by colmax (or was altered). Copy the real files in."
             )
-        if not (entry.is_file() or entry.is_dir()):
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
             raise IndexFormatError(f"{entry}: is neither a file nor a folder.")
 
 
 def _entries(folder: Path) -> list[Path]:
     top = list(folder.iterdir())
-    inner = [p for d in top if d.is_dir() and not d.is_symlink() for p in d.iterdir()]
+    inner: list[Path] = []
+    for sub in top:
+        if sub.is_dir() and not sub.is_symlink():
+            try:
+                inner.extend(sub.iterdir())
+            except FileNotFoundError:  # removed meanwhile by a writer (a staging folder)
+                continue
     return top + inner
 
 
