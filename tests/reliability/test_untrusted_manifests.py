@@ -137,7 +137,9 @@ def test_the_environment_key_never_goes_to_a_manifests_url(
     with pytest.raises(ColmaxError, match="qdrant_url"):
         Engine.load(folder)
     with pytest.raises(ColmaxError, match="qdrant_url"):
-        Engine.load(folder, index_options={"api_key": KEY})  # a key, but the server is still the folder's choice
+        Engine.load(
+            folder, index_options={"api_key": KEY}
+        )  # a key, but the server is still the folder's choice
     assert _keys_sent(listener) == [], "the API key reached a URL read from the folder"
     # Naming the server yourself sends the key there (this listener is no Qdrant: it fails).
     with pytest.raises(ColmaxError):

@@ -56,7 +56,9 @@ def _reference(folder: Path, model_class: str, *, queries=(), images=()) -> list
 )
 def test_vectors_equal_transformers(fixture: str, model_class: str, request) -> None:
     folder = request.getfixturevalue(fixture)
-    encoder = load_encoder(folder, batch_size=2, image_batch_size=2, dtype="float32")  # batches with padding
+    encoder = load_encoder(
+        folder, batch_size=2, image_batch_size=2, dtype="float32"
+    )  # batches with padding
     assert encoder.format == "colpali-hf" and encoder.dim == 16
     pages = _pages()
     expected = _reference(folder, model_class, queries=QUERIES, images=pages)
