@@ -49,9 +49,9 @@ class BeirDataset:
             >>> sub.queries, sub.qrels
             ({'q1': 'a', 'q3': 'c'}, {'q1': {'d1': 1}, 'q3': {'d1': 2}})
         """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise InvalidInputError(f"n must be a positive integer, got {n!r}")
-        queries = dict(list(self.judged_queries().items())[::n])
+        from colmax.validation import check_positive_int  # imports torch: only when used
+
+        queries = dict(list(self.judged_queries().items())[:: check_positive_int(n, "n")])
         qrels = {q: rel for q, rel in self.qrels.items() if q in queries}
         return BeirDataset(self.corpus, queries, qrels)
 

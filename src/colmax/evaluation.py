@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from colmax.errors import InvalidInputError
+from colmax.validation import check_positive_int
 
 if TYPE_CHECKING:
     from colmax.beir import BeirDataset
@@ -224,9 +225,9 @@ def run_eval(
     """
     from colmax.beir import load_beir
 
-    _check_positive(k, "k")
+    check_positive_int(k, "k")
     if max_queries is not None:
-        _check_positive(max_queries, "max_queries")
+        check_positive_int(max_queries, "max_queries")
     data = load_beir(data_dir, split=split)
     queries = data.judged_queries()
     if not queries:
@@ -238,11 +239,6 @@ def run_eval(
         report = _measure(data, qids, encoder, index, folder, k, batch_size, show_progress)
     report.data, report.model = str(data_dir), encoder.name
     return report
-
-
-def _check_positive(value: Any, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _encoder(model: Any, device: str | None, kwargs: dict[str, Any]) -> Encoder:

@@ -35,10 +35,10 @@ __all__ = [
     "check_encodable",
     "check_flag",
     "check_ids",
-    "check_k",
     "check_metadatas",
     "check_missing",
     "check_pool_factor",
+    "check_positive_int",
     "check_texts",
     "metadata_json",
     "to_vectors",
@@ -180,10 +180,20 @@ def _walk(value: Any) -> tuple[int, bool]:
     return depth, nul
 
 
-def check_k(k: Any, what: str = "k") -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-        raise InvalidInputError(f"{what} must be a positive int, got {k!r}")
-    return int(k)
+def check_positive_int(value: Any, name: str = "k") -> int:
+    """``value`` as an int if it is a positive integer (Python or numpy; a bool is not one).
+
+    Examples:
+        >>> check_positive_int(np.int64(3), "batch_size")
+        3
+        >>> check_positive_int(2.0, "batch_size")
+        Traceback (most recent call last):
+        ...
+        colmax.errors.InvalidInputError: batch_size must be a positive integer, got 2.0
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 def check_flag(value: Any, name: str) -> bool:
@@ -203,7 +213,7 @@ def check_missing(value: Any) -> Literal["raise", "skip"]:
 def check_pool_factor(pool_factor: Any) -> int:
     """A positive int; above 1, scipy (the ``pooling`` extra) must be importable, so a
     missing dependency fails before any encoding work."""
-    factor = check_k(pool_factor, "pool_factor")
+    factor = check_positive_int(pool_factor, "pool_factor")
     if factor > 1:
         try:
             import scipy.cluster.hierarchy  # noqa: F401

@@ -159,6 +159,17 @@ def test_folder_of_files_and_reindexing(colpali_encoder, text_pdf: Path, tmp_pat
     assert engine.add_files([folder], dpi=30) == ids and len(engine) == 4  # upsert by id
 
 
+@pytest.mark.parametrize("bad", [0, 2.5, "2", True])
+def test_commit_every_must_be_a_positive_integer(
+    colpali_encoder, text_pdf: Path, tmp_path: Path, bad: object
+) -> None:
+    """Refused before any page is read or written (2.5 used to reach itertools.islice)."""
+    engine = Engine(colpali_encoder, path=tmp_path / "idx")
+    with pytest.raises(InvalidInputError, match="commit_every must be a positive integer"):
+        engine.add_files([text_pdf], dpi=30, commit_every=bad)  # type: ignore[arg-type]
+    assert len(engine) == 0
+
+
 def test_deleted_pages_lose_their_files(pages_engine: Engine, monkeypatch) -> None:
     store = pages_engine._pages.folder
     before = {p.name for p in store.iterdir()}

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from colmax.errors import InvalidInputError
+from colmax.validation import check_positive_int
 
 __all__ = ["CHUNK_KEYS", "Chunk", "Chunker", "chunk_id", "is_chunk"]
 
@@ -89,8 +90,7 @@ class Chunker:
     """
 
     def __init__(self, max_tokens: int, overlap: int = 0, tokenizer: Any | None = None) -> None:
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-            raise InvalidInputError(f"chunk size must be a positive integer, got {max_tokens!r}")
+        check_positive_int(max_tokens, "chunk size")
         if (
             isinstance(overlap, bool)
             or not isinstance(overlap, int)

@@ -90,9 +90,9 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Search and print."""
     from colmax.engine import Engine
-    from colmax.validation import check_k
+    from colmax.validation import check_positive_int
 
-    k = check_k(args.k)
+    k = check_positive_int(args.k)
     filter_ = parse_filter(args.filter)
     options: dict[str, Any] = {"explain": args.explain, "group_chunks": not args.chunks}
     tuning = {

@@ -16,7 +16,7 @@ from colmax.encoders.projection import Projection
 from colmax.encoders.settings import EncoderSettings
 from colmax.encoders.tokens import PreparedText, Span, TokenPlan
 from colmax.errors import InvalidInputError
-from colmax.validation import as_list, check_texts
+from colmax.validation import as_list, check_positive_int, check_texts
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -236,8 +236,7 @@ class ColBERTEncoder:
         items = _check_texts(texts)
         if batch_size is None:
             batch_size = self.settings.batch_size
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InvalidInputError(f"batch_size must be a positive integer, got {batch_size!r}")
+        batch_size = check_positive_int(batch_size, "batch_size")
         if not items:
             return []
         if show_progress is None:

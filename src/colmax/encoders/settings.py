@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from colmax.errors import InvalidInputError
+from colmax.validation import check_positive_int
 
 __all__ = ["FORMATS", "EncoderSettings", "default_settings"]
 
@@ -98,14 +99,7 @@ class EncoderSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise InvalidInputError(f"{name} must be an integer >= {minimum}, got {value!r}")
-        if (
-            isinstance(self.batch_size, bool)
-            or not isinstance(self.batch_size, int)
-            or self.batch_size < 1
-        ):
-            raise InvalidInputError(
-                f"batch_size must be a positive integer, got {self.batch_size!r}"
-            )
+        check_positive_int(self.batch_size, "batch_size")
         words = self.skiplist_words
         if isinstance(words, str) or not all(isinstance(w, str) for w in words):
             raise InvalidInputError(f"skiplist_words must be a list of strings, got {words!r}")

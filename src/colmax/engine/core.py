@@ -34,7 +34,7 @@ from colmax.hybrid.side import HybridSide
 from colmax.store.manifest import Manifest
 from colmax.store.storage import is_index_folder
 from colmax.types import IndexInfo
-from colmax.validation import check_k
+from colmax.validation import check_positive_int
 from colmax.vision.store import PageStore
 
 __all__ = ["Engine"]
@@ -276,7 +276,7 @@ class Engine(Writing, Reading):
         (``None``: store them whole). Not recorded in the folder (see ``chunk_tokens`` of
         :class:`Engine` for that)."""
         if chunk_tokens is not None:
-            check_k(chunk_tokens, "chunk_tokens")
+            check_positive_int(chunk_tokens, "chunk_tokens")
         self._chunker = make_chunker(self._encoder, chunk_tokens, chunk_overlap)
 
     def set_search_widths(

@@ -31,7 +31,7 @@ from colmax.explain.stored import explain_document
 from colmax.filters import MATCH_ALL, FilterLike, parse_filter
 from colmax.hybrid.side import check_hybrid
 from colmax.types import Hit
-from colmax.validation import as_list, check_flag, check_k, check_texts
+from colmax.validation import as_list, check_flag, check_positive_int, check_texts
 
 __all__ = ["Reading"]
 
@@ -147,7 +147,7 @@ class Reading:
                 bad hybrid options.
             FilterError: malformed filter.
         """
-        k = check_k(k)
+        k = check_positive_int(k)
         for name, flag in (
             ("explain", explain),
             ("group_chunks", group_chunks),
@@ -214,7 +214,7 @@ class Reading:
         if documents is None and ids is None:
             raise InvalidInputError("rerank() needs documents=... (texts), ids=..., or both")
         _check_candidates(documents if documents is not None else ids)
-        k = check_k(k) if k is not None else None
+        k = check_positive_int(k) if k is not None else None
         check_flag(explain, "explain")
         check_flag(normalize, "normalize")
         parts = self._parts()

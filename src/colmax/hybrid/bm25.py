@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from colmax.errors import InvalidInputError
-from colmax.validation import check_k
+from colmax.validation import check_positive_int
 
 __all__ = ["BM25Index", "BM25Settings"]
 
@@ -103,7 +103,7 @@ class BM25Index:
         Documents that share no term with the query are left out, so fewer than ``k`` may
         come back. ``allowed`` restricts the search to those ids (a metadata filter).
         """
-        k = check_k(k)
+        k = check_positive_int(k)
         if not isinstance(query, str):
             raise InvalidInputError(f"query must be a str, got {type(query).__name__}")
         if not self.ids:

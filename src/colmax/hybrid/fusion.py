@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from colmax.errors import InvalidInputError
-from colmax.validation import check_k
+from colmax.validation import check_positive_int
 
 __all__ = [
     "MODES",
@@ -140,8 +140,8 @@ def hybrid_search(
         InvalidInputError: bad ``k``, ``mode``, ``candidates``, ``weight``, or a callable the
             mode needs is missing.
     """
-    k = check_k(k)
-    n = max(check_k(candidates, "candidates"), k)
+    k = check_positive_int(k)
+    n = max(check_positive_int(candidates, "candidates"), k)
     if mode not in MODES:
         raise InvalidInputError(f"mode must be one of {MODES}, got {mode!r}")
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight <= 1:
@@ -202,7 +202,7 @@ def check_hybrid(mode: Any, candidates: Any, weight: Any, *, text_query: bool) -
     """
     if mode not in MODES:
         raise InvalidInputError(f"hybrid must be None or one of {list(MODES)}, got {mode!r}")
-    check_k(candidates, "candidates")
+    check_positive_int(candidates, "candidates")
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight <= 1:
         raise InvalidInputError(f"weight must be a number in [0, 1], got {weight!r}")
     if not text_query:

@@ -83,6 +83,7 @@ from colmax.scoring.lowp import (
     query_stats,
     score_bounds,
 )
+from colmax.validation import check_positive_int
 
 #: ``kernel(matrix, plan, block_rows, n_docs, layout_positions) -> (n_docs, width)`` in plan
 #: order (``plan`` was cut with ``block_rows``); ``layout_positions`` is ``None`` for the whole
@@ -618,8 +619,7 @@ def top_k_across(
         InvalidEmbeddingError, DimensionMismatchError, InvalidInputError: as for
             :meth:`PackedDocuments.top_k`, or ``doc_ids`` has another length than ``corpora``.
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise InvalidInputError(f"k must be a positive integer, got {k!r}")
+    check_positive_int(k)
     if doc_ids is not None and len(doc_ids) != len(corpora):
         raise InvalidInputError(
             f"doc_ids needs one entry per corpus ({len(corpora)}), got {len(doc_ids)}"

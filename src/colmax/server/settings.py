@@ -7,6 +7,7 @@ from typing import Any
 
 from colmax import limits
 from colmax.errors import InvalidInputError
+from colmax.validation import check_positive_int
 
 __all__ = ["LOOPBACK_HOSTS", "ServerSettings"]
 
@@ -81,9 +82,7 @@ class ServerSettings:
             "max_connections",
             "search_threads",
         ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+            check_positive_int(getattr(self, name), name)
         timeout = self.request_timeout
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
             raise InvalidInputError(

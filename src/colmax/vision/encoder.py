@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from colmax import deadline
 from colmax.encoders.tokens import tokenizer_lock
 from colmax.errors import InvalidInputError
-from colmax.validation import as_list, check_texts
+from colmax.validation import as_list, check_positive_int, check_texts
 
 __all__ = ["PAGE_PROGRESS_THRESHOLD", "EncodedPage", "VisionEncoder"]
 
@@ -385,9 +385,7 @@ def _arg(chunk: list[Any], is_text: bool) -> dict[str, list[Any]]:
 
 
 def _check_batch(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidInputError(f"batch_size must be a positive integer, got {value!r}")
-    return value
+    return check_positive_int(value, "batch_size")
 
 
 def _image_token_id(processor: Any) -> int | None:

@@ -25,7 +25,14 @@ from colmax.backends.base import Backend
 from colmax.errors import InvalidInputError, NoEncoderError
 from colmax.pooling import pool_with_rows
 from colmax.types import PAGE_IMAGE_KEY
-from colmax.validation import as_list, check_add, check_ids, check_metadatas, check_pool_factor
+from colmax.validation import (
+    as_list,
+    check_add,
+    check_ids,
+    check_metadatas,
+    check_pool_factor,
+    check_positive_int,
+)
 from colmax.vision.pages import Page, load_image
 from colmax.vision.store import PageStore, is_page_name
 
@@ -117,8 +124,8 @@ def add_pages(
     given_meta = (
         check_metadatas(metadatas, len(as_list(metadatas, "metadatas"))) if metadatas else None
     )
-    if commit_every is not None and (isinstance(commit_every, bool) or commit_every < 1):
-        raise InvalidInputError(f"commit_every must be a positive integer, got {commit_every!r}")
+    if commit_every is not None:
+        commit_every = check_positive_int(commit_every, "commit_every")
     stream = iter(pages)
     written: list[str] = []
     while True:

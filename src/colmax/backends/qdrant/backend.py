@@ -45,6 +45,7 @@ from colmax.store.fsutil import publish_folder, staging_path
 from colmax.store.manifest import Manifest
 from colmax.store.storage import check_free
 from colmax.types import Document, Hit
+from colmax.validation import check_positive_int
 
 __all__ = ["POINT_NAMESPACE", "QdrantBackend", "point_id"]
 
@@ -129,8 +130,7 @@ class QdrantBackend(Backend):
         given = dict((options or BackendOptions()).index)
         api_key = given.pop("api_key", None)
         dim, encoder_config = manifest.dim, manifest.encoder
-        if isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0:
-            raise InvalidInputError(f"dim must be a positive int, got {dim!r}")
+        check_positive_int(dim, "dim")
         folder = Path(folder).absolute() if folder is not None else None
         settings = QdrantSettings.from_options(folder, given)
         pooling = settings.prefetch_for(dim)  # invalid pooling settings fail before any write

@@ -16,6 +16,7 @@ from typing import Any
 
 from colmax.errors import InvalidInputError
 from colmax.indexes.plaid.codec import NBITS
+from colmax.validation import check_positive_int
 
 __all__ = ["SEARCH_KEYS", "PlaidSettings"]
 
@@ -69,10 +70,8 @@ class PlaidSettings:
             "nfinal": self.nfinal,
         }
         for name, value in positive.items():
-            if value is not None and (
-                not isinstance(value, int) or isinstance(value, bool) or value < 1
-            ):
-                raise InvalidInputError(f"plaid {name} must be a positive integer, got {value!r}")
+            if value is not None:
+                check_positive_int(value, f"plaid {name}")
         factor = self.centroid_factor
         if not isinstance(factor, (int, float)) or isinstance(factor, bool) or not factor > 0:
             raise InvalidInputError(f"plaid centroid_factor must be > 0, got {factor!r}")
