@@ -28,6 +28,7 @@ SHARED_DATA = Path(__file__).resolve().parent.parent / "shared" / "data"
 #   - "peers": tests/peers/ (the checkpoints made by PyLate and colbert-ai, RAGatouille's index).
 # Every other test file is a group of its own. The two long groups are handed out first, so
 # the other worker runs the many short files meanwhile.
+# Fixture -> its group, in the order the groups are handed out.
 _LONG_GROUPS = {"cranfield_index": "cranfield", "peers_python": "peers"}
 
 
@@ -94,8 +95,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                     "(see conftest.py, 'running on every CPU')"
                 )
     if os.environ.get("PYTEST_XDIST_WORKER"):
-        rank = {"cranfield": 0, "peers": 1}
-        items.sort(key=lambda item: rank.get(_test_group(item.nodeid), 2))  # stable
+        rank = {group: n for n, group in enumerate(_LONG_GROUPS.values())}
+        items.sort(key=lambda item: rank.get(_test_group(item.nodeid), len(rank)))  # stable
 
 
 @pytest.fixture(scope="session")
