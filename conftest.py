@@ -18,6 +18,10 @@ import colmax  # noqa: F401
 
 SHARED_DATA = Path(__file__).resolve().parent.parent / "shared" / "data"
 
+# Not collected for doctests: importing the deprecated module is what warns (its own test,
+# tests/unit/test_filters.py, imports it on purpose and checks the warning).
+collect_ignore = ["src/colmax/store/filters.py"]
+
 
 # ---------------------------------------------------------------- running on every CPU
 # The README test command runs the suite with pytest-xdist (``-n auto``). Tests run in groups,

@@ -141,8 +141,12 @@ def test_the_environment_key_never_goes_to_a_manifests_url(
             folder, index_options={"api_key": KEY}
         )  # a key, but the server is still the folder's choice
     assert _keys_sent(listener) == [], "the API key reached a URL read from the folder"
-    # Naming the server yourself sends the key there (this listener is no Qdrant: it fails).
-    with pytest.raises(ColmaxError):
+    # Naming the server yourself sends the key there (this listener is no Qdrant: it fails),
+    # and qdrant-client warns that it goes over plain http.
+    with (
+        pytest.raises(ColmaxError),
+        pytest.warns(UserWarning, match="insecure connection"),
+    ):
         Engine.load(folder, index_options={"url": listener.url})
     assert KEY in " ".join(_keys_sent(listener))
 
