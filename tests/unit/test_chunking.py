@@ -21,7 +21,8 @@ from colmax.chunking import (
     upsert_documents,
 )
 from colmax.chunking.splitter import _windows
-from colmax.errors import InvalidInputError, UnknownIdError
+from colmax.errors import DuplicateIdError, InvalidInputError, UnknownIdError
+from colmax.limits import MAX_ID_LENGTH
 from colmax.store.manifest import Manifest
 from colmax.types import Hit
 
@@ -246,6 +247,45 @@ def test_a_document_merely_named_like_a_chunk_is_not_one(engine: Engine) -> None
     assert existing_chunk_ids(engine, "r") == []
     with pytest.raises(UnknownIdError):
         engine.delete(["r"])
+
+
+def test_a_chunk_never_replaces_a_document_of_its_own(engine: Engine) -> None:
+    """A document stored whole as "report#1", then "report" added with chunking on: its
+    chunk 1 would have overwritten that unrelated document (and deleting "report" would
+    have taken it too)."""
+    engine.add(["the dog ran to the house"], ids=["report#1"], metadatas=[{"author": "bob"}])
+    engine.set_chunking(3)
+    with pytest.raises(DuplicateIdError, match=r"'report#1' is stored as a document of its own"):
+        engine.add([LONG], ids=["report"])
+    assert engine.ids() == ["report#1"]
+    assert engine.get(["report#1"])[0].metadata == {"author": "bob"}
+    # A short "report" (one chunk, "report#0") touches nothing of the other document.
+    engine.add(["short"], ids=["report"])
+    assert sorted(engine.ids()) == ["report#0", "report#1"]
+    assert engine.delete(["report"]) == 1 and engine.ids() == ["report#1"]
+
+
+def test_a_document_never_replaces_another_documents_chunk(chunked: Engine) -> None:
+    chunked.add([LONG], ids=["p"])
+    chunked.set_chunking(None)
+    before = chunked.get(["p#1"])[0]
+    with pytest.raises(DuplicateIdError, match=r"'p#1' is chunk 1 of the stored document 'p'"):
+        chunked.add(["unrelated"], ids=["p#1"])
+    with pytest.raises(DuplicateIdError, match="chunk 1"):  # precomputed vectors: same check
+        chunked.add(embeddings=[chunked.encoder.encode_documents(["x"])[0]], ids=["p#1"])
+    assert chunked.get(["p#1"])[0] == before
+    # Re-adding the chunk itself (as exported, with its chunk metadata) is an update.
+    chunked.add([before.text], ids=["p#1"], metadatas=[before.metadata])
+    assert len(chunked) == 4
+
+
+def test_chunk_ids_stay_within_the_id_length_limit(chunked: Engine) -> None:
+    longest = "x" * (MAX_ID_LENGTH - 2)  # "#0" fits, "#1" too: 1024 characters
+    chunked.add(["one two three four"], ids=[longest])
+    with pytest.raises(InvalidInputError, match="longer than 1024 characters"):
+        chunked.add([LONG], ids=["y" * (MAX_ID_LENGTH - 1)])
+    assert all(len(i) <= MAX_ID_LENGTH for i in chunked.ids())
+    assert chunked.delete([longest]) == 2 and len(chunked) == 0
 
 
 def test_delete_takes_parents_and_is_all_or_nothing(chunked: Engine) -> None:

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from colmax.backends.base import Backend, Missing
 from colmax.chunking.splitter import Chunker, chunk_id, is_chunk
-from colmax.errors import InvalidInputError, UnknownIdError
+from colmax.errors import DuplicateIdError, InvalidInputError, UnknownIdError
+from colmax.limits import MAX_ID_LENGTH
 from colmax.types import Hit
 
 if TYPE_CHECKING:
@@ -138,16 +139,57 @@ def plan_write(
     for all first chunks, then only for the parents that have chunks.
     """
     if chunker is None:
+        _check_no_takeover(backend, ids, metadatas)
         return WritePlan(ids, ids, texts, metadatas, _chunks_beyond(backend, dict.fromkeys(ids, 0)))
     chunks = [c for i, t, m in zip(ids, texts, metadatas) for c in chunker.split(i, t, m)]
+    too_long = next((c.id for c in chunks if len(c.id) > MAX_ID_LENGTH), None)
+    if too_long is not None:  # stored, it could be neither deleted nor reranked by its id
+        raise InvalidInputError(
+            f"chunk id {too_long!r:.80} is longer than {MAX_ID_LENGTH} characters: with "
+            "chunking, ids leave room for the '#<n>' of their chunks; nothing was written"
+        )
+    entry_ids, entry_metas = [c.id for c in chunks], [c.metadata for c in chunks]
+    _check_no_takeover(backend, entry_ids, entry_metas)
     counts = dict.fromkeys(ids, 0)
     for c in chunks:
         counts[c.metadata["parent_id"]] += 1
     stale = _chunks_beyond(backend, counts)
     stale += sorted(backend.existing([p for p, n in counts.items() if n > 0]))  # stored whole
-    return WritePlan(
-        ids, [c.id for c in chunks], [c.text for c in chunks], [c.metadata for c in chunks], stale
-    )
+    return WritePlan(ids, entry_ids, [c.text for c in chunks], entry_metas, stale)
+
+
+def _check_no_takeover(
+    backend: Backend, ids: Sequence[str], metadatas: Sequence[Mapping[str, Any]]
+) -> None:
+    """Refuse a write that would replace a stored entry of another kind under the same id: a
+    chunk ``"<parent>#<n>"`` over a document stored whole with that id, or a whole document
+    over another document's chunk. An upsert replaces *its own* entry; either of these would
+    silently overwrite an unrelated document (and a later delete of the parent would take it).
+
+    Only ids with a ``#`` can be chunk ids, so other writes cost no look-up.
+
+    Raises:
+        DuplicateIdError: such an id, named with its owner; nothing is written.
+    """
+    suspects = [i for i in ids if "#" in i]
+    present = backend.existing(suspects) if suspects else set()
+    if not present:
+        return
+    new_is_chunk = {i: is_chunk(i, m) for i, m in zip(ids, metadatas) if i in present}
+    for doc in backend.get(list(new_is_chunk), missing="skip"):
+        if is_chunk(doc.id, doc.metadata) == new_is_chunk[doc.id]:
+            continue
+        parent, index = doc.id.rsplit("#", 1)
+        if new_is_chunk[doc.id]:
+            raise DuplicateIdError(
+                f"{doc.id!r} is stored as a document of its own: chunk {index} of {parent!r} "
+                f"would replace it. Nothing was written; delete {doc.id!r} first or give "
+                f"{parent!r} another id"
+            )
+        raise DuplicateIdError(
+            f"{doc.id!r} is chunk {index} of the stored document {parent!r}. Nothing was "
+            f"written; update {parent!r} instead, or choose another id"
+        )
 
 
 def _chunks_beyond(backend: Backend, counts: Mapping[str, int]) -> list[str]:
