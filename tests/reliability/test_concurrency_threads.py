@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pytest
 from rel_helpers import check_versioned_hit, raw_vectors, versioned
 
 from colmax import Engine
@@ -39,10 +40,13 @@ class History:
     def live_throughout(self, first: int, last: int) -> set[tuple[str, str]]:
         """Versions added by an operation that finished by ``first`` and not removed by one
         that started by ``last``."""
+        # Copies (one C-level step each): the writer thread adds entries meanwhile, and a
+        # Python-level loop over the live dicts can fail with "changed size during iteration".
+        added, removed = dict(self.added), dict(self.removed)
         return {
             key
-            for key, op in self.added.items()
-            if op <= first and not (key in self.removed and self.removed[key] <= last)
+            for key, op in added.items()
+            if op <= first and not (key in removed and removed[key] <= last)
         }
 
 
@@ -215,3 +219,45 @@ def test_index_files_load_from_many_threads_at_once(tmp_path: Path) -> None:
     finally:
         gc.set_threshold(*thresholds)
     assert not errors, errors[:3]
+
+
+@pytest.mark.parametrize("where", ["memory", "folder"])
+def test_reads_by_id_while_the_same_ids_are_rewritten(where: str, fast_dir: Path) -> None:
+    """rerank(ids=...), explain and get_with_vectors read the rows and the vectors of ids that
+    a writer thread keeps replacing. A commit used to write the new rows, release the state
+    lock, then swap in the new vectors: a read between the two found rows whose keys the
+    index did not hold yet and failed with a plain KeyError (an HTTP 500 in the server)."""
+    engine = Engine(dim=8, path=fast_dir / "idx" if where == "folder" else None)
+    rng = np.random.default_rng(0)
+    engine.add(embeddings=[rng.standard_normal((3, 8)) for _ in range(2)], ids=["x", "y"])
+    stop = threading.Event()
+    writes = 0
+    failures: list[str] = []
+
+    def writer() -> None:
+        nonlocal writes
+        r = np.random.default_rng(1)
+        while not stop.is_set():
+            engine.add(embeddings=[r.standard_normal((1 + writes % 4, 8))], ids=["x"])
+            writes += 1
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    query = np.ones((2, 8), dtype=np.float32)
+    reads = 0
+    deadline = time.monotonic() + 60
+    try:  # enough reads and writes to interleave, however fast this host runs either side
+        while (reads < 300 or writes < 100) and time.monotonic() < deadline:
+            try:
+                hits = engine.rerank(None, ids=["x", "y"], query_embedding=query)
+                assert sorted(h.id for h in hits) == ["x", "y"]
+                if reads % 10 == 0:
+                    assert engine.explain(None, "x", query_embedding=query).score is not None
+            except Exception as exc:  # every failure is the finding
+                failures.append(f"{type(exc).__name__}: {exc}")
+            reads += 1
+    finally:
+        stop.set()
+        thread.join()
+    assert writes >= 100 and reads >= 300, (writes, reads)
+    assert not failures, f"{len(failures)} of {reads} reads failed, e.g. {failures[:3]}"

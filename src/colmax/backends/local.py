@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -63,6 +63,8 @@ INDEX_CLASSES: dict[str, Callable[[Manifest], SegmentedIndex]] = {"flat": _flat,
 #: Index kinds this backend serves.
 LOCAL_KINDS: tuple[str, ...] = tuple(INDEX_CLASSES)
 _MAX_SEGMENTS = 8
+_READ_ATTEMPTS = 3  # reads of one snapshot while other processes keep committing
+_T = TypeVar("_T")
 _RELOAD_PATIENCE = 10.0  # seconds a reader keeps retrying while writers replace segments
 #: Keys of the manifest's ``index`` section the backend writes (state, not user settings).
 _STATE_KEYS = ("drift",)
@@ -335,25 +337,47 @@ class LocalBackend(Backend):
     def get_with_vectors(
         self, ids: Sequence[str], *, missing: Missing = "raise"
     ) -> list[tuple[Document, np.ndarray]]:
-        # One snapshot for rows and vectors: a concurrent delete cannot split them.
-        with self._state_lock:
-            index = self._index
-            keys = self._keys(ids, missing)
-            rows = self._storage.docs.fetch(keys)
-        if missing == "skip":  # the snapshot may be older than the rows: keep what both hold
-            live = index.live_keys()
-            keys = [k for k in keys if k in rows and _holds(live, k)]
-        vecs = index.get_vectors(np.asarray(keys, dtype=np.int64))
-        return [(Document(*rows[k]), v) for k, v in zip(keys, vecs)]
+        def read() -> list[tuple[Document, np.ndarray]]:
+            index, keys, rows = self._snapshot(ids, missing)
+            if missing == "skip":  # the snapshot may be older than the rows: keep what both hold
+                live = index.live_keys()
+                keys = [k for k in keys if k in rows and _holds(live, k)]
+            vecs = index.get_vectors(np.asarray(keys, dtype=np.int64))
+            return [(Document(*rows[k]), v) for k, v in zip(keys, vecs)]
+
+        return self._consistent(read)
 
     def score_stored(self, query: torch.Tensor, ids: Sequence[str]) -> list[tuple[Document, float]]:
-        # One snapshot for rows and scores, as get_with_vectors; the index scores in place.
+        def read() -> list[tuple[Document, float]]:  # the index scores in place
+            index, keys, rows = self._snapshot(ids, "raise")
+            scores = index.score_keys(query, np.asarray(keys, dtype=np.int64))
+            return [(Document(*rows[k]), float(s)) for k, s in zip(keys, scores, strict=True)]
+
+        return self._consistent(read)
+
+    def _snapshot(
+        self, ids: Sequence[str], missing: Missing
+    ) -> tuple[Any, list[int], dict[int, tuple[str, str, dict]]]:
+        """The index snapshot with the keys and rows of ``ids``, taken together (a write in
+        this process swaps rows and vectors under the same lock)."""
+        self._refresh_if_stale()
         with self._state_lock:
-            index = self._index
-            keys = self._keys(ids, "raise")
-            rows = self._storage.docs.fetch(keys)
-        scores = index.score_keys(query, np.asarray(keys, dtype=np.int64))
-        return [(Document(*rows[k]), float(s)) for k, s in zip(keys, scores, strict=True)]
+            keys = self._keys(ids, missing)
+            return self._index, keys, self._storage.docs.fetch(keys)
+
+    def _consistent(self, read: Callable[[], _T]) -> _T:
+        """``read()``, again while another process's commits land between the database rows
+        and this process's snapshot (rows that name keys the snapshot does not hold yet)."""
+        for _ in range(_READ_ATTEMPTS):
+            try:
+                return read()
+            except UnknownIdError:  # an id that is not stored: the caller's mistake
+                raise
+            except KeyError as exc:  # the index's own "keys not in the index"
+                lost = exc
+        raise UnknownIdError(
+            f"the documents changed {_READ_ATTEMPTS} times while they were read ({lost}); try again"
+        ) from lost
 
     def search(
         self, queries: Sequence[torch.Tensor], k: int, filter: FilterLike = None
@@ -444,12 +468,17 @@ class LocalBackend(Backend):
         return [found[i] for i in ids]
 
     def _commit(self, change: Commit, update: Callable[[Any], Any]) -> None:
-        generation = self._storage.commit(change, self._state_lock)
-        with self._state_lock:
-            # A reader may have refreshed from disk between the transaction and here; then the
-            # snapshot already holds this change and applying ``update`` again would double it.
+        # The new snapshot is built first (snapshots are immutable; under the writer lock no
+        # other commit can come between) and swapped in under the state lock that also covers
+        # the transaction: a reader never sees the new rows with the old vectors.
+        new_index = update(self._index)
+
+        def swap(generation: int) -> None:
+            # A reader that refreshed from disk already holds this change (never go back).
             if self._generation < generation:
-                self._index, self._generation = update(self._index), generation
+                self._index, self._generation = new_index, generation
+
+        generation = self._storage.commit(change, self._state_lock, swap)
         live, _ = self._index.token_counts()
         report = self._index.report()
         if report is not None:  # where a user looks for "should I rebuild?"

@@ -202,11 +202,17 @@ class Storage:
         with storage_errors("writing to the index", self.folder), self.write_lock.hold():
             yield
 
-    def commit(self, change: Commit, state_lock: threading.Lock | threading.RLock) -> int:
+    def commit(
+        self,
+        change: Commit,
+        state_lock: threading.Lock | threading.RLock,
+        on_commit: Callable[[int], None] | None = None,
+    ) -> int:
         """Apply ``change`` durably; returns the new generation. Call inside :meth:`writing`.
 
-        ``state_lock`` is held around the transaction so in-process readers switch to the new
-        state at the same moment the database does.
+        ``state_lock`` is held around the transaction and ``on_commit(generation)`` (the
+        caller's swap to its new in-memory state), so in-process readers switch to the new
+        state at the same moment the database does: never new rows with old vectors.
 
         Raises:
             StorageError: the write failed before its commit point (:class:`DiskFullError`
@@ -216,7 +222,7 @@ class Storage:
         try:
             with storage_errors("writing to the index", self.folder):
                 self._write_files(change)
-                generation = self._transaction(change, state_lock)
+                generation = self._transaction(change, state_lock, on_commit)
         except CommitUncertainError:
             raise  # the new files may be referenced now: the next open decides
         except BaseException:
@@ -235,9 +241,25 @@ class Storage:
             change.codec.write(self.folder)
             fsync_dir(self.folder / CODEC_DIR)
 
-    def _transaction(self, change: Commit, state_lock: threading.Lock | threading.RLock) -> int:
+    def _transaction(
+        self,
+        change: Commit,
+        state_lock: threading.Lock | threading.RLock,
+        on_commit: Callable[[int], None] | None,
+    ) -> int:
         seg = change.new_segment
-        with state_lock, self.docs.transaction() as conn:
+        with state_lock:
+            generation = self._write_rows(change)
+            if seg is not None and self.folder is None:
+                self._memory_segments[seg.name] = seg
+            if on_commit is not None:
+                on_commit(generation)
+        return generation
+
+    def _write_rows(self, change: Commit) -> int:
+        """The database side of a commit, in one transaction; returns the new generation."""
+        seg = change.new_segment
+        with self.docs.transaction() as conn:
             generation = (
                 int(conn.execute("SELECT value FROM meta WHERE name='generation'").fetchone()[0])
                 + 1
@@ -257,8 +279,6 @@ class Storage:
                     "INSERT OR REPLACE INTO meta VALUES ('codec', ?)", (change.codec.name,)
                 )
             DocumentStore.set_meta(conn, "generation", generation)
-        if seg is not None and self.folder is None:
-            self._memory_segments[seg.name] = seg
         return generation
 
     def _discard_files(self, change: Commit) -> None:
