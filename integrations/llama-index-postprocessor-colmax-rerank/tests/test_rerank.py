@@ -12,7 +12,8 @@ from llama_index.core.callbacks import CallbackManager, CBEventType, LlamaDebugH
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, TextNode
 from llama_index.postprocessor.colmax_rerank import ColmaxRerank
 
-from colmax import Engine
+from colmax import Engine, limits
+from colmax.errors import InvalidInputError
 
 TEXTS = [
     "the cat sat on the mat",
@@ -128,6 +129,25 @@ def test_stored_vectors_are_reused_for_indexed_candidates(
     np.testing.assert_allclose(  # stored vectors are float16
         [r.score for r in result], [r.score for r in expected], atol=5e-3
     )
+
+
+@pytest.mark.parametrize("top_n", [2, 10])
+def test_more_candidates_than_one_engine_call_takes(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, top_n: int
+) -> None:
+    # Engine.rerank refuses more than colmax.limits.MAX_RERANK_CANDIDATES (1,000) at once:
+    # the reranker scores them in batches and keeps the best overall. A limit of 4 makes two
+    # batches of the six candidates; the node without text still comes last.
+    reranker = ColmaxRerank(top_n=top_n, engine=engine, metadata_mode=MetadataMode.NONE)
+    candidates = [*_candidates(), NodeWithScore(node=TextNode(id_="e", text=""), score=9.0)]
+    expected = reranker.postprocess_nodes(candidates, query_str=QUERY)
+    monkeypatch.setattr(limits, "MAX_RERANK_CANDIDATES", 4)
+    with pytest.raises(InvalidInputError, match="at most 4 candidates"):
+        engine.rerank(QUERY, TEXTS)
+    result = reranker.postprocess_nodes(candidates, query_str=QUERY)
+    assert [r.node.node_id for r in result] == [r.node.node_id for r in expected]
+    assert [r.score for r in result] == pytest.approx([r.score for r in expected], abs=1e-5)
+    assert len(result) == min(top_n, len(candidates))
 
 
 def test_repeated_node_ids_are_all_scored(engine: Engine) -> None:

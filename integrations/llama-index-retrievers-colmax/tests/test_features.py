@@ -54,6 +54,23 @@ def test_explain_is_persisted(tiny_model: Path, nodes: list[TextNode], tmp_path:
         ColmaxRetriever(loaded.engine, explain="yes")  # type: ignore[arg-type]
 
 
+def test_include_images_is_persisted(
+    tiny_model: Path, nodes: list[TextNode], tmp_path: Path
+) -> None:
+    retriever = ColmaxRetriever.from_defaults(nodes=nodes, model=tiny_model, device="cpu")
+    retriever.include_images = True
+    retriever.persist(tmp_path / "p")
+    assert ColmaxRetriever.from_persist_dir(tmp_path / "p", device="cpu").include_images is True
+    loaded = ColmaxRetriever.from_persist_dir(tmp_path / "p", include_images=False)
+    assert loaded.include_images is False  # an override, like the other settings
+    # A folder saved before the setting was kept reads as the default.
+    config_path = tmp_path / "p" / "retriever.json"
+    config = json.loads(config_path.read_text())
+    del config["include_images"]
+    config_path.write_text(json.dumps(config))
+    assert ColmaxRetriever.from_persist_dir(tmp_path / "p").include_images is False
+
+
 def test_insert_nodes_pools(tiny_model: Path, nodes: list[TextNode]) -> None:
     retriever = ColmaxRetriever.from_defaults(
         nodes=nodes[:3], model=tiny_model, device="cpu", pool_factor=2

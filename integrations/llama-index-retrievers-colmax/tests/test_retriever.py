@@ -158,6 +158,32 @@ def test_similarity_top_k_is_validated(tiny_model: Path, nodes: list[TextNode]) 
             retriever.similarity_top_k = bad  # type: ignore[assignment]
 
 
+def test_custom_embedding_strs_are_searched(tiny_model: Path, nodes: list[TextNode]) -> None:
+    # HyDE and other query transforms put the text to search with in custom_embedding_strs
+    # (LlamaIndex's vector retrievers embed query_bundle.embedding_strs): each string is
+    # searched, and a node keeps its best score over the strings.
+    retriever = _retriever(tiny_model, nodes, similarity_top_k=3)
+    strs = ["paris is the capital of france", "the red car"]
+    best: dict[str, float] = {}
+    for hits in retriever.engine.search(strs, k=3):
+        for hit in hits:
+            best[hit.id] = max(best.get(hit.id, hit.score), hit.score)
+    expected = sorted(best.items(), key=lambda item: -item[1])[:3]
+    results = retriever.retrieve(QueryBundle(query_str="hello world", custom_embedding_strs=strs))
+    assert _ids(results) == [node_id for node_id, _ in expected]
+    assert [r.score for r in results] == pytest.approx([score for _, score in expected])
+
+    one = retriever.retrieve(QueryBundle(query_str="hello world", custom_embedding_strs=strs[:1]))
+    alone = retriever.engine.search(strs[0], k=3)
+    assert [(r.node.node_id, r.score) for r in one] == [(h.id, h.score) for h in alone]
+    plain = [h.score for h in retriever.engine.search("hello world", k=3)]
+    assert [r.score for r in one] != pytest.approx(plain)  # not the query string's search
+    # No custom strings: the query string, as before.
+    assert _ids(retriever.retrieve(QueryBundle(query_str="hello world"))) == [
+        h.id for h in retriever.engine.search("hello world", k=3)
+    ]
+
+
 def test_persist_round_trip(tiny_model: Path, nodes: list[TextNode], tmp_path: Path) -> None:
     filters = MetadataFilters(filters=[MetadataFilter(key="lang", value="en")])
     retriever = _retriever(

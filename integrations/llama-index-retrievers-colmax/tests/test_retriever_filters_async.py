@@ -12,6 +12,7 @@ from llama_index.core.schema import TextNode
 from llama_index.core.vector_stores import (
     ExactMatchFilter,
     FilterCondition,
+    FilterOperator,
     MetadataFilter,
     MetadataFilters,
 )
@@ -86,6 +87,15 @@ def test_nested_filters_and_ref_doc_id(retriever: ColmaxRetriever) -> None:
     }
     retriever.filters = None
     assert len(retriever.retrieve("the house")) == 6
+
+
+def test_filters_edited_in_place_apply(retriever: ColmaxRetriever) -> None:
+    # MetadataFilters is mutable: a filter appended after it was set must count at the next
+    # retrieve (the translation is not kept from when it was set).
+    retriever.filters = MetadataFilters(filters=[F(key="lang", value="en")])
+    assert {r.node.node_id for r in retriever.retrieve("the house")} == {"n0", "n3", "n4"}
+    retriever.filters.filters.append(F(key="year", value=2022, operator=FilterOperator.GTE))
+    assert {r.node.node_id for r in retriever.retrieve("the house")} == {"n3", "n4"}
 
 
 def test_unsupported_filters_are_refused_when_set(retriever: ColmaxRetriever) -> None:

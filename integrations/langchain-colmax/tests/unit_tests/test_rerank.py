@@ -10,7 +10,7 @@ from langchain_colmax import ColmaxRerank
 from langchain_core.documents import Document
 from pydantic import ValidationError
 
-from colmax import Engine
+from colmax import Engine, limits
 from colmax.encoders.base import Encoder
 from colmax.errors import InvalidInputError
 
@@ -108,6 +108,29 @@ def test_candidates_without_ids_or_with_duplicate_or_odd_ids(engine: Engine) -> 
     out = ColmaxRerank(engine=engine, top_n=None).compress_documents(docs, QUERY)
     assert sorted(d.page_content for d in out) == sorted(TEXTS)
     assert sorted((d.id or "") for d in out) == sorted((d.id or "") for d in docs)
+
+
+@pytest.mark.parametrize("top_n", [None, 3])
+def test_more_candidates_than_one_engine_call_takes(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, top_n: int | None
+) -> None:
+    # Engine.rerank refuses more than colmax.limits.MAX_RERANK_CANDIDATES (1,000) at once:
+    # the reranker scores them in batches and keeps the best overall. A limit of 2 makes
+    # three batches of the five candidates (an empty one in between is dropped first).
+    expected = [(h.text, h.score) for h in engine.rerank(QUERY, TEXTS)][:top_n]
+    monkeypatch.setattr(limits, "MAX_RERANK_CANDIDATES", 2)
+    with pytest.raises(InvalidInputError, match="at most 2 candidates"):
+        engine.rerank(QUERY, TEXTS)
+    docs = candidates()
+    docs.insert(1, Document(page_content=" ", id="empty"))
+    reranker = ColmaxRerank(engine=engine, top_n=top_n, explain=True)
+    out = reranker.compress_documents(docs, QUERY)
+    assert [d.page_content for d in out] == [text for text, _ in expected]
+    assert [d.metadata["relevance_score"] for d in out] == pytest.approx(
+        [score for _, score in expected], abs=1e-5
+    )
+    assert all(TEXTS[d.metadata["pos"]] == d.page_content for d in out)  # each its own input
+    assert all("colmax_explanation" in d.metadata for d in out)
 
 
 def test_indexed_candidates_reuse_the_stored_vectors(tiny_encoder: Encoder) -> None:

@@ -13,6 +13,7 @@ from langchain_core.embeddings import DeterministicFakeEmbedding
 from langchain_core.structured_query import Comparator, Comparison
 
 from colmax import Engine
+from colmax.encoders.base import Encoder
 from colmax.errors import EmptyTextError, FilterError
 
 TEXTS = [
@@ -82,6 +83,31 @@ def test_get_by_ids_keeps_order_and_skips_unknown(store: ColmaxVectorStore) -> N
         Document(page_content=TEXTS[2], metadata=METAS[2], id="c"),
         Document(page_content=TEXTS[0], metadata=METAS[0], id="a"),
     ]
+
+
+@pytest.mark.parametrize("overlap", [0, 3])
+def test_get_by_ids_rebuilds_chunked_documents(tiny_encoder: Encoder, overlap: int) -> None:
+    # A chunking engine stores "L" as "L#0", "L#1", ...: add_texts and the searches name it
+    # "L", so get_by_ids must find it under that id, whole (overlap once), with its metadata.
+    long = "the cat sat on the mat and the dog ran in the house with the red car and the blue car"
+    with Engine(tiny_encoder, chunk_tokens=8, chunk_overlap=overlap) as engine:
+        store = ColmaxVectorStore(engine)
+        assert store.add_texts([long, TEXTS[2]], [{"y": 1}, {"y": 2}], ids=["L", "P"]) == ["L", "P"]
+        engine.set_chunking(None)
+        store.add_texts([TEXTS[0]], [{"y": 3}], ids=["W"])  # stored whole
+        chunks = engine.get([i for i in engine.ids() if i.startswith("L#")])
+        assert len(chunks) > 2
+        overlapping = chunks[1].metadata["char_start"] < chunks[0].metadata["char_end"]
+        assert overlapping == (overlap > 0)
+        docs = store.get_by_ids(["P", "zzz", "L", "W", "L", "L#1"])
+    assert docs[:3] == [
+        Document(page_content=TEXTS[2], metadata={"y": 2}, id="P"),
+        Document(page_content=long, metadata={"y": 1}, id="L"),
+        Document(page_content=TEXTS[0], metadata={"y": 3}, id="W"),
+    ]
+    assert docs[3].id == "L#1"  # a chunk asked for by its own id is that chunk
+    assert docs[3].page_content == chunks[1].text
+    assert len(docs) == 4
 
 
 def test_delete(store: ColmaxVectorStore) -> None:

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from llama_index.core.vector_stores.types import MetadataFilters
 from llama_index.retrievers.colmax.filters import to_colmax_filter
 from llama_index.retrievers.colmax.nodes import hit_to_node, nodes_to_records
 
-from colmax import Engine
+from colmax import Engine, Hit
 from colmax.errors import IndexFormatError
 from colmax.hybrid import check_hybrid
 
@@ -41,6 +42,9 @@ class ColmaxRetriever(BaseRetriever):
     ``node.get_content(metadata_mode)``, and the whole node is kept in the engine's metadata,
     so retrieved nodes come back with their id, class, text, metadata and relationships
     (``ref_doc_id`` included). Scores are the engine's raw MaxSim sums (see the colmax README).
+    A ``QueryBundle`` with ``custom_embedding_strs`` (HyDE and other query transforms) is
+    searched with those strings instead of ``query_str``, each on its own; a node keeps its
+    best score over them.
 
     Args:
         engine: the engine holding the nodes (possibly empty; see :meth:`insert_nodes`).
@@ -217,7 +221,9 @@ class ColmaxRetriever(BaseRetriever):
     def filters(self, value: MetadataFilters | None) -> None:
         if value is not None and not isinstance(value, MetadataFilters):
             raise TypeError(f"filters must be MetadataFilters or None, got {type(value).__name__}")
-        self._engine_filter = to_colmax_filter(value)  # validates before anything is kept
+        to_colmax_filter(value)  # validates before anything is kept
+        # Translated again at each retrieve: the filters may be edited in place meanwhile
+        # (``retriever.filters.filters.append(...)``), and a cached translation would miss it.
         self._filters = value
 
     # ------------------------------------------------------------------ writes
@@ -286,6 +292,7 @@ class ColmaxRetriever(BaseRetriever):
             "hybrid_candidates": self.hybrid_candidates,
             "hybrid_weight": self.hybrid_weight,
             "group_chunks": self.group_chunks,
+            "include_images": self.include_images,
             "filters": self._filters.model_dump(mode="json") if self._filters else None,
         }
         staging = folder / f".{CONFIG_FILE}.tmp"
@@ -302,12 +309,14 @@ class ColmaxRetriever(BaseRetriever):
         similarity_top_k: int | None = None,
         filters: MetadataFilters | None = None,
         explain: bool | None = None,
+        include_images: bool | None = None,
         callback_manager: CallbackManager | None = None,
     ) -> ColmaxRetriever:
         """Load a retriever saved by :meth:`persist` (the engine reloads its own model).
 
-        ``similarity_top_k``, ``filters`` and ``explain`` override the saved settings when
-        given.
+        ``similarity_top_k``, ``filters``, ``explain`` and ``include_images`` override the
+        saved settings when given (a folder saved before ``include_images`` was kept reads as
+        ``False``, the default).
 
         Raises:
             IndexFormatError: the folder was not written by :meth:`persist`.
@@ -328,21 +337,28 @@ class ColmaxRetriever(BaseRetriever):
             hybrid_candidates=int(config.get("hybrid_candidates", 100)),
             hybrid_weight=float(config.get("hybrid_weight", 0.5)),
             group_chunks=bool(config.get("group_chunks", True)),
+            include_images=(
+                bool(config.get("include_images", False))
+                if include_images is None
+                else include_images
+            ),
             callback_manager=callback_manager,
         )
 
     # ------------------------------------------------------------------ retrieval
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        hits = self._engine.search(
-            query_bundle.query_str,
+        queries = _search_strs(query_bundle)
+        results = self._engine.search(
+            queries,
             k=self.similarity_top_k,
-            filter=self._engine_filter,
+            filter=to_colmax_filter(self._filters),
             explain=self.explain,
             hybrid=self.hybrid,  # the engine ignores the next two without it
             candidates=self.hybrid_candidates,
             weight=self.hybrid_weight,
             group_chunks=self.group_chunks,
         )
+        hits = _best_of(results, self.similarity_top_k)
         return [
             NodeWithScore(
                 node=hit_to_node(hit, self._engine, include_image=self.include_images),
@@ -355,6 +371,35 @@ class ColmaxRetriever(BaseRetriever):
         # Encoding and MaxSim are CPU/GPU-bound: run them in a worker thread so the event loop
         # keeps serving other requests (the engine is safe for concurrent searches).
         return await asyncio.to_thread(self._retrieve, query_bundle)
+
+
+def _search_strs(query_bundle: QueryBundle) -> list[str]:
+    """The texts to search with: ``custom_embedding_strs`` when set (HyDE's hypothetical
+    document, a rewritten query, ...), as LlamaIndex's vector retrievers embed
+    ``query_bundle.embedding_strs``; else the query string."""
+    strs = list(dict.fromkeys(query_bundle.custom_embedding_strs or []))
+    return strs or [query_bundle.query_str]
+
+
+def _best_of(results: list[list[Hit]], k: int) -> list[Hit]:
+    """The best ``k`` hits of several searches, each document once with its best score.
+
+    LlamaIndex averages the single vectors of several embedding strings into one query
+    vector; a multi-vector query has no such mean, and joining the strings into one query
+    would be cut at the encoder's query length (losing HyDE's original query, which comes
+    last). So each string is searched on its own and a document keeps the hit (score and
+    explanation) of the string it matches best: the strings' results fused by maximum.
+    Raw MaxSim grows with the number of query vectors; ColBERT checkpoints pad every query
+    to the same length (``[MASK]`` augmentation), so the strings' scores compare.
+    """
+    best: dict[str, Hit] = {}
+    for hits in results:
+        for hit in hits:
+            if hit.id not in best or hit.score > best[hit.id].score:
+                best[hit.id] = hit
+    # Stable: equal scores keep the order in which the searches first found the documents.
+    ranked = sorted(best.values(), key=lambda h: -h.score)[:k]
+    return [replace(h, rank=rank) for rank, h in enumerate(ranked)]
 
 
 def _nodes_of_index(index: BaseIndex) -> list[BaseNode]:
