@@ -80,8 +80,15 @@ def as_list(value: Any, what: str) -> list[Any]:
     return list(value)
 
 
-def check_texts(texts: Sequence[Any], what: str = "documents") -> list[str]:
-    """Every text must be a non-empty, non-whitespace str."""
+#: What to do about an empty document given to ``Engine.add``.
+SKIP_EMPTY_HINT = "remove it (Engine.add(..., skip_empty=True) skips such documents)"
+
+
+def check_texts(
+    texts: Sequence[Any], what: str = "documents", hint: str = "remove it"
+) -> list[str]:
+    """Every text must be a non-empty, non-whitespace str; ``hint`` ends the message about an
+    empty one (what the caller can do about it)."""
     out = []
     for i, text in enumerate(texts):
         if not isinstance(text, str):
@@ -90,10 +97,7 @@ def check_texts(texts: Sequence[Any], what: str = "documents") -> list[str]:
             )
         check_encodable(text, f"{what}[{i}]")
         if not text.strip():
-            raise EmptyTextError(
-                f"{what}[{i}] is empty or whitespace only: remove it "
-                "(Engine.add(..., skip_empty=True) skips such documents)"
-            )
+            raise EmptyTextError(f"{what}[{i}] is empty or whitespace only: {hint}")
         out.append(text)
     return out
 
@@ -349,7 +353,7 @@ def check_add(
             )
             embs = [embs[i] for i in keep] if embs is not None else None
     if embs is None:
-        return AddBatch(check_texts(raw), ids_, metas, None)
+        return AddBatch(check_texts(raw, hint=SKIP_EMPTY_HINT), ids_, metas, None)
     for i, text in enumerate(raw):
         if not isinstance(text, str):
             raise InvalidInputError(f"documents[{i}] must be a str, got {type(text).__name__}")

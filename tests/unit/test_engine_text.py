@@ -56,6 +56,26 @@ def test_rerank_texts_and_ids_agree(model_dir: Path) -> None:
         engine.rerank("", TEXTS)
 
 
+def test_empty_queries_and_query_lists_get_errors_that_fit(tiny_colbert_model: Path) -> None:
+    """rerank() of a list of queries scored the first one only; an empty query was told to
+    use Engine.add(..., skip_empty=True)."""
+    engine = Engine.from_pretrained(tiny_colbert_model, device="cpu")
+    engine.add(TEXTS, ids=list("abcde"))
+    with pytest.raises(InvalidInputError, match="takes one query text, got list"):
+        engine.rerank(["budget", "rain"], TEXTS)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="takes one query text"):
+        engine.rerank(("budget",), ids=["a"])  # type: ignore[arg-type]
+    for call in (lambda: engine.search("  "), lambda: engine.rerank("", ids=["a"])):
+        with pytest.raises(EmptyTextError, match="queries.0. is empty") as err:
+            call()
+        assert "skip_empty" not in str(err.value)
+    with pytest.raises(EmptyTextError, match="skip_empty=True"):  # documents: the hint fits
+        engine.add(["fine", " "], ids=["f", "g"])
+    with pytest.raises(EmptyTextError) as err:  # rerank candidates: no skip_empty there
+        engine.rerank("budget", ["fine", ""])
+    assert "documents[1]" in str(err.value) and "skip_empty" not in str(err.value)
+
+
 def test_rerank_works_without_any_index(tiny_colbert_model: Path) -> None:
     engine = Engine.from_pretrained(tiny_colbert_model, device="cpu")
     hits = engine.rerank("rain tomorrow", TEXTS)

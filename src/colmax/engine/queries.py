@@ -52,7 +52,9 @@ def encode_queries(
         )
         return Queries(single, [None] * len(vecs), [torch.from_numpy(v) for v in vecs])
     single = isinstance(query, str)
-    texts = check_texts([query] if single else as_list(query, "query"), "queries")
+    texts = check_texts(
+        [query] if single else as_list(query, "query"), "queries", "a query needs some text"
+    )
     if not texts:
         raise InvalidInputError("search() got an empty list of queries")
     if encoder is None:

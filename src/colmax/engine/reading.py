@@ -208,9 +208,14 @@ class Reading:
             the candidate's place in ``documents`` / ``ids``.
 
         Raises:
-            InvalidInputError: no candidates given, or more than
+            InvalidInputError: ``query`` is not one string, neither ``documents`` nor ``ids``
+                given, or more than
                 :data:`colmax.limits.MAX_RERANK_CANDIDATES` (1,000): rerank in batches.
         """
+        if query is not None and not isinstance(query, str):  # a list would score its first
+            raise InvalidInputError(
+                f"rerank() takes one query text, got {type(query).__name__}: call it once per query"
+            )
         if documents is None and ids is None:
             raise InvalidInputError("rerank() needs documents=... (texts), ids=..., or both")
         _check_candidates(documents if documents is not None else ids)
