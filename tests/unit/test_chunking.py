@@ -249,6 +249,35 @@ def test_a_document_merely_named_like_a_chunk_is_not_one(engine: Engine) -> None
         engine.delete(["r"])
 
 
+@pytest.mark.parametrize("overlap", [0, 2])
+def test_get_by_a_chunked_documents_id_gives_the_document(
+    tiny_colbert_model: Path, tmp_path: Path, overlap: int
+) -> None:
+    """Searches name a chunked document by its own id; get() by that id used to raise
+    UnknownIdError (its entries are "<id>#<n>")."""
+    engine = Engine.from_pretrained(
+        tiny_colbert_model, path=tmp_path / "idx", chunk_tokens=3, chunk_overlap=overlap
+    )
+    lines = "one two three\nfour five six\n\nseven eight nine"
+    engine.add([LONG, lines], ids=["p", "n"], metadatas=[{"v": 1}, None])
+    engine.set_chunking(None)
+    engine.add(["plain"], ids=["w"])
+    docs = engine.get(["w", "p", "n", "p"])
+    assert [(d.id, d.metadata) for d in docs] == [
+        ("w", {}),
+        ("p", {"v": 1}),
+        ("n", {}),
+        ("p", {"v": 1}),
+    ]
+    assert [docs[0].text, docs[1].text, docs[3].text] == ["plain", LONG, LONG]
+    # Whitespace between two chunks is not stored: it comes back as as many spaces.
+    assert docs[2].text.split() == lines.split() and len(docs[2].text) == len(lines)
+    assert engine.get(["p#1"])[0].metadata["chunk_index"] == 1  # a chunk by its own id
+    with pytest.raises(UnknownIdError, match="nope"):
+        engine.get(["p", "nope"])
+    assert [d.id for d in engine.get(["nope", "p"], missing="skip")] == ["p"]
+
+
 def test_a_chunk_never_replaces_a_document_of_its_own(engine: Engine) -> None:
     """A document stored whole as "report#1", then "report" added with chunking on: its
     chunk 1 would have overwritten that unrelated document (and deleting "report" would

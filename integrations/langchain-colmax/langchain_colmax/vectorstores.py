@@ -13,17 +13,13 @@ from langchain_core.runnables.config import run_in_executor
 from langchain_core.structured_query import FilterDirective
 from langchain_core.vectorstores import VectorStore
 
-from colmax import Engine, Hit, StoredDocument
+from colmax import Engine, Hit
 from langchain_colmax._convert import as_engine, fill_ids, to_document
 from langchain_colmax.filters import to_colmax_filter
 
 __all__ = ["ColmaxVectorStore"]
 
 Filter = Mapping[str, Any] | FilterDirective
-
-#: The metadata keys colmax's chunker adds to every chunk (``colmax.chunking.CHUNK_KEYS``, not
-#: public to the doors): the chunk's place in its document, not the document's own metadata.
-_CHUNK_KEYS = ("parent_id", "chunk_index", "char_start", "char_end")
 
 
 class ColmaxVectorStore(VectorStore):
@@ -239,17 +235,8 @@ class ColmaxVectorStore(VectorStore):
         counted once. The whitespace between two chunks is not stored: it comes back as
         spaces (one per character), and leading or trailing whitespace not at all.
         """
-        wanted = list(dict.fromkeys(ids))
-        whole = {d.id: d for d in self._engine.get(wanted, missing="skip")}
-        chunked = _stored_chunks(self._engine, [i for i in wanted if i not in whole])
-        docs: list[Document] = []
-        for id_ in wanted:
-            if id_ in whole:
-                d = whole[id_]
-                docs.append(Document(page_content=d.text, metadata=d.metadata, id=d.id))
-            elif id_ in chunked:
-                docs.append(_parent_document(id_, chunked[id_]))
-        return docs
+        stored = self._engine.get(list(dict.fromkeys(ids)), missing="skip")
+        return [Document(page_content=d.text, metadata=d.metadata, id=d.id) for d in stored]
 
     def similarity_search(
         self, query: str, k: int = 4, filter: Filter | None = None, **kwargs: Any
@@ -322,63 +309,6 @@ class ColmaxVectorStore(VectorStore):
         return self._engine.search(
             query or "", k=k, filter=flt, explain=explain, normalize=normalize
         )
-
-
-def _stored_chunks(engine: Engine, parents: list[str]) -> dict[str, list[StoredDocument]]:
-    """The stored chunks of each of ``parents`` that has any, in chunk order.
-
-    Chunk ``n`` of ``parent`` is stored as ``"<parent>#<n>"``, numbered from 0 without gaps
-    (the engine replaces and deletes a document's chunks together), so one look-up per chunk
-    number finds them all. An entry only counts as a chunk when its metadata names that
-    parent and number: an id that merely contains ``#`` is somebody else's document.
-    """
-    found: dict[str, list[StoredDocument]] = {}
-    pending = parents
-    n = 0
-    while pending:
-        probe = {f"{parent}#{n}": parent for parent in pending}
-        pending = []
-        for doc in engine.get(list(probe), missing="skip"):
-            parent = probe[doc.id]
-            index = doc.metadata.get("chunk_index")
-            if doc.metadata.get("parent_id") == parent and type(index) is int and index == n:
-                found.setdefault(parent, []).append(doc)
-                pending.append(parent)
-        n += 1
-    return found
-
-
-def _parent_document(parent_id: str, chunks: list[StoredDocument]) -> Document:
-    """One ``Document`` for a chunked document: its id, its text rebuilt from ``chunks``, and
-    its metadata (every chunk carries it, plus the chunk keys)."""
-    metadata = {k: v for k, v in chunks[0].metadata.items() if k not in _CHUNK_KEYS}
-    return Document(page_content=_join_chunks(chunks), metadata=metadata, id=parent_id)
-
-
-def _join_chunks(chunks: list[StoredDocument]) -> str:
-    """The text the chunks were cut from, by their character spans in it: an overlap is kept
-    once, a gap (the whitespace between two chunks) becomes as many spaces. Chunks without
-    usable spans are joined with one space."""
-    spans = [span for span in map(_span, chunks) if span is not None]
-    if len(spans) < len(chunks):
-        return " ".join(c.text for c in chunks)
-    parts = [chunks[0].text]
-    end = spans[0][1]
-    for chunk, (start, stop) in zip(chunks[1:], spans[1:]):
-        if start >= end:
-            parts.append(" " * (start - end) + chunk.text)
-        else:  # the first end - start characters repeat the previous chunk's tail
-            parts.append(chunk.text[end - start :])
-        end = max(end, stop)
-    return "".join(parts)
-
-
-def _span(chunk: StoredDocument) -> tuple[int, int] | None:
-    """A chunk's ``(char_start, char_end)`` in its document, when they fit its text."""
-    start, stop = chunk.metadata.get("char_start"), chunk.metadata.get("char_end")
-    if type(start) is int and type(stop) is int and stop - start == len(chunk.text):
-        return start, stop
-    return None
 
 
 def _no_extra(kwargs: dict[str, Any], method: str) -> None:

@@ -24,10 +24,10 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from colmax.backends.base import Backend, Missing
-from colmax.chunking.splitter import Chunker, chunk_id, is_chunk
+from colmax.chunking.splitter import CHUNK_KEYS, Chunker, chunk_id, is_chunk
 from colmax.errors import DuplicateIdError, InvalidInputError, UnknownIdError
 from colmax.limits import MAX_ID_LENGTH
-from colmax.types import Hit
+from colmax.types import Document, Hit
 
 if TYPE_CHECKING:
     from colmax.engine import Engine
@@ -38,6 +38,7 @@ __all__ = [
     "chunker_with",
     "collapse_hits",
     "delete_documents",
+    "documents_by_id",
     "entries_of",
     "existing_chunk_ids",
     "plan_write",
@@ -229,6 +230,71 @@ def entries_of(backend: Backend, ids: Sequence[str], missing: Missing = "raise")
         if i in whole:
             out.append(i)
     return list(dict.fromkeys(out))
+
+
+def documents_by_id(
+    backend: Backend, ids: Sequence[str], missing: Missing = "raise"
+) -> list[Document]:
+    """Stored entries by id, in the order given; an id stored as chunks only (a chunked
+    document, as searches name it) is its document, rebuilt by :func:`rebuilt_document`.
+
+    Costs one look-up when every id is stored as it is.
+
+    Raises:
+        UnknownIdError: an id is neither stored nor a chunked document, and
+            ``missing="raise"``.
+    """
+    unique = list(dict.fromkeys(ids))
+    stored = {d.id: d for d in backend.get(unique, missing="skip")}
+    others = [i for i in unique if i not in stored]
+    if others:
+        by_parent: dict[str, list[Document]] = {}
+        chunks = _chunks_beyond(backend, dict.fromkeys(others, 0))
+        for doc in backend.get(chunks, missing="skip"):
+            by_parent.setdefault(doc.metadata["parent_id"], []).append(doc)
+        absent = [i for i in others if i not in by_parent]
+        if absent and missing == "raise":
+            raise UnknownIdError(f"{len(absent)} id(s) not in the index, e.g. {absent[:5]!r}")
+        for parent, parts in by_parent.items():
+            stored[parent] = rebuilt_document(parent, parts)
+    return [stored[i] for i in ids if i in stored]
+
+
+def rebuilt_document(parent_id: str, chunks: Sequence[Document]) -> Document:
+    """The document ``chunks`` were cut from: its metadata (every chunk carries it, plus the
+    chunk keys) and its text from its first word to its last, by the chunks' character
+    spans: an overlap appears once, the whitespace between two chunks (not stored) comes
+    back as as many spaces.
+
+    Examples:
+        >>> parts = [Document("d#1", "c d", {"y": 1, "parent_id": "d", "chunk_index": 1,
+        ...                                   "char_start": 4, "char_end": 7}),
+        ...          Document("d#0", "a b c", {"y": 1, "parent_id": "d", "chunk_index": 0,
+        ...                                     "char_start": 0, "char_end": 5})]
+        >>> rebuilt_document("d", parts)
+        Document(id='d', text='a b c d', metadata={'y': 1})
+    """
+    ordered = sorted(chunks, key=lambda c: c.metadata["chunk_index"])
+    metadata = {k: v for k, v in ordered[0].metadata.items() if k not in CHUNK_KEYS}
+    spans = [span for span in map(_span, ordered) if span is not None]
+    if len(spans) < len(ordered):  # spans edited away: the chunks in order
+        return Document(parent_id, " ".join(c.text for c in ordered), metadata)
+    parts, end = [ordered[0].text], spans[0][1]
+    for chunk, (start, stop) in zip(ordered[1:], spans[1:]):
+        if start >= end:
+            parts.append(" " * (start - end) + chunk.text)
+        else:  # the first end - start characters repeat the previous chunk's tail
+            parts.append(chunk.text[end - start :])
+        end = max(end, stop)
+    return Document(parent_id, "".join(parts), metadata)
+
+
+def _span(chunk: Document) -> tuple[int, int] | None:
+    """A chunk's ``(char_start, char_end)`` in its document, when they fit its text."""
+    start, stop = chunk.metadata.get("char_start"), chunk.metadata.get("char_end")
+    if type(start) is int and type(stop) is int and stop - start == len(chunk.text):
+        return start, stop
+    return None
 
 
 # ---------------------------------------------------------------------------------- deprecated

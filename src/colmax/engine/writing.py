@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from colmax.backends.base import Backend, Missing
-from colmax.chunking.parents import entries_of, plan_write
+from colmax.chunking.parents import documents_by_id, entries_of, plan_write
 from colmax.chunking.splitter import Chunker
 from colmax.encoders.base import Encoder
 from colmax.engine.queries import encode_documents
@@ -380,6 +380,10 @@ class Writing:
     def get(self, ids: Sequence[str], *, missing: Missing = "raise") -> list[Document]:
         """Stored documents (or chunks, ``"<id>#<n>"``) by id, in the order given.
 
+        A document stored as chunks comes back by its own id (the id searches give) as one
+        document: its metadata without the chunk keys, its text rebuilt from the chunks from
+        its first word to its last (the whitespace between two chunks as spaces).
+
         Args:
             ids: the ids.
             missing: ``"raise"``, or ``"skip"`` to leave out the ids that are not stored.
@@ -387,4 +391,4 @@ class Writing:
         Raises:
             UnknownIdError: some ids are not in the index and ``missing="raise"``.
         """
-        return self._backend.get(as_list(ids, "ids"), missing=check_missing(missing))
+        return documents_by_id(self._backend, as_list(ids, "ids"), check_missing(missing))
