@@ -278,6 +278,32 @@ def test_get_by_a_chunked_documents_id_gives_the_document(
     assert [d.id for d in engine.get(["nope", "p"], missing="skip")] == ["p"]
 
 
+def test_rerank_by_a_chunked_documents_id_scores_its_best_chunk(chunked: Engine) -> None:
+    """rerank(ids=...) with the ids a search returns (parents) used to raise UnknownIdError;
+    now each scores as in the search: its best chunk, named by the parent."""
+    chunked.add([LONG, "rain falls on the plain", "dry sunny weather"], ids=["p", "r", "d"])
+    chunked.set_chunking(None)
+    chunked.add(["rain and more rain"], ids=["w"])
+    query = "rain on the plain"
+    found = {h.id: h for h in chunked.search(query, k=10)}
+    for explain in (False, True):
+        hits = chunked.rerank(query, ids=["d", "w", "r", "p"], explain=explain)
+        assert sorted(h.id for h in hits) == ["d", "p", "r", "w"]
+        assert [h.rank for h in hits] == [0, 1, 2, 3]
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+        for hit in hits:
+            assert hit.position == ["d", "w", "r", "p"].index(hit.id)
+            assert hit.score == pytest.approx(found[hit.id].score, abs=1e-5)
+            assert hit.text == found[hit.id].text
+            assert hit.metadata.get("chunk_id") == found[hit.id].metadata.get("chunk_id")
+            assert (hit.explanation is not None) == explain
+            if explain:
+                assert hit.explanation.score == pytest.approx(hit.score, abs=5e-3)
+    assert chunked.rerank(query, ids=["p", "w"], k=1)[0].id in {"p", "w"}
+    with pytest.raises(UnknownIdError, match="nope"):
+        chunked.rerank(query, ids=["p", "nope"])
+
+
 def test_a_chunk_never_replaces_a_document_of_its_own(engine: Engine) -> None:
     """A document stored whole as "report#1", then "report" added with chunking on: its
     chunk 1 would have overwritten that unrelated document (and deleting "report" would

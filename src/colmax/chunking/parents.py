@@ -42,6 +42,7 @@ __all__ = [
     "entries_of",
     "existing_chunk_ids",
     "plan_write",
+    "scored_entries",
     "search_parents",
     "upsert_documents",
 ]
@@ -207,6 +208,35 @@ def _chunks_beyond(backend: Backend, counts: Mapping[str, int]) -> list[str]:
     return [d.id for d in backend.get(found, missing="skip") if is_chunk(d.id, d.metadata)]
 
 
+def _chunks_by_parent(backend: Backend, parents: Sequence[str]) -> dict[str, list[str]]:
+    """The stored chunk ids of each of ``parents`` that has any, in chunk order."""
+    by_parent: dict[str, list[str]] = {}
+    for c in _chunks_beyond(backend, dict.fromkeys(parents, 0)):  # rounds: every #0, #1, ...
+        by_parent.setdefault(c.rsplit("#", 1)[0], []).append(c)
+    return by_parent
+
+
+def scored_entries(backend: Backend, ids: Sequence[str]) -> tuple[list[str], list[int]]:
+    """What to score for documents ``ids``: each one stored as it is, or a chunked
+    document's chunks; with, per entry, the place in ``ids`` of the document it belongs to.
+
+    Raises:
+        UnknownIdError: an id is neither stored nor a chunked document.
+    """
+    whole = backend.existing(ids)
+    chunks = _chunks_by_parent(backend, [i for i in ids if i not in whole])
+    absent = [i for i in ids if i not in whole and i not in chunks]
+    if absent:
+        raise UnknownIdError(f"{len(absent)} id(s) not in the index, e.g. {absent[:5]!r}")
+    entries: list[str] = []
+    owners: list[int] = []
+    for n, id_ in enumerate(ids):
+        mine = [id_] if id_ in whole else chunks[id_]
+        entries += mine
+        owners += [n] * len(mine)
+    return entries, owners
+
+
 def entries_of(backend: Backend, ids: Sequence[str], missing: Missing = "raise") -> list[str]:
     """The stored entries of documents ``ids``: each one's chunks and the document itself.
 
@@ -214,11 +244,8 @@ def entries_of(backend: Backend, ids: Sequence[str], missing: Missing = "raise")
         UnknownIdError: an id is neither stored nor a chunked parent, and ``missing="raise"``.
     """
     unique = list(dict.fromkeys(ids))
-    chunks = _chunks_beyond(backend, dict.fromkeys(unique, 0))
+    by_parent = _chunks_by_parent(backend, unique)
     whole = backend.existing(unique)
-    by_parent: dict[str, list[str]] = {}
-    for c in chunks:
-        by_parent.setdefault(c.rsplit("#", 1)[0], []).append(c)
     absent = [i for i in unique if i not in whole and i not in by_parent]
     if absent and missing == "raise":
         raise UnknownIdError(

@@ -193,7 +193,9 @@ class Reading:
                 their positions as strings (``"0"``, ``"1"``, ...).
             k: keep the best ``k`` (default: all).
             ids: alone: ids of documents in the index, scored with their stored vectors
-                (nothing is re-encoded; unknown ids raise ``UnknownIdError``). With
+                (nothing is re-encoded; unknown ids raise ``UnknownIdError``); a chunked
+                document's id, as searches return it, scores its best chunk and comes back
+                as in a search (that chunk's text, ``metadata["chunk_id"]``). With
                 ``documents``: one id per text; a candidate whose id is in the index with the
                 same text reuses the stored vectors, the others are encoded (an id that is
                 ``None``, invalid or repeated is not looked up: hand over framework ids as
@@ -227,8 +229,10 @@ class Reading:
         queries = encode_queries(parts.encoder, self._dim, query, query_vectors, batch_size)
         given = as_list(ids, "ids") if ids is not None else None
         texts = check_texts(as_list(documents, "documents")) if documents is not None else None
-        if texts is None and not explain:  # indexed candidates: scored where they are stored
-            return score_stored_candidates(parts, queries, given or [], k, normalize=normalize)
+        if texts is None:  # indexed candidates: scored where they are stored
+            return score_stored_candidates(
+                parts, queries, given or [], k, normalize=normalize, explain=explain
+            )
         rows, vecs = rerank_candidates(parts, texts, given, batch_size)
         return score_candidates(parts, queries, rows, vecs, k, explain=explain, normalize=normalize)
 

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 
 from colmax.backends.base import Backend
-from colmax.chunking.parents import collapse_hits
+from colmax.chunking.parents import collapse_hits, scored_entries
 from colmax.chunking.splitter import is_chunk
 from colmax.encoders.base import Encoder
 from colmax.engine.queries import Queries, encode_documents
-from colmax.errors import InvalidInputError
+from colmax.errors import InvalidInputError, UnknownIdError
 from colmax.explain.stored import explain_document, explain_hits
 from colmax.filters import Node
 from colmax.hybrid.side import HybridSide
@@ -155,21 +155,17 @@ def normalized(hits: list[Hit], n_query_vectors: int) -> list[Hit]:
 # ---------------------------------------------------------------------------------- rerank
 def rerank_candidates(
     parts: Parts,
-    texts: list[str] | None,
+    texts: list[str],
     ids: Sequence[Any] | None,
     batch_size: int | None,
 ) -> tuple[list[Row], list[torch.Tensor]]:
-    """Rows and vectors of rerank candidates: stored documents by id (``texts`` ``None``), or
-    texts (encoded, except those whose id is stored with the same text).
+    """Rows and vectors of rerank candidates given as texts (encoded, except those whose id
+    is stored with the same text; candidates by id alone: :func:`score_stored_candidates`).
 
-    With texts, ids only say where stored vectors may be reused: an id that is ``None``, not
-    a valid id, or given twice is not looked up (that candidate is encoded), and its hit is
-    named by its position.
+    Ids only say where stored vectors may be reused: an id that is ``None``, not a valid id,
+    or given twice is not looked up (that candidate is encoded), and its hit is named by its
+    position.
     """
-    if texts is None:
-        stored = parts.backend.get_with_vectors(check_ids(list(ids or []), len(ids or [])))
-        rows: list[Row] = [(d.id, d.text, d.metadata) for d, _ in stored]
-        return rows, [torch.from_numpy(np.asarray(v, dtype=np.float32)) for _, v in stored]
     reuse: dict[int, np.ndarray] = {}  # position -> stored vectors of the same text
     names = [str(i) for i in range(len(texts))]
     if ids is not None:
@@ -212,24 +208,42 @@ def _lookup_ids(ids: Sequence[Any]) -> dict[int, str]:
 
 
 def score_stored_candidates(
-    parts: Parts, queries: Queries, ids: Sequence[Any], k: int | None, *, normalize: bool
+    parts: Parts,
+    queries: Queries,
+    ids: Sequence[Any],
+    k: int | None,
+    *,
+    normalize: bool,
+    explain: bool = False,
 ) -> list[Hit]:
     """Stored documents by id scored in place by the backend (no vectors copied out: the
-    flat index scores its packed copy, as search does), best first; ties keep input order."""
+    flat index scores its packed copy, as search does), best first; ties keep input order.
+
+    A chunked document's id (as searches return it) is scored by its best chunk and comes
+    back as a search returns it: that chunk's text and metadata, plus ``chunk_id``.
+    """
     qvec = queries.vectors[0]
-    scored = parts.backend.score_stored(qvec, check_ids(list(ids), len(ids)))
-    order = sorted(range(len(scored)), key=lambda i: -scored[i][1])[: k or len(scored)]
-    hits = [
-        Hit(
-            scored[i][0].id,
-            scored[i][1],
-            scored[i][0].text,
-            dict(scored[i][0].metadata),
-            r,
-            position=i,
+    given = check_ids(list(ids), len(ids))
+    try:  # the usual case costs nothing more: every id stored as it is
+        scored = parts.backend.score_stored(qvec, given)
+        owners = list(range(len(given)))
+    except UnknownIdError:
+        entries, owners = scored_entries(parts.backend, given)  # raises for unknown ids
+        scored = parts.backend.score_stored(qvec, entries)
+    best: dict[int, int] = {}  # place in ``given`` -> its best entry in ``scored``
+    for j, owner in enumerate(owners):
+        if owner not in best or scored[j][1] > scored[best[owner]][1]:
+            best[owner] = j
+    order = sorted(best, key=lambda o: (-scored[best[o]][1], o))[: k or len(best)]
+    hits = []
+    for rank, owner in enumerate(order):
+        doc, score = scored[best[owner]]
+        meta = (
+            dict(doc.metadata) if doc.id == given[owner] else {**doc.metadata, "chunk_id": doc.id}
         )
-        for r, i in enumerate(order)
-    ]
+        hits.append(Hit(given[owner], score, doc.text, meta, rank, position=owner))
+    if explain:
+        hits = _explained(parts, queries.texts[0], qvec, hits)
     return normalized(hits, int(qvec.shape[0])) if normalize else hits
 
 
