@@ -300,6 +300,13 @@ def test_rerank_by_a_chunked_documents_id_scores_its_best_chunk(chunked: Engine)
             if explain:
                 assert hit.explanation.score == pytest.approx(hit.score, abs=5e-3)
     assert chunked.rerank(query, ids=["p", "w"], k=1)[0].id in {"p", "w"}
+    # explain() by the parent's id explains its best chunk (it raised UnknownIdError).
+    best = found["r"].metadata["chunk_id"]
+    by_parent = chunked.explain(query, "r")
+    assert by_parent.score == pytest.approx(found["r"].score, abs=5e-3)
+    assert by_parent == chunked.explain(query, best)
+    with pytest.raises(UnknownIdError):
+        chunked.explain(query, "nope")
     with pytest.raises(UnknownIdError, match="nope"):
         chunked.rerank(query, ids=["p", "nope"])
 

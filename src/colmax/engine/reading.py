@@ -19,6 +19,7 @@ from colmax.engine.queries import encode_queries
 from colmax.engine.searching import (
     Parts,
     SearchPlan,
+    best_entry,
     explain_pages,
     rerank_candidates,
     run_search,
@@ -255,7 +256,8 @@ class Reading:
 
         Args:
             query: the query text (or ``None`` with ``query_embedding``).
-            doc_id: the id of a stored document (or chunk).
+            doc_id: the id of a stored document (or chunk); a chunked document's id (as
+                searches return it) explains its best chunk for ``query``.
             max_passages: how many best passages to return (for citations).
             query_embedding: a precomputed ``(n_tokens, dim)`` query instead of ``query``.
 
@@ -275,7 +277,7 @@ class Reading:
         query_vectors = None if query_embedding is None else [query_embedding]
         queries = encode_queries(parts.encoder, self._dim, query, query_vectors, None)
         text, qvec = queries.texts[0], queries.vectors[0]
-        doc, vecs = parts.backend.get_with_vectors([doc_id])[0]
+        doc, vecs = parts.backend.get_with_vectors([best_entry(parts, qvec, doc_id)])[0]
         e = explain_document(parts.encoder, text, qvec, doc, vecs, max_passages=max_passages)
         hit = Hit(doc.id, e.score, doc.text, doc.metadata, 0, explanation=e)
         return explain_pages(parts, text, qvec, [hit])[0].explanation or e

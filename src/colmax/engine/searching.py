@@ -34,6 +34,7 @@ from colmax.validation import check_ids
 __all__ = [
     "Parts",
     "SearchPlan",
+    "best_entry",
     "rerank_candidates",
     "run_search",
     "score_candidates",
@@ -205,6 +206,21 @@ def _lookup_ids(ids: Sequence[Any]) -> dict[int, str]:
                 continue
             out[i] = id_
     return out
+
+
+def best_entry(parts: Parts, qvec: torch.Tensor, doc_id: str) -> str:
+    """``doc_id`` when it is stored as it is; for a chunked document, its chunk that scores
+    best against ``qvec``.
+
+    Raises:
+        UnknownIdError: neither.
+    """
+    check_ids([doc_id], 1)
+    if parts.backend.existing([doc_id]):
+        return doc_id
+    entries, _ = scored_entries(parts.backend, [doc_id])
+    scored = parts.backend.score_stored(qvec, entries)
+    return max(scored, key=lambda pair: pair[1])[0].id
 
 
 def score_stored_candidates(
