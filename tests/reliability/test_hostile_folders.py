@@ -260,6 +260,20 @@ def test_manifests_announcing_impossible_things(copy: Path, name: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "chunking",
+    [{"tokens": -3}, {"tokens": 3, "overlap": 3}, {"tokens": 3, "sep": 1}, {"tokens": "3"}, [3]],
+)
+def test_a_damaged_chunking_entry_is_the_folders_fault(copy: Path, chunking: Any) -> None:
+    """It raised the chunker's InvalidInputError ("chunk size must be ..."), no path."""
+    _edit_manifest(copy, chunking=chunking)
+    with pytest.raises(IndexFormatError, match="manifest.json: 'chunking' must be"):
+        Engine.load(copy)
+    _edit_manifest(copy, chunking={"tokens": 3, "overlap": 1})
+    with Engine.load(copy) as engine:
+        assert engine.chunker is not None and engine.chunker.overlap == 1
+
+
+@pytest.mark.parametrize(
     "content",
     [b"", b"\x00" * 64, b"[" * 200_000 + b"]" * 200_000, b"[1, 2]", b'{"format": ', b"\xff\xfe{}"],
     ids=["empty", "zeros", "deeply-nested", "a-list", "cut-json", "not-utf8"],

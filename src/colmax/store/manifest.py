@@ -127,11 +127,11 @@ class Manifest:
             raise IndexFormatError(f"{path}: invalid 'counts' or 'generation'.")
         settings = {k: v for k, v in index.items() if k != "kind"}
         chunking = raw.get("chunking")
-        if chunking is not None and not (
-            isinstance(chunking, dict)
-            and all(isinstance(v, int) and not isinstance(v, bool) for v in chunking.values())
-        ):
-            raise IndexFormatError(f"{path}: 'chunking' must be an object of integers or null.")
+        if chunking is not None and not _valid_chunking(chunking):
+            raise IndexFormatError(
+                f'{path}: \'chunking\' must be null or {{"tokens": n >= 1, "overlap": 0 <= m '
+                f"< n}}, got {chunking!r:.200}."
+            )
         return cls(
             dim=dim,
             index_kind=index["kind"],
@@ -143,3 +143,14 @@ class Manifest:
             colmax_version=str(raw.get("colmax_version", "")),
             chunking=chunking,
         )
+
+
+def _valid_chunking(chunking: Any) -> bool:
+    """What ``Engine`` writes: ``{"tokens": n, "overlap": m}`` with ``n >= 1``, ``0 <= m < n``
+    (a damaged entry is the folder's fault, so IndexFormatError, not the chunker's error)."""
+    if not isinstance(chunking, dict) or set(chunking) - {"tokens", "overlap"}:
+        return False
+    tokens, overlap = chunking.get("tokens"), chunking.get("overlap", 0)
+    if not isinstance(tokens, int) or not isinstance(overlap, int):
+        return False
+    return not isinstance(tokens, bool) and not isinstance(overlap, bool) and 0 <= overlap < tokens
