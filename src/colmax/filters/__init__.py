@@ -80,11 +80,14 @@ FilterLike = Mapping[str, Any] | Node | None
 
 
 def parse_filter(flt: FilterLike) -> Node:
-    """Validate a filter once and return its syntax tree (a tree passes through unchanged).
+    """Validate a filter once and return its syntax tree.
+
+    A hand-built tree (:class:`Condition`, :class:`AllOf`, ...) gets the checks a dict gets; a
+    tree from an earlier call passes through unchanged, without a second walk.
 
     Args:
-        flt: a filter dict, a tree from an earlier call, or ``None``/``{}`` for "everything"
-            (:data:`MATCH_ALL`).
+        flt: a filter dict, a tree (from an earlier call, or built by hand), or ``None``/``{}``
+            for "everything" (:data:`MATCH_ALL`).
 
     Raises:
         FilterError: unknown operator, bad value type, malformed structure, too large.

@@ -22,6 +22,7 @@ Examples:
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -46,6 +47,9 @@ RANGE_OPERATORS = ("$gt", "$gte", "$lt", "$lte")
 OPERATORS = frozenset({"$eq", "$ne", "$in", "$nin", "$contains", "$exists", *RANGE_OPERATORS})
 _COMBINATORS = ("$and", "$or", "$not")
 _MAX_DEPTH = 32
+#: Nesting of a tree's ``AllOf`` / ``AnyOf`` / ``Not`` nodes: one dict level can make two (the
+#: ``AllOf`` of its keys, then a combinator's node), so every tree :func:`parse` makes fits.
+_MAX_TREE_DEPTH = 2 * (_MAX_DEPTH + 1)
 _MAX_FIELD = 512
 #: Most values one filter may bind (SQLite allows 32,766 per statement). A condition binds one
 #: to three, a ``$in`` list at most nine however long it is: about 10,000 conditions.
@@ -88,7 +92,13 @@ MATCH_ALL = AllOf(())
 
 
 def parse(flt: Mapping[str, Any] | Node | None) -> Node:
-    """Validate a filter dict and return its tree (a tree is returned as it is).
+    """Validate a filter dict and return its tree; a tree gets the same checks.
+
+    A hand-built tree (:class:`Condition`, :class:`AllOf`, :class:`AnyOf`, :class:`Not`) is
+    checked like the dict it stands for: node types, field names, operators, values, nesting
+    and size. It is returned as it is when it was already in the form :func:`parse` makes
+    (``$in`` / ``$nin`` values as tuples), else as an equal tree in that form. A tree once
+    checked is not walked again.
 
     Args:
         flt: the filter, or ``None``/``{}`` for "everything".
@@ -99,16 +109,25 @@ def parse(flt: Mapping[str, Any] | Node | None) -> Node:
     if flt is None:
         return MATCH_ALL
     if isinstance(flt, (Condition, AllOf, AnyOf, Not)):
-        return flt
-    count_conditions(flt)
-    node = _node(flt, 0)
+        if _CHECKED.get(id(flt)) is flt:
+            return flt
+        node = _checked_tree(flt, 0, [0])
+    else:
+        count_conditions(flt)
+        node = _node(flt, 0)
     bound = _parameters(node)
     if bound > MAX_PARAMETERS:
         raise FilterError(
             f"filter too large: it binds {bound} values (at most {MAX_PARAMETERS}, about "
             "10,000 conditions); use {'field': {'$in': [...]}} for long lists of values"
         )
+    _CHECKED[id(node)] = node
     return node
+
+
+#: Trees :func:`parse` returned, by ``id``: passing one again costs no second walk. (Weak: an
+#: entry goes with its tree, so a later object reusing the id is not taken for it.)
+_CHECKED: weakref.WeakValueDictionary[int, Node] = weakref.WeakValueDictionary()
 
 
 def count_conditions(flt: Any) -> int:
@@ -139,12 +158,58 @@ def count_conditions(flt: Any) -> int:
             else:
                 total += len(cond) if isinstance(cond, Mapping) and cond else 1
         if total > limit:
-            raise FilterError(
-                f"filter too large: more than {limit} conditions (colmax.limits."
-                "MAX_FILTER_CONDITIONS); use {'field': {'$in': [...]}} for a list of values, "
-                "which counts as one"
-            )
+            raise _too_many_conditions(limit)
     return total
+
+
+def _too_many_conditions(limit: int) -> FilterError:
+    return FilterError(
+        f"filter too large: more than {limit} conditions (colmax.limits."
+        "MAX_FILTER_CONDITIONS); use {'field': {'$in': [...]}} for a list of values, "
+        "which counts as one"
+    )
+
+
+def _checked_tree(node: Any, depth: int, conditions: list[int]) -> Node:
+    """``node`` (a hand-built tree) checked as its dict form would be; ``node`` itself when it
+    is already in :func:`parse`'s form, else an equal tree in that form.
+
+    ``conditions[0]`` counts the conditions met so far (each occurrence, as the compiled SQL
+    has one test per occurrence), so a huge tree is refused once it passes the limit.
+    """
+    if isinstance(node, Condition):
+        conditions[0] += 1
+        if conditions[0] > limits.MAX_FILTER_CONDITIONS:
+            raise _too_many_conditions(limits.MAX_FILTER_CONDITIONS)
+        field = _check_field(node.field)
+        if field.startswith("$"):
+            raise FilterError(
+                f"filter field name {field!r} starts with '$', which the filter language keeps "
+                "for operators and combinators"
+            )
+        _check_operator(field, node.op)
+        checked = _condition(field, node.op, node.value)
+        return node if checked.value is node.value else checked
+    if not isinstance(node, (AllOf, AnyOf, Not)):
+        raise FilterError(
+            "a filter tree is made of Condition, AllOf, AnyOf and Not nodes, got "
+            f"{type(node).__name__}: {node!r:.80}"
+        )
+    if depth >= _MAX_TREE_DEPTH:
+        raise FilterError(f"filter tree nested deeper than {_MAX_TREE_DEPTH} levels")
+    if isinstance(node, Not):
+        part = _checked_tree(node.part, depth + 1, conditions)
+        return node if part is node.part else Not(part)
+    kind = type(node).__name__
+    if not isinstance(node.parts, (tuple, list)):
+        raise FilterError(
+            f"{kind}.parts must be a tuple of filter nodes, got "
+            f"{type(node.parts).__name__}: {node.parts!r:.80}"
+        )
+    parts = tuple(_checked_tree(p, depth + 1, conditions) for p in node.parts)
+    if isinstance(node.parts, tuple) and all(a is b for a, b in zip(parts, node.parts)):
+        return node
+    return type(node)(parts)
 
 
 def _node(flt: Any, depth: int) -> Node:
@@ -202,12 +267,16 @@ def _field(field: Any, cond: Any) -> Node:
         raise FilterError(f"empty operator dict for field {field!r}")
     parts = []
     for op, value in cond.items():
-        if op not in OPERATORS:
-            raise FilterError(
-                f"unknown filter operator {op!r} on field {field!r}; known: {sorted(OPERATORS)}"
-            )
+        _check_operator(field, op)
         parts.append(_condition(field, op, value))
     return _all(parts)
+
+
+def _check_operator(field: str, op: Any) -> None:
+    if not isinstance(op, str) or op not in OPERATORS:
+        raise FilterError(
+            f"unknown filter operator {op!r} on field {field!r}; known: {sorted(OPERATORS)}"
+        )
 
 
 def _condition(field: str, op: str, value: Any) -> Condition:

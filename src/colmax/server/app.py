@@ -90,9 +90,17 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
     app.delete(
         "/documents", response_model=DeleteResponse, responses={**_WRITE_ERRORS, **_NOT_FOUND}
     )(_with_body(handlers.delete, schemas.DeleteRequest))
-    app.get("/documents/{doc_id}", response_model=DocumentOut, responses={**_ERRORS, **_NOT_FOUND})(
-        handlers.get_document
-    )
+    # ``:path``: ids may hold "/" (add_files makes "docs/a.pdf#page=1"); Starlette matches the
+    # decoded path, so "docs%2Fa.pdf" would not match a plain ``{doc_id}``. The schema keeps
+    # ``/documents/{doc_id}``; clients percent-encode the id (also "#", "?", "%").
+    app.get(
+        "/documents/{doc_id:path}",
+        response_model=DocumentOut,
+        responses={**_ERRORS, **_NOT_FOUND},
+        description="One stored document (or chunk, `<id>#<n>`) by id. Percent-encode the id "
+        "in the path (`/` as `%2F`, `#` as `%23`, `?` as `%3F`): ids made from file paths "
+        "hold slashes.",
+    )(handlers.get_document)
     app.get(
         "/page-image",
         response_class=Response,
