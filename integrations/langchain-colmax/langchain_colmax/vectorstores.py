@@ -278,11 +278,13 @@ class ColmaxVectorStore(VectorStore):
         self, query: str, k: int = 4, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         # Relevance = MaxSim / number of query vectors (the engine's normalize=True): the mean
-        # best cosine similarity, in [-1, 1] and comparable across queries.
+        # best cosine similarity, comparable across queries. It lies in [-1, 1]; LangChain's
+        # contract is [0, 1] (it warns otherwise), and a negative mean cosine says "unrelated"
+        # as 0 does: negatives become 0, the usual range is unchanged.
         filter = kwargs.pop("filter", None)
         _no_extra(kwargs, "similarity_search_with_relevance_scores")
         hits = self._search(query=query, k=k, filter=filter, normalize=True)
-        return [(to_document(h), h.score) for h in hits]
+        return [(to_document(h), max(0.0, h.score)) for h in hits]
 
     async def _asimilarity_search_with_relevance_scores(
         self, query: str, k: int = 4, **kwargs: Any

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -61,10 +62,24 @@ def test_relevance_scores_are_mean_maxsim(store: ColmaxVectorStore) -> None:
     n_q = store.engine.encoder.settings.query_length  # type: ignore[union-attr]
     for doc, rel in pairs:
         assert rel == pytest.approx(raw[doc.id] / n_q, abs=1e-5)
-        assert -1.0 <= rel <= 1.0
+        assert 0.0 <= rel <= 1.0
     best = pairs[0][1]
     kept = store.similarity_search_with_relevance_scores(QUERY, k=4, score_threshold=best)
     assert [d.id for d, _ in kept] == [pairs[0][0].id]
+
+
+def test_relevance_scores_stay_in_langchains_range(engine: Engine) -> None:
+    """A document whose every vector points away from the query has a negative mean cosine;
+    LangChain wants relevance in [0, 1] and warned about it."""
+    query = engine.encoder.encode_queries([QUERY])[0].numpy()  # type: ignore[union-attr]
+    away = -query.mean(axis=0, keepdims=True)
+    engine.add(["unrelated"], ids=["away"], embeddings=[away / np.linalg.norm(away)])
+    engine.add([TEXTS[0]], ids=["near"])
+    store = ColmaxVectorStore(engine)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # LangChain's "Relevance scores must be between 0 and 1"
+        pairs = dict((d.id, s) for d, s in store.similarity_search_with_relevance_scores(QUERY))
+    assert pairs["away"] == 0.0 and 0.0 < pairs["near"] <= 1.0
 
 
 def test_as_retriever(store: ColmaxVectorStore) -> None:
