@@ -158,3 +158,40 @@ def _copy(node: Node) -> Node:
     if isinstance(node, Not):
         return Not(_copy(node.part))
     return type(node)(tuple(_copy(p) for p in node.parts))
+
+
+def _shared_dict(levels: int) -> dict[str, Any]:
+    """2**levels empty filters from ``levels`` objects: each level holds the one below twice."""
+    part: dict[str, Any] = {}
+    for _ in range(levels):
+        part = {"$and": [part, part]}
+    return part
+
+
+def _shared_tree(levels: int) -> Node:
+    part: Node = AllOf(())
+    for _ in range(levels):
+        part = AllOf((part, part))
+    return part
+
+
+def _self_holding_dict() -> dict[str, Any]:
+    flt: dict[str, Any] = {}
+    flt["$not"] = flt
+    return flt
+
+
+@pytest.mark.parametrize(
+    "flt",
+    [_self_holding_dict(), _shared_dict(40), _shared_tree(40)],
+    ids=["dict-holding-itself", "dict-2**40-shared-parts", "tree-2**40-shared-parts"],
+)
+def test_filters_that_never_end_are_refused_at_once(engine: Engine, flt: Any) -> None:
+    """A Python filter can hold itself or share one empty part 2**40 times (JSON cannot): the
+    walk over it never ended. Both forms now stop at a bound on the objects walked."""
+    before = _state(engine)
+    with pytest.raises(FilterError, match="filter too large"):
+        engine.search(query_embeddings=np.ones((1, 8), dtype=np.float32), filter=flt)
+    with pytest.raises(FilterError, match="filter too large"):
+        engine.delete(filter=flt)
+    assert _state(engine) == before

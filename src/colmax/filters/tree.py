@@ -51,6 +51,10 @@ _MAX_DEPTH = 32
 #: ``AllOf`` of its keys, then a combinator's node), so every tree :func:`parse` makes fits.
 _MAX_TREE_DEPTH = 2 * (_MAX_DEPTH + 1)
 _MAX_FIELD = 512
+#: Objects and lists a filter may nest per allowed condition: a real filter has about two
+#: (a list and an object around each); empty ones ({} is "everything") and a Python filter
+#: that holds itself are what the bound stops.
+_MAX_NODES_PER_CONDITION = 4
 #: Most values one filter may bind (SQLite allows 32,766 per statement). A condition binds one
 #: to three, a ``$in`` list at most nine however long it is: about 10,000 conditions.
 MAX_PARAMETERS = 30_000
@@ -111,7 +115,7 @@ def parse(flt: Mapping[str, Any] | Node | None) -> Node:
     if isinstance(flt, (Condition, AllOf, AnyOf, Not)):
         if _CHECKED.get(id(flt)) is flt:
             return flt
-        node = _checked_tree(flt, 0, [0])
+        node = _checked_tree(flt, 0, [0, 0])
     else:
         count_conditions(flt)
         node = _node(flt, 0)
@@ -144,9 +148,15 @@ def count_conditions(flt: Any) -> int:
         3
     """
     limit = limits.MAX_FILTER_CONDITIONS
-    total, stack = 0, [flt]
+    total, stack, visited = 0, [flt], 0
     while stack:
         node = stack.pop()
+        visited += 1
+        if visited > _MAX_NODES_PER_CONDITION * limit:  # empty parts, shared or cyclic ones
+            raise FilterError(
+                f"filter too large: more than {_MAX_NODES_PER_CONDITION * limit} nested "
+                "objects and lists (a filter that contains itself never ends)"
+            )
         if isinstance(node, (list, tuple)):
             stack.extend(node)
             continue
@@ -174,9 +184,14 @@ def _checked_tree(node: Any, depth: int, conditions: list[int]) -> Node:
     """``node`` (a hand-built tree) checked as its dict form would be; ``node`` itself when it
     is already in :func:`parse`'s form, else an equal tree in that form.
 
-    ``conditions[0]`` counts the conditions met so far (each occurrence, as the compiled SQL
-    has one test per occurrence), so a huge tree is refused once it passes the limit.
+    ``conditions`` counts the conditions met so far (each occurrence, as the compiled SQL
+    has one test per occurrence) and the nodes (shared empty parts are bounded too, as in
+    :func:`count_conditions`), so a huge tree is refused once it passes a limit.
     """
+    conditions[1] += 1
+    most = _MAX_NODES_PER_CONDITION * limits.MAX_FILTER_CONDITIONS
+    if conditions[1] > most:
+        raise FilterError(f"filter too large: more than {most} nodes")
     if isinstance(node, Condition):
         conditions[0] += 1
         if conditions[0] > limits.MAX_FILTER_CONDITIONS:
