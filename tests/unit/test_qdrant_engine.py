@@ -67,6 +67,24 @@ def test_engine_errors_leave_the_index_unchanged(engine: Engine) -> None:
     assert engine.ids() == ["a", "b", "c"]
 
 
+def test_metadata_integers_beyond_64_bits_are_refused(engine: Engine) -> None:
+    """qdrant-edge gave 2**64 + 1 back as 1.8446744073709552e+19 (silently changed)."""
+    engine.add(embeddings=vectors(1), ids=["a"], metadatas=[{"n": 2**63 - 1, "m": -(2**63)}])
+    assert engine.get(["a"])[0].metadata == {"n": 2**63 - 1, "m": -(2**63)}
+    for big in (2**64 + 1, -(2**63) - 1, [1, {"deep": 2**70}]):
+        with pytest.raises(InvalidInputError, match="does not fit 64 bits"):
+            engine.add(embeddings=vectors(2), ids=["a", "b"], metadatas=[{}, {"n": big}])
+    assert engine.ids() == ["a"] and engine.get(["a"])[0].metadata["n"] == 2**63 - 1
+
+
+def test_memory_mode_with_a_folder_is_refused(tmp_path: Path) -> None:
+    """It was accepted, wrote a manifest, kept the documents in memory only and lost them at
+    close (the folder then failed to open: 'an in-memory index has no folder')."""
+    with pytest.raises(InvalidInputError, match="mode='memory' keeps nothing on disk"):
+        Engine(dim=DIM, index="qdrant", path=tmp_path / "m", index_options={"mode": "memory"})
+    assert not (tmp_path / "m" / "manifest.json").exists()
+
+
 def test_save_and_load_through_the_engine(tmp_path: Path) -> None:
     engine = Engine(dim=DIM, index="qdrant", index_options={"prefetch": "mean"})
     engine.add(embeddings=vectors(10), ids=[str(i) for i in range(10)])

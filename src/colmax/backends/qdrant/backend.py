@@ -326,6 +326,8 @@ class QdrantBackend(Backend):
         """
         if not (len(ids) == len(texts) == len(metadatas) == len(vectors)):
             raise InvalidInputError("upsert() needs one text, metadata and vector per id")
+        for i, metadata in enumerate(metadatas):
+            _check_int64(metadata, ids[i])
         size = self._settings.batch_size
         with self._write_lock, _progress(len(ids), self._settings.show_progress) as bar:
             driver = self._live()
@@ -620,3 +622,27 @@ def _progress(total: int, show: bool) -> Iterator[Any]:
 
     with tqdm(total=total, desc="Uploading to Qdrant", unit="doc", leave=False) as bar:
         yield bar
+
+
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _check_int64(metadata: Any, doc_id: str) -> None:
+    """Qdrant payloads hold 64-bit integers: a larger one came back as a float, silently
+    changed (the flat index keeps it exactly). Refused before anything is written.
+
+    Raises:
+        InvalidInputError: such an integer, named with its document.
+    """
+    stack = [metadata]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, Mapping):
+            stack.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)
+        elif type(value) is int and not _INT64[0] <= value <= _INT64[1]:
+            raise InvalidInputError(
+                f"document {doc_id!r}: metadata integer {value} does not fit 64 bits, "
+                "which Qdrant stores (it would come back as a float); store it as a string"
+            )

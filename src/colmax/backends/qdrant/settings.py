@@ -174,6 +174,11 @@ class QdrantSettings:
             fail(f"url must look like 'http://host:6333' or 'https://...', got {self.url!r}")
         if self.mode == "edge" and path is None:
             fail(f"mode={self.mode!r} keeps the index in a folder: pass path=...")
+        if self.mode == "memory" and path is not None:  # it would write nothing there
+            fail(
+                "mode='memory' keeps nothing on disk: leave out path=..., or keep the index in "
+                "the folder with mode='edge' (the default with a path)"
+            )
         if not isinstance(self.collection, str) or not _COLLECTION.fullmatch(self.collection):
             fail(f"collection must be 1-255 of [A-Za-z0-9_.-], got {self.collection!r}")
         if self.datatype not in _DATATYPES:
