@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import csv
-import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from colmax.errors import InvalidInputError
+from colmax.ingest import _beir_rows, _open_lines
 
 __all__ = ["BeirDataset", "load_beir"]
 
@@ -67,7 +68,9 @@ def load_beir(folder: str | Path, split: str = "test") -> BeirDataset:
         The corpus, the queries and the judgements of that split.
 
     Raises:
-        InvalidInputError: a file is missing or a line is not valid JSON.
+        InvalidInputError: a file is missing or not UTF-8, a line is not a JSON object with an
+            ``_id`` (string or integer) and a string ``text``, or a judgement is not three
+            tab-separated columns ending in an integer grade; the message names file and line.
 
     Examples:
         >>> data = load_beir("../shared/data/scifact")  # doctest: +SKIP
@@ -76,33 +79,56 @@ def load_beir(folder: str | Path, split: str = "test") -> BeirDataset:
     """
     folder = Path(folder)
     corpus = {
-        str(row["_id"]): f"{row.get('title') or ''} {row.get('text') or ''}".strip()
-        for row in _jsonl(folder / "corpus.jsonl")
+        doc_id: f"{title} {text}".strip()
+        for _, doc_id, title, text, _ in _beir_rows(_existing(folder / "corpus.jsonl"))
     }
-    queries = {str(row["_id"]): str(row["text"]) for row in _jsonl(folder / "queries.jsonl")}
+    queries = {
+        query_id: text
+        for _, query_id, _, text, _ in _beir_rows(_existing(folder / "queries.jsonl"))
+    }
     qrels: dict[str, dict[str, int]] = {}
-    path = folder / "qrels" / f"{split}.tsv"
-    if not path.is_file():
-        raise InvalidInputError(f"{path} is missing: not a BEIR data set folder")
-    with path.open(encoding="utf-8") as handle:
-        reader = csv.reader(handle, delimiter="\t")
-        for i, row in enumerate(reader):
-            if i == 0 and row and not row[-1].lstrip("-").isdigit():
+    path = _existing(folder / "qrels" / f"{split}.tsv")
+    # csv.reader as BEIR's own loader reads qrels (a quoted field may hold a tab); the lines
+    # come from _open_lines, so a BOM is dropped and a bad byte is reported with its line.
+    reader = csv.reader((line for _, line in _open_lines(path)), delimiter="\t")
+    first = True
+    try:
+        for row in reader:
+            where = f"{path}:{reader.line_num}"
+            if not any(cell.strip() for cell in row):
+                continue  # blank line
+            if first and not _NUMBER.fullmatch(row[-1].strip()):
+                first = False
                 continue  # header
-            if len(row) >= 3:
-                qrels.setdefault(row[0], {})[row[1]] = int(row[2])
+            first = False
+            if len(row) < 3:
+                raise InvalidInputError(
+                    f"{where}: expected 3 tab-separated columns (query id, document id, "
+                    f"grade), got {len(row)}: {row!r:.80}"
+                )
+            qrels.setdefault(row[0], {})[row[1]] = _grade(row[2], where)
+    except csv.Error as exc:
+        raise InvalidInputError(f"{path}:{reader.line_num}: malformed TSV ({exc})") from exc
     return BeirDataset(corpus, queries, qrels)
 
 
-def _jsonl(path: Path) -> list[dict]:
+# A grade is an integer, as in BEIR's own loader and trec_eval: "1", "-1", "+2" are read (after
+# stripping blanks); "1.0", "0.5" or "1e3" are refused rather than rounded, since a decimal grade
+# says the file uses a scale this reader would silently change. _NUMBER only tells a header
+# row ("score") from a first data row whose grade is malformed ("1.0"), which must be reported.
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
+def _grade(cell: str, where: str) -> int:
+    if not _INTEGER.fullmatch(cell.strip()):
+        raise InvalidInputError(
+            f"{where}: relevance grade {cell!r:.40} is not an integer (write e.g. 0, 1 or 2)"
+        )
+    return int(cell)
+
+
+def _existing(path: Path) -> Path:
     if not path.is_file():
         raise InvalidInputError(f"{path} is missing: not a BEIR data set folder")
-    rows = []
-    with path.open(encoding="utf-8") as handle:
-        for n, line in enumerate(handle, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise InvalidInputError(f"{path}:{n}: invalid JSON ({exc})") from exc
-    return rows
+    return path

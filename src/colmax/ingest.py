@@ -162,13 +162,50 @@ def _jsonl(
         if not line.strip():
             continue
         where = f"{path}:{n}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise IngestError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from exc
-        if not isinstance(row, dict):
-            raise IngestError(f"{where}: expected a JSON object, got {type(row).__name__}")
-        yield _record(row, where, id_field, text_field, metadata_fields)
+        yield _record(_json_object(line, where), where, id_field, text_field, metadata_fields)
+
+
+def _json_object(line: str, where: str) -> dict[str, Any]:
+    """The JSON object on one line, or an :class:`IngestError` located at ``where``."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise IngestError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from exc
+    if not isinstance(row, dict):
+        raise IngestError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    return row
+
+
+def _id_of(row: dict[str, Any], key: str, where: str, hint: str = "") -> str:
+    """``row[key]`` as an id: a non-empty string or an integer (not a bool)."""
+    if key not in row:
+        raise IngestError(f"{where}: no id field {key!r}; keys present: {sorted(row)[:10]}{hint}")
+    id_ = row[key]
+    if id_ is None or id_ == "":
+        raise IngestError(
+            f"{where}: no id field {key!r} with a value: the id is empty "
+            "(every record needs a non-empty id)"
+        )
+    if not isinstance(id_, (str, int)) or isinstance(id_, bool):
+        raise IngestError(f"{where}: id {key!r} must be a string or integer, got {id_!r:.60}")
+    return str(id_)
+
+
+def _text_of(row: dict[str, Any], key: str, where: str, hint: str = "") -> str:
+    """``row[key]`` as text (``null`` reads as empty); the field must be present."""
+    if key not in row:
+        raise IngestError(f"{where}: no text field {key!r}; keys present: {sorted(row)[:10]}{hint}")
+    return _string_of(row, key, where)
+
+
+def _string_of(row: dict[str, Any], key: str, where: str) -> str:
+    """``row.get(key)`` as a string: missing or ``null`` reads as empty, other types are refused."""
+    value = row.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise IngestError(f"{where}: {key!r} must be a string, got {type(value).__name__}")
+    return value
 
 
 def _record(
@@ -179,23 +216,8 @@ def _record(
     metadata_fields: Sequence[str] | None,
 ) -> Record:
     key = id_field or next((k for k in _ID_FALLBACKS if k in row), _ID_FALLBACKS[0])
-    if key not in row or row[key] is None or row[key] == "":
-        raise IngestError(
-            f"{where}: no id field {key!r}; keys present: {sorted(row)[:10]} (use --id-field)"
-        )
-    id_ = row[key]
-    if not isinstance(id_, (str, int)) or isinstance(id_, bool):
-        raise IngestError(f"{where}: id {key!r} must be a string or integer, got {id_!r:.60}")
-    if text_field not in row:
-        raise IngestError(
-            f"{where}: no text field {text_field!r}; keys present: {sorted(row)[:10]} "
-            "(use --text-field)"
-        )
-    text = row[text_field]
-    if text is None:
-        text = ""
-    if not isinstance(text, str):
-        raise IngestError(f"{where}: {text_field!r} must be a string, got {type(text).__name__}")
+    id_ = _id_of(row, key, where, " (use --id-field)")
+    text = _text_of(row, text_field, where, " (use --text-field)")
     if metadata_fields is None:
         metadata = {k: v for k, v in row.items() if k not in (key, text_field)}
     else:
@@ -203,7 +225,7 @@ def _record(
         if missing:
             raise IngestError(f"{where}: metadata field(s) {missing} missing")
         metadata = {f: row[f] for f in metadata_fields}
-    return Record(str(id_), text, metadata, where)
+    return Record(id_, text, metadata, where)
 
 
 def _csv(
@@ -220,6 +242,12 @@ def _csv(
         header = reader.fieldnames
         if not header:
             raise IngestError(f"{path}: empty file (a header row with column names is needed)")
+        repeated = next((c for c in header if header.count(c) > 1), None)
+        if repeated is not None:
+            raise IngestError(
+                f"{path}:1: column {repeated!r} appears {header.count(repeated)} times in the "
+                f"header {header}; column names must be unique (rename or drop the extra one)"
+            )
         key = id_field or next((k for k in _ID_FALLBACKS if k in header), _ID_FALLBACKS[0])
         needed = [key, text_field, *(metadata_fields or [])]
         missing = [c for c in needed if c not in header]
@@ -243,25 +271,32 @@ def _csv(
 
 def _beir(folder: Path) -> Iterator[Record]:
     """BEIR ``corpus.jsonl``: text is ``title + " " + text`` (as BEIR evaluation does)."""
-    corpus = folder / "corpus.jsonl"
-    for n, line in _open_lines(corpus):
-        if not line.strip():
-            continue
-        where = f"{corpus}:{n}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise IngestError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from exc
-        if not isinstance(row, dict) or "_id" not in row:
-            raise IngestError(f"{where}: a BEIR corpus line needs an '_id'")
-        title = row.get("title") or ""
-        text = f"{title} {row.get('text') or ''}".strip()
+    for row, doc_id, title, text, where in _beir_rows(folder / "corpus.jsonl"):
         metadata: dict[str, Any] = {}
         if isinstance(row.get("metadata"), dict):
             metadata.update(row["metadata"])
         if title:
             metadata["title"] = title
-        yield Record(str(row["_id"]), text, metadata, where)
+        yield Record(doc_id, f"{title} {text}".strip(), metadata, where)
+
+
+def _beir_rows(path: Path) -> Iterator[tuple[dict[str, Any], str, str, str, str]]:
+    """``(row, id, title, text, "path:line")`` for each line of a BEIR ``corpus.jsonl`` or
+    ``queries.jsonl`` (shared with :func:`colmax.beir.load_beir`, so that ``colmax index`` and
+    ``colmax eval`` accept the same files).
+
+    The checks are those of the JSONL reader: ``_id`` a non-empty string or an integer,
+    ``text`` present and a string (``null`` reads as empty), ``title`` a string if given.
+    """
+    hint = " (a BEIR line needs '_id' and 'text')"
+    for n, line in _open_lines(path):
+        if not line.strip():
+            continue
+        where = f"{path}:{n}"
+        row = _json_object(line, where)
+        doc_id = _id_of(row, "_id", where, hint)
+        text = _text_of(row, "text", where, hint)
+        yield row, doc_id, _string_of(row, "title", where), text, where
 
 
 def _folder(folder: Path) -> Iterator[Record]:
