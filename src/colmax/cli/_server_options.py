@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import math
 import os
+import socket
 from typing import TYPE_CHECKING
 
 from colmax import limits
@@ -15,15 +17,37 @@ if TYPE_CHECKING:
 
 __all__ = [
     "API_KEY_ENV",
+    "add_address_options",
     "add_auth_options",
     "add_limit_options",
     "allowed_hosts_for",
+    "host_address",
+    "http_path",
     "is_loopback",
+    "port_number",
+    "positive_seconds",
     "settings_from",
 ]
 
 #: Environment variable read for the API key when ``--api-key`` is not given.
 API_KEY_ENV = "COLMAX_API_KEY"
+
+
+def add_address_options(parser: argparse.ArgumentParser, when: str = "") -> None:
+    """``--host`` and ``--port`` (``when`` prefixes their help, e.g. ``"with --http: "``)."""
+    parser.add_argument(
+        "--host",
+        type=host_address,
+        default="127.0.0.1",
+        help=f"{when}address or host name to bind (default 127.0.0.1: this machine only; "
+        "0.0.0.0 or :: for every interface)",
+    )
+    parser.add_argument(
+        "--port",
+        type=port_number,
+        default=8000,
+        help=f"{when}TCP port, 1 to 65535 (default %(default)s)",
+    )
 
 
 def add_auth_options(parser: argparse.ArgumentParser, writes: str) -> None:
@@ -84,7 +108,7 @@ def add_limit_options(parser: argparse.ArgumentParser, per_request: str) -> None
     )
     group.add_argument(
         "--request-timeout",
-        type=float,
+        type=positive_seconds,
         default=d.request_timeout,
         metavar="SECONDS",
         help="a read's work is stopped after this (default %(default)s)",
@@ -95,6 +119,92 @@ def add_limit_options(parser: argparse.ArgumentParser, per_request: str) -> None
         default=d.search_threads,
         help="searches computed at the same time (default %(default)s)",
     )
+
+
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port to listen on, 1 to 65535.
+
+    0 (any free port) is refused too: the address the commands print would be wrong, and
+    ``colmax mcp`` would never say which port it got.
+
+    Examples:
+        >>> port_number("8000")
+        8000
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, got {text!r}")
+    return value
+
+
+def host_address(text: str) -> str:
+    """An argparse type: an address or host name this machine can bind (checked now, so that
+    a typo fails before the model is loaded); ``""`` binds every interface, as ``0.0.0.0``.
+
+    Examples:
+        >>> host_address("127.0.0.1")
+        '127.0.0.1'
+    """
+    if any(c.isspace() or not c.isprintable() for c in text):
+        raise argparse.ArgumentTypeError(
+            f"must be an address or host name, without spaces or control characters, got {text!r}"
+        )
+    if text.startswith("[") and text.endswith("]"):
+        raise argparse.ArgumentTypeError(
+            f"an IPv6 address goes without brackets: {text[1:-1]!r}, got {text!r}"
+        )
+    if text:
+        try:
+            socket.getaddrinfo(text, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        except (socket.gaierror, UnicodeError) as exc:
+            reason = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
+            raise argparse.ArgumentTypeError(
+                f"{text!r} cannot be resolved to an address to bind ({reason})"
+            ) from None
+    return text
+
+
+#: What an endpoint path may not hold besides whitespace and control characters: a client
+#: could never reach it (``?`` starts the query, ``#`` the fragment).
+_PATH_REFUSED = "?#"
+
+
+def http_path(text: str) -> str:
+    """An argparse type: an HTTP endpoint path, ``/`` and then no whitespace, control
+    character, ``?`` or ``#``.
+
+    Examples:
+        >>> http_path("/mcp")
+        '/mcp'
+    """
+    if not text.startswith("/"):
+        raise argparse.ArgumentTypeError(f"must start with '/' (as in /mcp), got {text!r}")
+    if any(c.isspace() or not c.isprintable() or c in _PATH_REFUSED for c in text):
+        raise argparse.ArgumentTypeError(
+            f"must not hold spaces, control characters, '?' or '#', got {text!r}"
+        )
+    return text
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse type: a positive, finite number of seconds (``inf`` and ``nan`` refused).
+
+    Examples:
+        >>> positive_seconds("2.5")
+        2.5
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(
+            f"must be a positive, finite number of seconds, got {text!r}"
+        )
+    return value
 
 
 def settings_from(args: argparse.Namespace) -> ServerSettings:

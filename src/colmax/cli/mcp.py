@@ -9,8 +9,10 @@ from typing import Any
 from colmax.cli._common import add_device_option, add_download_option, print_err
 from colmax.cli._server_options import (
     API_KEY_ENV,
+    add_address_options,
     add_auth_options,
     add_limit_options,
+    http_path,
     is_loopback,
     settings_from,
 )
@@ -35,11 +37,13 @@ def register(subparsers: Any) -> None:
         "--allow-writes", action="store_true", help="add the tools add and delete (upsert, delete)"
     )
     parser.add_argument("--http", action="store_true", help="streamable HTTP instead of stdio")
+    add_address_options(parser, when="with --http: ")
     parser.add_argument(
-        "--host", default="127.0.0.1", help="with --http: address to bind (default 127.0.0.1)"
+        "--path",
+        type=http_path,
+        default="/mcp",
+        help="with --http: endpoint, starting with '/' (default /mcp)",
     )
-    parser.add_argument("--port", type=int, default=8000, help="with --http: port (default 8000)")
-    parser.add_argument("--path", default="/mcp", help="with --http: endpoint (default /mcp)")
     add_auth_options(parser, "--allow-writes over HTTP")
     add_limit_options(parser, "add, delete, get or rerank call")
     add_device_option(parser)

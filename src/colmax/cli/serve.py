@@ -7,6 +7,8 @@ from typing import Any
 
 from colmax import limits
 from colmax.cli._common import (
+    _non_negative_int,
+    _positive_int,
     add_device_option,
     add_download_option,
     add_query_runtime_option,
@@ -14,11 +16,13 @@ from colmax.cli._common import (
 )
 from colmax.cli._server_options import (
     API_KEY_ENV,
+    add_address_options,
     add_auth_options,
     add_limit_options,
     is_loopback,
     settings_from,
 )
+from colmax.errors import InvalidInputError
 
 __all__ = ["API_KEY_ENV", "register", "run"]
 
@@ -36,20 +40,23 @@ def register(subparsers: Any) -> None:
         "before they are answered. Needs: pip install 'colmax[server]'.",
     )
     parser.add_argument("dir", metavar="DIR", help="the index folder")
-    parser.add_argument(
-        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
-    )
-    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    add_address_options(parser)
     add_auth_options(parser, "POST/DELETE /documents")
     add_limit_options(parser, "/documents or /rerank request")
     parser.add_argument(
         "--chunk-tokens",
-        type=int,
+        type=_positive_int,
         metavar="N",
         help="split documents added over HTTP into chunks of N tokens (default: as the index "
         "records, from 'colmax index --chunk-tokens')",
     )
-    parser.add_argument("--chunk-overlap", type=int, default=0, metavar="M", help="default 0")
+    parser.add_argument(
+        "--chunk-overlap",
+        type=_non_negative_int,
+        default=0,
+        metavar="M",
+        help="tokens shared by neighbouring chunks, below N (default 0)",
+    )
     parser.add_argument(
         "--max-connections",
         type=int,
@@ -77,6 +84,12 @@ def run(args: argparse.Namespace) -> int:
     from colmax.engine import Engine
 
     settings = settings_from(args)
+    if args.chunk_tokens is not None and args.chunk_overlap >= args.chunk_tokens:
+        # Checked by the engine too, but only once the model is loaded.
+        raise InvalidInputError(
+            f"--chunk-overlap must be below --chunk-tokens ({args.chunk_tokens}), "
+            f"got {args.chunk_overlap}"
+        )
     api_key = settings.api_key
     if api_key is None and not is_loopback(args.host):
         print_err(
