@@ -196,6 +196,12 @@ def _check_no_takeover(
 
 def _chunks_beyond(backend: Backend, counts: Mapping[str, int]) -> list[str]:
     """The stored chunks ``<parent>#<n>`` with ``n >= counts[parent]`` (contiguous from there)."""
+    return [d.id for d in _chunk_documents_beyond(backend, counts)]
+
+
+def _chunk_documents_beyond(backend: Backend, counts: Mapping[str, int]) -> list[Document]:
+    """:func:`_chunks_beyond` as the stored documents (read once, to tell chunks from
+    documents merely named like them)."""
     found: list[str] = []
     pending = dict(counts)
     while pending:
@@ -205,7 +211,7 @@ def _chunks_beyond(backend: Backend, counts: Mapping[str, int]) -> list[str]:
         found += sorted(present)
     if not found:
         return []
-    return [d.id for d in backend.get(found, missing="skip") if is_chunk(d.id, d.metadata)]
+    return [d for d in backend.get(found, missing="skip") if is_chunk(d.id, d.metadata)]
 
 
 def _chunks_by_parent(backend: Backend, parents: Sequence[str]) -> dict[str, list[str]]:
@@ -276,8 +282,7 @@ def documents_by_id(
     others = [i for i in unique if i not in stored]
     if others:
         by_parent: dict[str, list[Document]] = {}
-        chunks = _chunks_beyond(backend, dict.fromkeys(others, 0))
-        for doc in backend.get(chunks, missing="skip"):
+        for doc in _chunk_documents_beyond(backend, dict.fromkeys(others, 0)):
             by_parent.setdefault(doc.metadata["parent_id"], []).append(doc)
         absent = [i for i in others if i not in by_parent]
         if absent and missing == "raise":

@@ -215,10 +215,9 @@ def best_entry(parts: Parts, qvec: torch.Tensor, doc_id: str) -> str:
     Raises:
         UnknownIdError: neither.
     """
-    check_ids([doc_id], 1)
-    if parts.backend.existing([doc_id]):
+    entries, _ = scored_entries(parts.backend, check_ids([doc_id], 1))
+    if entries == [doc_id]:  # stored as it is
         return doc_id
-    entries, _ = scored_entries(parts.backend, [doc_id])
     scored = parts.backend.score_stored(qvec, entries)
     return max(scored, key=lambda pair: pair[1])[0].id
 
