@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
 
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import Document
 from langchain_core.documents.compressor import BaseDocumentCompressor
 from pydantic import ConfigDict, Field
 
-from colmax import Engine, Hit, limits
+from colmax import Engine, Hit
 
 __all__ = ["ColmaxRerank"]
 
@@ -101,48 +100,14 @@ class ColmaxRerank(BaseDocumentCompressor):
         texts = [docs[i].page_content for i in scorable]
         # Ids only let the engine reuse stored vectors; hits come back by input position.
         ids = [docs[i].id for i in scorable] if self.use_stored_vectors else None
-        hits = _rerank_in_batches(
-            self.engine, query, texts, k=self.top_n, ids=ids, explain=self.explain
+        hits = self.engine.rerank_in_batches(
+            query, texts, self.top_n, ids=ids, explain=self.explain
         )
         return [
             _with_score(docs[scorable[hit.position]], hit)
             for hit in hits
             if hit.position is not None  # always set by rerank
         ]
-
-
-def _rerank_in_batches(
-    engine: Engine,
-    query: str,
-    texts: list[str],
-    *,
-    k: int | None,
-    ids: list[str | None] | None,
-    explain: bool,
-) -> list[Hit]:
-    """``engine.rerank`` over any number of candidates: best ``k`` first, ``position`` the
-    place in ``texts``.
-
-    One ``Engine.rerank`` call takes at most ``colmax.limits.MAX_RERANK_CANDIDATES`` (it
-    scores them in one padded batch); more are scored in batches of that size and merged by
-    score. A score is the query's MaxSim against one candidate alone (raw, not normalised per
-    call), so the scores of different batches compare. Each batch keeps only its best ``k``:
-    the overall best ``k`` are among them.
-    """
-    limit = limits.MAX_RERANK_CANDIDATES  # read now: the engine checks the current value
-    hits: list[Hit] = []
-    for start in range(0, len(texts), limit):
-        batch = engine.rerank(
-            query,
-            texts[start : start + limit],
-            k=k,
-            ids=ids[start : start + limit] if ids is not None else None,
-            explain=explain,
-        )
-        hits += [replace(h, position=(h.position or 0) + start) for h in batch]
-    # Stable: equal scores keep the input order, as within one rerank call.
-    hits.sort(key=lambda h: -h.score)
-    return [replace(h, rank=rank) for rank, h in enumerate(hits[:k])]
 
 
 def _with_score(doc: Document, hit: Hit) -> Document:

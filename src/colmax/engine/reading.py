@@ -9,6 +9,7 @@ vectors) gives ``list[Hit]``, a list of queries gives ``list[list[Hit]]``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, overload
 
 import numpy as np
@@ -213,7 +214,8 @@ class Reading:
         Raises:
             InvalidInputError: ``query`` is not one string, neither ``documents`` nor ``ids``
                 given, or more than
-                :data:`colmax.limits.MAX_RERANK_CANDIDATES` (1,000): rerank in batches.
+                :data:`colmax.limits.MAX_RERANK_CANDIDATES` (1,000): see
+                :meth:`rerank_in_batches`.
         """
         if query is not None and not isinstance(query, str):  # a list would score its first
             raise InvalidInputError(
@@ -236,6 +238,59 @@ class Reading:
             )
         rows, vecs = rerank_candidates(parts, texts, given, batch_size)
         return score_candidates(parts, queries, rows, vecs, k, explain=explain, normalize=normalize)
+
+    def rerank_in_batches(
+        self,
+        query: str | None,
+        documents: Sequence[str] | None = None,
+        k: int | None = None,
+        *,
+        ids: Sequence[str | None] | None = None,
+        query_embedding: Any | None = None,
+        batch_size: int | None = None,
+        explain: bool = False,
+        normalize: bool = False,
+    ) -> list[Hit]:
+        """:meth:`rerank` over any number of candidates (same arguments and hits).
+
+        One :meth:`rerank` call takes at most :data:`colmax.limits.MAX_RERANK_CANDIDATES`
+        (they are scored in one padded batch); this scores batches of that size one after
+        another and merges them by score. A score is the query's MaxSim against one candidate
+        alone, so scores of different batches compare; each batch keeps its best ``k``, and
+        the overall best ``k`` are among them. ``position`` is the place in ``documents`` /
+        ``ids``; equal scores keep the input order, as within one call.
+        """
+        given_documents = as_list(documents, "documents") if documents is not None else None
+        given_ids = as_list(ids, "ids") if ids is not None else None
+        candidates = given_documents if given_documents is not None else given_ids
+        if candidates is None:
+            raise InvalidInputError("rerank() needs documents=... (texts), ids=..., or both")
+        # Checked whole: a batch's own check would name the batch's sizes.
+        if (
+            given_documents is not None
+            and given_ids is not None
+            and len(given_ids) != len(given_documents)
+        ):
+            raise InvalidInputError(
+                f"got {len(given_ids)} ids for {len(given_documents)} documents"
+            )
+        limit = limits.MAX_RERANK_CANDIDATES  # read now: rerank checks the current value
+        hits: list[Hit] = []
+        for start in range(0, max(len(candidates), 1), limit):
+            part = slice(start, start + limit)
+            batch = self.rerank(
+                query,
+                given_documents[part] if given_documents is not None else None,
+                k=k,
+                ids=given_ids[part] if given_ids is not None else None,
+                query_embedding=query_embedding,
+                batch_size=batch_size,
+                explain=explain,
+                normalize=normalize,
+            )
+            hits += [replace(h, position=(h.position or 0) + start) for h in batch]
+        hits.sort(key=lambda h: -h.score)  # stable: ties keep the input order
+        return [replace(h, rank=rank) for rank, h in enumerate(hits[:k])]
 
     def explain(
         self,
@@ -293,5 +348,6 @@ def _check_candidates(candidates: Any) -> None:
     ):
         raise InvalidInputError(
             f"rerank() takes at most {limit} candidates per call (colmax.limits."
-            f"MAX_RERANK_CANDIDATES), got {len(candidates)}: rerank in batches, or search first"
+            f"MAX_RERANK_CANDIDATES), got {len(candidates)}: use rerank_in_batches(), or search "
+            "first"
         )

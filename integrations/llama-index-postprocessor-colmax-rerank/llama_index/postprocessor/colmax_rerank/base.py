@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, QueryBundle
 
-from colmax import Engine, Hit, limits
+from colmax import Engine, Hit
 from colmax.types import EXPLANATION_KEY
 
 __all__ = ["ColmaxRerank"]
@@ -158,8 +157,7 @@ class ColmaxRerank(BaseNodePostprocessor):
         # Node ids let the engine reuse stored vectors (a node given twice is encoded);
         # hits come back with their input position. Only the best top_n can be returned:
         # scoring all and explaining top_n is the same.
-        hits = _rerank_in_batches(
-            self._engine,
+        hits = self._engine.rerank_in_batches(
             query,
             [texts[i] for i in scorable],
             k=self.top_n,
@@ -183,34 +181,6 @@ class ColmaxRerank(BaseNodePostprocessor):
         if hit is not None and hit.explanation is not None:
             node = _with_explanation(node, hit.explanation.to_dict())
         return NodeWithScore(node=node, score=hit.score if hit is not None else None)
-
-
-def _rerank_in_batches(
-    engine: Engine, query: str, texts: list[str], *, k: int, ids: list[str], explain: bool
-) -> list[Hit]:
-    """``engine.rerank`` over any number of candidates: best ``k`` first, ``position`` the
-    place in ``texts``.
-
-    One ``Engine.rerank`` call takes at most ``colmax.limits.MAX_RERANK_CANDIDATES`` (it
-    scores them in one padded batch); more are scored in batches of that size and merged by
-    score. A score is the query's MaxSim against one candidate alone (raw, not normalised per
-    call), so the scores of different batches compare. Each batch keeps only its best ``k``:
-    the overall best ``k`` are among them.
-    """
-    limit = limits.MAX_RERANK_CANDIDATES  # read now: the engine checks the current value
-    hits: list[Hit] = []
-    for start in range(0, len(texts), limit):
-        batch = engine.rerank(
-            query,
-            texts[start : start + limit],
-            k=k,
-            ids=ids[start : start + limit],
-            explain=explain,
-        )
-        hits += [replace(h, position=(h.position or 0) + start) for h in batch]
-    # Stable: equal scores keep the input order, as within one rerank call.
-    hits.sort(key=lambda h: -h.score)
-    return [replace(h, rank=rank) for rank, h in enumerate(hits[:k])]
 
 
 def _with_explanation(node: BaseNode, explanation: dict[str, Any]) -> BaseNode:
