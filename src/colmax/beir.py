@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from colmax.errors import InvalidInputError
-from colmax.ingest import _beir_rows, _open_lines
+from colmax.ingest import beir_rows, numbered_lines
 
 __all__ = ["BeirDataset", "load_beir"]
 
@@ -69,7 +69,8 @@ def load_beir(folder: str | Path, split: str = "test") -> BeirDataset:
 
     Raises:
         InvalidInputError: a file is missing or not UTF-8, a line is not a JSON object with an
-            ``_id`` (string or integer) and a string ``text``, or a judgement is not three
+            ``_id`` (string or integer) and a string ``text``, an ``_id`` is repeated, or a
+            judgement is not three
             tab-separated columns ending in an integer grade; the message names file and line.
 
     Examples:
@@ -78,19 +79,13 @@ def load_beir(folder: str | Path, split: str = "test") -> BeirDataset:
         (5183, 300)
     """
     folder = Path(folder)
-    corpus = {
-        doc_id: f"{title} {text}".strip()
-        for _, doc_id, title, text, _ in _beir_rows(_existing(folder / "corpus.jsonl"))
-    }
-    queries = {
-        query_id: text
-        for _, query_id, _, text, _ in _beir_rows(_existing(folder / "queries.jsonl"))
-    }
+    corpus = _by_id(_existing(folder / "corpus.jsonl"), with_title=True)
+    queries = _by_id(_existing(folder / "queries.jsonl"), with_title=False)
     qrels: dict[str, dict[str, int]] = {}
     path = _existing(folder / "qrels" / f"{split}.tsv")
     # csv.reader as BEIR's own loader reads qrels (a quoted field may hold a tab); the lines
-    # come from _open_lines, so a BOM is dropped and a bad byte is reported with its line.
-    reader = csv.reader((line for _, line in _open_lines(path)), delimiter="\t")
+    # come from numbered_lines, so a BOM is dropped and a bad byte is reported with its line.
+    reader = csv.reader((line for _, line in numbered_lines(path)), delimiter="\t")
     first = True
     try:
         for row in reader:
@@ -126,6 +121,22 @@ def _grade(cell: str, where: str) -> int:
             f"{where}: relevance grade {cell!r:.40} is not an integer (write e.g. 0, 1 or 2)"
         )
     return int(cell)
+
+
+def _by_id(path: Path, *, with_title: bool) -> dict[str, str]:
+    """id -> text of a BEIR ``corpus.jsonl`` / ``queries.jsonl``; a repeated id is an error
+    (it would silently replace the first one's text, and ``colmax index`` refuses it too)."""
+    texts: dict[str, str] = {}
+    first_seen: dict[str, str] = {}
+    for _, row_id, title, text, where in beir_rows(path):
+        if row_id in texts:
+            raise InvalidInputError(
+                f"{where}: duplicate _id {row_id!r} (first seen at {first_seen[row_id]}); "
+                "ids must be unique within one file"
+            )
+        texts[row_id] = f"{title} {text}".strip() if with_title else text
+        first_seen[row_id] = where
+    return texts
 
 
 def _existing(path: Path) -> Path:

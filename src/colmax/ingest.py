@@ -25,7 +25,14 @@ from typing import Any
 
 from colmax.errors import InvalidInputError
 
-__all__ = ["FORMATS", "IngestError", "Record", "read_documents"]
+__all__ = [
+    "FORMATS",
+    "IngestError",
+    "Record",
+    "beir_rows",
+    "numbered_lines",
+    "read_documents",
+]
 
 #: Input formats :func:`read_documents` understands (``"auto"`` guesses from the path).
 FORMATS = ("auto", "jsonl", "csv", "tsv", "beir", "folder")
@@ -135,7 +142,7 @@ def _unique(records: Iterator[Record]) -> Iterator[Record]:
         yield record
 
 
-def _open_lines(path: Path) -> Iterator[tuple[int, str]]:
+def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
     """Numbered lines of a UTF-8 file (or stdin for ``-``), decoding errors located exactly.
 
     Lines are decoded one by one (not by a buffered text reader) so that a decoding error
@@ -158,7 +165,7 @@ def _open_lines(path: Path) -> Iterator[tuple[int, str]]:
 def _jsonl(
     path: Path, id_field: str | None, text_field: str, metadata_fields: Sequence[str] | None
 ) -> Iterator[Record]:
-    for n, line in _open_lines(path):
+    for n, line in numbered_lines(path):
         if not line.strip():
             continue
         where = f"{path}:{n}"
@@ -236,7 +243,7 @@ def _csv(
     delimiter: str,
 ) -> Iterator[Record]:
     csv.field_size_limit(2**31 - 1)  # long documents are the point; the default is 128 KiB
-    lines = (line for _, line in _open_lines(path))
+    lines = (line for _, line in numbered_lines(path))
     reader = csv.DictReader(lines, delimiter=delimiter, strict=True)
     try:
         header = reader.fieldnames
@@ -271,7 +278,7 @@ def _csv(
 
 def _beir(folder: Path) -> Iterator[Record]:
     """BEIR ``corpus.jsonl``: text is ``title + " " + text`` (as BEIR evaluation does)."""
-    for row, doc_id, title, text, where in _beir_rows(folder / "corpus.jsonl"):
+    for row, doc_id, title, text, where in beir_rows(folder / "corpus.jsonl"):
         metadata: dict[str, Any] = {}
         if isinstance(row.get("metadata"), dict):
             metadata.update(row["metadata"])
@@ -280,16 +287,16 @@ def _beir(folder: Path) -> Iterator[Record]:
         yield Record(doc_id, f"{title} {text}".strip(), metadata, where)
 
 
-def _beir_rows(path: Path) -> Iterator[tuple[dict[str, Any], str, str, str, str]]:
+def beir_rows(path: Path) -> Iterator[tuple[dict[str, Any], str, str, str, str]]:
     """``(row, id, title, text, "path:line")`` for each line of a BEIR ``corpus.jsonl`` or
-    ``queries.jsonl`` (shared with :func:`colmax.beir.load_beir`, so that ``colmax index`` and
-    ``colmax eval`` accept the same files).
+    ``queries.jsonl``: the one BEIR row reader, shared with :func:`colmax.beir.load_beir` so
+    that ``colmax index`` and ``colmax eval`` accept the same files.
 
     The checks are those of the JSONL reader: ``_id`` a non-empty string or an integer,
     ``text`` present and a string (``null`` reads as empty), ``title`` a string if given.
     """
     hint = " (a BEIR line needs '_id' and 'text')"
-    for n, line in _open_lines(path):
+    for n, line in numbered_lines(path):
         if not line.strip():
             continue
         where = f"{path}:{n}"

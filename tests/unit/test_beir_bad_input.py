@@ -123,3 +123,24 @@ def test_short_qrels_row_is_refused(tmp_path: Path) -> None:
     folder = _write(tmp_path / "s", qrels="query-id\tcorpus-id\tscore\nq1\td1\n\n")
     with pytest.raises(InvalidInputError, match=r"test.tsv:2: expected 3 tab-separated"):
         load_beir(folder)
+
+
+@pytest.mark.parametrize(
+    ("which", "line", "first"),
+    [
+        ("corpus", '{"_id": "d1", "text": "replaced"}', 1),
+        ("corpus", '{"_id": "2", "text": "the integer 2 read as a string"}', 2),
+        ("queries", '{"_id": "q1", "text": "replaced"}', 1),
+    ],
+)
+def test_repeated_id_is_refused_not_overwritten(
+    tmp_path: Path, which: str, line: str, first: int
+) -> None:
+    # The second row silently replaced the first one's text; `colmax index` refuses it.
+    rows = CORPUS if which == "corpus" else QUERIES
+    content = "".join(json.dumps(r) + "\n" for r in rows) + line + "\n"
+    folder = _write(tmp_path / "s", **{which: content})  # type: ignore[arg-type]
+    with pytest.raises(
+        InvalidInputError, match=rf"{which}.jsonl:3: duplicate _id .*jsonl:{first}\)"
+    ):
+        load_beir(folder)
