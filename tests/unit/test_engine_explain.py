@@ -132,6 +132,22 @@ def test_vectors_only_engine_explains_by_row(tmp_path: Path) -> None:
         engine.explain("text query", "b")
 
 
+def test_own_chunk_id_metadata_does_not_redirect_the_explanation() -> None:
+    # A document stored whole with a "chunk_id" key of its own (common in RAG metadata) was
+    # explained as the document that key named: search, rerank(ids) and explain.
+    rng = np.random.default_rng(1)
+    docs = [rng.normal(size=(n, 8)).astype(np.float32) for n in (3, 4)]
+    engine = Engine(dim=8)
+    engine.add(embeddings=docs, ids=["a", "b"], metadatas=[{"chunk_id": "b"}, {"chunk_id": 7}])
+    q = rng.normal(size=(2, 8)).astype(np.float32)
+    hits = engine.search(query_embeddings=q, k=2, explain=True)
+    hits += engine.rerank(None, ids=["a", "b"], query_embedding=q, explain=True)
+    for hit in hits:
+        assert hit.explanation is not None and hit.explanation.id == hit.id
+        assert hit.explanation.score == pytest.approx(hit.score, abs=FP16_ATOL)
+    assert engine.explain(None, "a", query_embedding=q).id == "a"
+
+
 def test_hit_stays_positional_and_defaults_to_no_extras() -> None:
     hit = Hit("a", 1.0, "t", {}, 0)
     assert hit.explanation is None and hit.scores is None

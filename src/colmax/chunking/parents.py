@@ -40,6 +40,7 @@ __all__ = [
     "delete_documents",
     "documents_by_id",
     "entries_of",
+    "entry_id",
     "existing_chunk_ids",
     "plan_write",
     "scored_entries",
@@ -112,6 +113,23 @@ def collapse_hits(hits: Sequence[Hit], k: int | None = None) -> list[Hit]:
         if k is not None and len(out) >= k:
             break
     return out
+
+
+def entry_id(hit: Hit) -> str:
+    """The id of the stored entry a hit came from: for a chunked document's hit, its best
+    chunk's (``metadata["chunk_id"]``, added by :func:`collapse_hits`); else the hit's own. A
+    document stored whole whose own metadata has a ``chunk_id`` key keeps its id: only a real
+    chunk of the hit's document counts.
+
+    Examples:
+        >>> meta = {"parent_id": "a", "chunk_index": 1, "chunk_id": "a#1"}
+        >>> entry_id(Hit("a", 1.0, "", meta, 0)), entry_id(Hit("b", 1.0, "", {"chunk_id": "x"}, 0))
+        ('a#1', 'b')
+    """
+    entry = hit.metadata.get("chunk_id")
+    if not isinstance(entry, str) or hit.metadata.get("parent_id") != hit.id:
+        return hit.id
+    return entry if is_chunk(entry, hit.metadata) else hit.id
 
 
 # ---------------------------------------------------------------------------------- writes

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from colmax.chunking.parents import entry_id
 from colmax.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -285,8 +286,8 @@ def format_hits(hits: list[Hit], width: int = 100) -> str:
         return "no results"
     lines = []
     for hit in hits:
-        chunk = hit.metadata.get("chunk_id")
-        where = f" ({chunk})" if chunk else ""
+        entry = entry_id(hit)
+        where = f" ({entry})" if entry != hit.id else ""
         snippet = textwrap.shorten(hit.text, width, placeholder=" ...")
         score = f"score={hit.score:.3f}{side_scores(hit)}"
         lines.append(f"{hit.rank + 1:>3}. [{hit.id}]{where} {score}  {snippet}")

@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from colmax.chunking.parents import entry_id
 from colmax.cli._common import (
     add_device_option,
     add_download_option,
@@ -151,8 +152,8 @@ def format_explained(hits: list[Hit], *, color: bool | None = None) -> str:
     color = sys.stdout.isatty() if color is None else color
     blocks = []
     for hit in hits:
-        chunk = hit.metadata.get("chunk_id")
-        where = f" ({chunk})" if chunk else ""
+        entry = entry_id(hit)
+        where = f" ({entry})" if entry != hit.id else ""
         head = f"{hit.rank + 1:>3}. [{hit.id}]{where} score={hit.score:.3f}{side_scores(hit)}"
         e = hit.explanation
         body = e.to_terminal(color=color, width=EXPLAIN_WIDTH) if e is not None else hit.text

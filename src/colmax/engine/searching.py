@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from colmax.backends.base import Backend
-from colmax.chunking.parents import collapse_hits, scored_entries
+from colmax.chunking.parents import collapse_hits, entry_id, scored_entries
 from colmax.chunking.splitter import is_chunk
 from colmax.encoders.base import Encoder
 from colmax.engine.queries import Queries, encode_documents
@@ -118,9 +118,7 @@ def _grouped(
 def _explained(parts: Parts, text: str | None, qvec: torch.Tensor, hits: list[Hit]) -> list[Hit]:
     """``hits`` with the explanation of the stored entry each came from (a parent hit: its
     best chunk), page heatmaps included."""
-    stored = [
-        replace(h, id=h.metadata["chunk_id"]) if "chunk_id" in h.metadata else h for h in hits
-    ]
+    stored = [replace(h, id=entry_id(h)) for h in hits]
     explained = explain_hits(parts.encoder, parts.backend, text, qvec, stored)
     explained = explain_pages(parts, text, qvec, explained)
     return [replace(h, explanation=e.explanation) for h, e in zip(hits, explained)]
