@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from colmax import Engine
@@ -167,6 +168,17 @@ def test_delete_ids_and_ids_file(index: Path, tmp_path: Path) -> None:
     with Engine.load(index, device="cpu") as engine:  # the model still loads afterwards
         assert engine.ids() == ["paris"]
         assert engine.search("cat", k=5)[0].id == "paris"  # type: ignore[union-attr]
+
+
+def test_ids_file_lines_are_ids_as_written(index: Path, tmp_path: Path) -> None:
+    # Each line was stripped: " cat" (an id of its own, edge spaces are valid) deleted "cat".
+    with Engine(path=index) as engine:
+        engine.add(embeddings=[np.ones((2, 16), np.float32)], ids=[" cat"])
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text(" cat\r\n   \n")  # CRLF line end; a blank line is skipped
+    assert main(["delete", str(index), "--ids-from", str(ids_file), "-q"]) == 0
+    with Engine(path=index) as engine:
+        assert sorted(engine.ids()) == ["car", "cat", "paris"]
 
 
 def test_delete_unknown_id_changes_nothing(index: Path, capsys: pytest.CaptureFixture[str]) -> None:

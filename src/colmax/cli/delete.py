@@ -25,7 +25,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("dir", metavar="DIR", help="the index folder")
     parser.add_argument("ids", metavar="ID", nargs="*", help="document ids")
     parser.add_argument(
-        "--ids-from", metavar="FILE", help="also read ids from FILE, one a line (- for stdin)"
+        "--ids-from",
+        metavar="FILE",
+        help="also read ids from FILE, one a line as written (- for stdin)",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     parser.set_defaults(func=run)
@@ -59,4 +61,6 @@ def _read_ids(source: str) -> list[str]:
             raise InvalidInputError(f"{source}: cannot read ({exc.strerror or exc})") from None
         except UnicodeDecodeError as exc:
             raise InvalidInputError(f"{source}: not UTF-8 text ({exc.reason})") from None
-    return [line.strip() for line in lines if line.strip()]
+    # Lines as written (without their line end): ids may have edge spaces, and stripping
+    # " a" would delete "a". Blank lines are skipped.
+    return [line for line in lines if line.strip()]
