@@ -212,6 +212,11 @@ def test_persist_round_trip(tiny_model: Path, nodes: list[TextNode], tmp_path: P
     assert again.similarity_top_k == 5 and sorted(again.engine.ids()) == sorted(
         {n.node_id for n in nodes} - {"n3"} | {"new"}
     )
+    assert again.filters == filters  # None keeps the saved filters; empty ones clear them
+    unfiltered = ColmaxRetriever.from_persist_dir(folder, filters=MetadataFilters(filters=[]))
+    every = {n.node_id for n in nodes} - {"n3"} | {"new"}
+    unfiltered.similarity_top_k = len(every)
+    assert {r.node.node_id for r in unfiltered.retrieve(query)} == every
 
 
 def test_from_persist_dir_rejects_other_folders(tmp_path: Path) -> None:

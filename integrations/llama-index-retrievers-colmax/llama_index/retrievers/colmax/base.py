@@ -316,7 +316,8 @@ class ColmaxRetriever(BaseRetriever):
 
         ``similarity_top_k``, ``filters``, ``explain`` and ``include_images`` override the
         saved settings when given (a folder saved before ``include_images`` was kept reads as
-        ``False``, the default).
+        ``False``, the default). ``filters=None`` keeps the saved filters: to search every node
+        instead, pass ``MetadataFilters(filters=[])`` (or set ``retriever.filters = None``).
 
         Raises:
             IndexFormatError: the folder was not written by :meth:`persist`.
