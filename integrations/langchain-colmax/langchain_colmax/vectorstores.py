@@ -269,10 +269,13 @@ class ColmaxVectorStore(VectorStore):
         self, embedding: Any, k: int = 4, filter: Filter | None = None, **kwargs: Any
     ) -> list[Document]:
         """Search with precomputed query vectors: an ``(n_tokens, dim)`` array (one row, or a
-        flat list of ``dim`` floats, is a one-vector query)."""
+        flat list of ``dim`` floats, is a one-vector query). ``explain`` as in
+        :meth:`similarity_search_with_score` (matches by vector row: there is no query text)."""
+        explain = kwargs.pop("explain", self.explain)
         _no_extra(kwargs, "similarity_search_by_vector")
         vectors = np.atleast_2d(np.asarray(embedding, dtype=np.float32))
-        return [to_document(h) for h in self._search(vectors=vectors, k=k, filter=filter)]
+        hits = self._search(vectors=vectors, k=k, filter=filter, explain=explain)
+        return [to_document(h) for h in hits]
 
     def _similarity_search_with_relevance_scores(
         self, query: str, k: int = 4, **kwargs: Any
@@ -282,8 +285,9 @@ class ColmaxVectorStore(VectorStore):
         # contract is [0, 1] (it warns otherwise), and a negative mean cosine says "unrelated"
         # as 0 does: negatives become 0, the usual range is unchanged.
         filter = kwargs.pop("filter", None)
+        explain = kwargs.pop("explain", self.explain)
         _no_extra(kwargs, "similarity_search_with_relevance_scores")
-        hits = self._search(query=query, k=k, filter=filter, normalize=True)
+        hits = self._search(query=query, k=k, filter=filter, explain=explain, normalize=True)
         return [(to_document(h), max(0.0, h.score)) for h in hits]
 
     async def _asimilarity_search_with_relevance_scores(

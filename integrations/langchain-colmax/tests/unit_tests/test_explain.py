@@ -67,3 +67,24 @@ def test_vector_store_explains_per_store_or_per_call(filled: Engine) -> None:
     docs = explaining.similarity_search(QUERY, k=1)
     assert KEY in docs[0].metadata
     assert KEY not in explaining.similarity_search(QUERY, k=1, explain=False)[0].metadata
+
+
+def test_vector_store_explains_by_vector_and_with_relevance_scores(filled: Engine) -> None:
+    # similarity_search_by_vector ignored the store's explain; the relevance-score search
+    # refused explain= (TypeError).
+    explaining = ColmaxVectorStore(filled, explain=True)
+    query_vectors = filled.encoder.encode_queries([QUERY])[0].numpy()
+    by_vector = explaining.similarity_search_by_vector(query_vectors, k=2)
+    assert [d.id for d in by_vector] == [d.id for d in explaining.similarity_search(QUERY, k=2)]
+    assert all(d.metadata[KEY]["id"] == d.id for d in by_vector)
+    assert (
+        KEY
+        not in explaining.similarity_search_by_vector(query_vectors, k=1, explain=False)[0].metadata
+    )
+    pairs = ColmaxVectorStore(filled).similarity_search_with_relevance_scores(
+        QUERY, k=2, explain=True
+    )
+    for doc, relevance in pairs:
+        _check(doc.metadata[KEY], doc, doc.metadata[KEY]["score"])
+        n_query = len(doc.metadata[KEY]["matches"])
+        assert relevance == pytest.approx(max(0.0, doc.metadata[KEY]["score"] / n_query), abs=5e-3)
