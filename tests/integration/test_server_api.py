@@ -111,6 +111,11 @@ def test_body_over_the_limit_is_413_declared_or_streamed(client: httpx.Client) -
     [
         ("/search", {"query": "cat", "k": LIMITS["max_k"] + 1}, "k"),
         ("/search", {"query": "cat", "k": 0}, "k"),
+        # strict JSON types: pydantic's lax mode took true as k=1, "2" as 2, 1 as true
+        ("/search", {"query": "cat", "k": True}, "valid integer"),
+        ("/search", {"query": "cat", "k": "2"}, "valid integer"),
+        ("/search", {"query": "cat", "explain": 1}, "valid boolean"),
+        ("/rerank", {"query": "cat", "documents": ["d"], "k": True}, "valid integer"),
         ("/search", {"queries": ["q"] * (LIMITS["max_queries"] + 1)}, "queries"),
         ("/search", {"queries": []}, "queries"),
         ("/search", {"query": "x" * (LIMITS["max_text_chars"] + 1)}, "query"),

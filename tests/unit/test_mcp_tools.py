@@ -101,3 +101,16 @@ def test_k_is_bounded_by_max_hits_too(engine: Engine) -> None:
     server = create_mcp_server(engine, ServerSettings(max_k=50, max_hits=20))
     tools = {t.name: t for t in anyio.run(server.list_tools)}
     assert tools["search"].input_schema["properties"]["k"]["maximum"] == 20
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [{"k": True}, {"k": "2"}, {"k": 2.0}, {"explain": 1}, {"explain": "yes"}],
+    ids=["k-true", "k-string", "k-float", "explain-1", "explain-string"],
+)
+def test_arguments_of_the_wrong_json_type_are_refused(engine: Engine, arguments: dict) -> None:
+    # pydantic's lax mode took JSON true as k=1 and 1 as explain=true.
+    server = create_mcp_server(engine, ServerSettings())
+    name = next(iter(arguments))
+    with pytest.raises(ToolError, match=rf"validation error.*\n{name}\n  Input should be a valid"):
+        anyio.run(server.call_tool, "search", {"query": "x", **arguments})

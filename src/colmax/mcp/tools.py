@@ -157,7 +157,11 @@ class ColmaxTools:
         s = self.settings
         text = Annotated[str, StringConstraints(min_length=1, max_length=s.max_text_chars)]
         # One query per call: k is bounded by max_k and by max_hits (queries x k).
-        k = Annotated[int, Field(ge=1, le=min(s.max_k, s.max_hits), description="how many results")]
+        # strict: JSON true is not k=1 nor 1 explain=true (as the HTTP server's requests).
+        k = Annotated[
+            int,
+            Field(ge=1, le=min(s.max_k, s.max_hits), strict=True, description="how many results"),
+        ]
         texts = Annotated[list[text], Field(max_length=s.max_documents)]  # type: ignore[valid-type]
         ids = Annotated[list[Id], Field(max_length=s.max_documents)]
         some_ids = Annotated[list[Id], Field(min_length=1, max_length=s.max_documents)]
@@ -181,10 +185,13 @@ class ColmaxTools:
             Field(
                 ge=0,
                 le=1,
+                strict=True,
                 description="hybrid only: weight of the late-interaction side (default 0.5)",
             ),
         ]
-        explain = Annotated[bool, Field(description="add which query tokens matched which spans")]
+        explain = Annotated[
+            bool, Field(strict=True, description="add which query tokens matched which spans")
+        ]
         tools = {
             "search": _typed(
                 self.search,

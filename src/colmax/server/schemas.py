@@ -26,7 +26,9 @@ MAX_CANDIDATES = 10_000
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: JSON true is not k=1, "5" is not 5 and 1 is not explain=true (pydantic's lax
+    # mode would take them); a client's type error gets a 422 naming the field.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     @model_validator(mode="after")
     def _utf8(self) -> _Request:
