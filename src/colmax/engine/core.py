@@ -297,7 +297,10 @@ class Engine(Writing, Reading):
 
     def rebuild(self) -> IndexInfo:
         """Train the compressed index again on the documents it holds now and re-code them
-        (plaid: worth it when ``info().details["plaid"]["rebuild_recommended"]``).
+        (plaid: worth it when ``info().details["plaid"]["rebuild_recommended"]``). The original
+        vectors are not kept: documents are re-coded from their decoded approximations, so
+        each rebuild adds their quantisation error once more (rebuild when advised, not
+        routinely; docs/plaid.md, "Drift").
 
         Raises:
             InvalidInputError: the index kind has nothing to rebuild (flat, qdrant).
