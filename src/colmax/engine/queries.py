@@ -73,10 +73,17 @@ def encode_documents(
 
     Raises:
         NoEncoderError: no encoder.
+        InvalidInputError: the encoder's skiplist masks every token of a document.
     """
     if encoder is None:
         raise NoEncoderError(
             "this engine has no encoder: pass precomputed embeddings instead of text"
         )
     out = encoder.encode_documents(list(texts), batch_size=batch_size, show_progress=show_progress)
+    for i, vectors in enumerate(out):
+        if vectors.shape[0] == 0:  # a skiplist that masks every token, [CLS]/[SEP] included
+            raise InvalidInputError(
+                f"documents[{i}] has no vectors left after the encoder's skiplist "
+                f"({texts[i]!r:.60}): every token is masked; check the model's skiplist"
+            )
     return [t.numpy() for t in out]
