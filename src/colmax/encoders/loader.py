@@ -298,7 +298,34 @@ def _load_backbone(folder: Path) -> tuple[PreTrainedModel, Any]:
             f"the weights in {str(folder)!r} do not cover the model: {len(missing)} missing, "
             f"e.g. {missing[:5]}"
         )
+    _check_vocabulary(folder, model, tokenizer)
     return model.float().eval(), tokenizer
+
+
+def _check_vocabulary(folder: Path, model: PreTrainedModel, tokenizer: Any) -> None:
+    """Refuse a tokenizer that cannot be this model's.
+
+    transformers builds a tokenizer even when a folder's vocabulary files are missing (a
+    ``save_pretrained`` of the model alone): it knows only its special tokens, turns every
+    word into one id, and the encoder's vectors are garbage without any error. A real
+    tokenizer covers most of the model's embedding rows (``vocab_size`` is at most padded,
+    e.g. 50,368 rows for 50,280 tokens); one with under half of them is not the model's.
+    """
+    rows = getattr(model.config, "vocab_size", None)
+    size = len(tokenizer)
+    if isinstance(rows, int) and rows > 0 and size < rows // 2:
+        raise ModelLoadError(
+            f"the tokenizer of {str(folder)!r} knows {size} tokens, the model has {rows} "
+            "embedding rows: its vocabulary files (tokenizer.json, vocab.txt, ...) are missing "
+            "or broken; save the tokenizer beside the model (tokenizer.save_pretrained)"
+        )
+    try:
+        tokenizer("a probe sentence, 123")
+    except Exception as exc:  # e.g. "WordPiece error: Missing [UNK] token from the vocabulary"
+        raise ModelLoadError(
+            f"the tokenizer of {str(folder)!r} cannot encode text ({exc}): its vocabulary "
+            "files (tokenizer.json, vocab.txt, ...) are broken"
+        ) from exc
 
 
 def _model_limit(model: PreTrainedModel, tokenizer: Any) -> int | None:
