@@ -33,7 +33,7 @@ from colmax.validation import (
     check_pool_factor,
     check_positive_int,
 )
-from colmax.vision.pages import Page, load_image
+from colmax.vision.pages import IMAGE_SUFFIXES, Page, load_image
 from colmax.vision.store import PageStore, is_page_name
 
 __all__ = ["GRID_KEY", "IMAGE_KEY", "add_pages", "image_pages", "page_names", "vision_encoder"]
@@ -67,7 +67,8 @@ def vision_encoder(encoder: Any) -> Any:
 def image_pages(images: Sequence[Any], texts: Sequence[Any] | None) -> list[Page]:
     """:class:`Page` records for ``Engine.add(images=...)`` (PIL images or image paths).
 
-    An image given as a path keeps its file's bytes and its path as ``"source"``.
+    An image given as a path keeps its path as ``"source"`` and its file's bytes when the
+    page store serves its format (:data:`~colmax.vision.pages.IMAGE_SUFFIXES`; else PNG).
     """
     from pathlib import Path
 
@@ -81,7 +82,10 @@ def image_pages(images: Sequence[Any], texts: Sequence[Any] | None) -> list[Page
             raise InvalidInputError(f"documents[{i}] must be a str, got {type(text).__name__}")
         if isinstance(item, (str, Path)):
             path = Path(item)
-            data = path.read_bytes() if path.is_file() else None
+            # Bytes kept as given only in a format the page store serves; others (a scan
+            # without a suffix, .jfif) are stored as PNG, as PIL images are.
+            kept = path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+            data = path.read_bytes() if kept else None
             image = load_image(path)
             pages.append(Page(image, text, {"source": str(path)}, data, path.suffix.lower()))
         else:
@@ -126,13 +130,18 @@ def add_pages(
     )
     if commit_every is not None:
         commit_every = check_positive_int(commit_every, "commit_every")
+    if isinstance(pages, Sequence):  # counts known now: check before anything is encoded
+        _check_counts(len(pages), given_ids, given_meta)
     stream = iter(pages)
     written: list[str] = []
     while True:
         chunk = list(islice(stream, commit_every)) if commit_every else list(stream)
+        start = len(written)
+        if not commit_every or not chunk:  # the last chunk: all counts known
+            _check_counts(start + len(chunk), given_ids, given_meta)
         if not chunk:
             break
-        start = len(written)
+        _check_enough(start + len(chunk), given_ids, given_meta)
         chunk_ids = _ids(chunk, given_ids, start)
         chunk_meta: list[Mapping[str, Any] | None] = (
             list(given_meta[start : start + len(chunk)]) if given_meta else [None] * len(chunk)
@@ -143,15 +152,32 @@ def add_pages(
         )  # fmt: skip
         if not commit_every:
             break
-    if given_ids is not None and len(given_ids) != len(written):
-        raise InvalidInputError(f"got {len(given_ids)} ids for {len(written)} pages")
     return written
+
+
+def _check_counts(
+    n_pages: int, ids: list[str] | None, metadatas: list[dict[str, Any]] | None
+) -> None:
+    """One id and one metadata dict per page, when given."""
+    if ids is not None and len(ids) != n_pages:
+        raise InvalidInputError(f"got {len(ids)} ids for {n_pages} pages")
+    if metadatas is not None and len(metadatas) != n_pages:
+        raise InvalidInputError(f"got {len(metadatas)} metadatas for {n_pages} pages")
+
+
+def _check_enough(
+    n_pages: int, ids: list[str] | None, metadatas: list[dict[str, Any]] | None
+) -> None:
+    """A stream committed in parts: refuse a part the ids or metadatas run out in, before it
+    is encoded (the parts before it are committed, as ``commit_every`` says)."""
+    if ids is not None and len(ids) < n_pages:
+        raise InvalidInputError(f"got {len(ids)} ids for more pages than that")
+    if metadatas is not None and len(metadatas) < n_pages:
+        raise InvalidInputError(f"got {len(metadatas)} metadatas for more pages than that")
 
 
 def _ids(chunk: list[Page], given: list[str] | None, start: int) -> list[str | None]:
     if given is not None:
-        if start + len(chunk) > len(given):
-            raise InvalidInputError(f"got {len(given)} ids for more pages than that")
         return list(given[start : start + len(chunk)])
     return [p.id if p.metadata.get("source") else None for p in chunk]
 
@@ -170,27 +196,30 @@ def _commit(
     encoded = encoder.encode_pages(
         [p.image for p in pages], batch_size=batch_size, show_progress=show_progress
     )
-    vectors, metas = [], []
-    for page, enc, extra in zip(pages, encoded, metadatas):
+    vectors, grids, metas = [], [], []
+    for page, enc, extra in zip(pages, encoded, metadatas, strict=True):
         vecs, grid = enc.vectors.numpy(), enc.grid
         if pool_factor > 1:
             vecs, rows = pool_with_rows(vecs, pool_factor)
             grid = rows[grid].astype(np.int32) if grid is not None else None
-        meta = {**page.metadata, **(extra or {})}
+        vectors.append(vecs)
+        grids.append(grid)
+        metas.append({**page.metadata, **(extra or {})})
+    # Everything checked before the page store is written: a refused batch leaves no files.
+    # Pages without a source (PIL images) and no given id get fresh UUIDs from check_add.
+    batch = check_add([p.text for p in pages], None, metas, vectors, backend.dim)
+    batch_ids = [given or new for given, new in zip(ids, batch.ids, strict=True)]
+    check_ids(batch_ids, len(batch_ids))
+    stored = [dict(m or {}) for m in batch.metadatas]
+    for page, grid, meta in zip(pages, grids, stored, strict=True):
         if page.data is not None:
             meta[IMAGE_KEY] = store.put(page.data, page.suffix)
         else:
             meta[IMAGE_KEY] = store.put_image(page.image)
         if grid is not None:
             meta[GRID_KEY] = store.put_grid(grid)
-        vectors.append(vecs)
-        metas.append(meta)
     store.sync()  # durable before the documents that name them are committed
-    # Pages without a source (PIL images) and no given id get fresh UUIDs from check_add.
-    batch = check_add([p.text for p in pages], None, metas, vectors, backend.dim)
-    batch_ids = [given or new for given, new in zip(ids, batch.ids)]
-    check_ids(batch_ids, len(batch_ids))
-    backend.upsert(batch_ids, batch.texts, [m or {} for m in batch.metadatas], batch.vectors or [])
+    backend.upsert(batch_ids, batch.texts, stored, batch.vectors or [])
     return batch_ids
 
 
