@@ -181,3 +181,17 @@ def test_qdrant_says_hybrid_is_unavailable(tiny_colbert_model: Path, tmp_path: P
         engine.search(QUERY, hybrid="rrf")
     assert [h.id for h in engine.search(QUERY)] == ["z"]  # type: ignore[union-attr]
     engine.close()
+
+
+@pytest.mark.parametrize("mode", ["rrf", "minmax"])
+def test_hybrid_over_documents_without_terms_is_late_interaction(
+    tiny_colbert_model: Path, mode: str
+) -> None:
+    # Stopwords only (as page images without text): BM25 has no vocabulary; the search
+    # raised bm25s' ValueError, now the late side alone ranks.
+    engine = Engine.from_pretrained(tiny_colbert_model, device="cpu")
+    engine.add(["to be or not to be", "4 x 4"], ids=["hamlet", "math"])
+    late = engine.search("to be", k=2)
+    hits = engine.search("to be", k=2, hybrid=mode)
+    assert [h.id for h in hits] == [h.id for h in late]
+    assert all(set(h.scores or {}) == {"late"} for h in hits)

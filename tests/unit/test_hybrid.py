@@ -280,3 +280,26 @@ def test_empty_index_persists(tmp_path: Path) -> None:
     folder = BM25Index([], [], generation=2).save(tmp_path / "bm25")
     loaded = BM25Index.load(folder, generation=2)
     assert loaded is not None and len(loaded) == 0 and loaded.search("x", k=1) == []
+
+
+@pytest.mark.parametrize("texts", [["", ""], ["to be or not to be", "4 x 4"]])
+def test_documents_without_terms_index_and_persist(tmp_path: Path, texts: list[str]) -> None:
+    # Page images (no text) or stopwords only: bm25s raised "max() arg is an empty
+    # sequence", and hybrid search failed with it.
+    index = BM25Index(["p1", "p2"], texts, generation=3)
+    assert len(index) == 2 and index.search("to be a page", k=2) == []
+    loaded = BM25Index.load(index.save(tmp_path / "bm25"), generation=3)
+    assert loaded is not None and loaded.ids == ["p1", "p2"]
+    assert loaded.search("to be a page", k=2) == []
+    grown = BM25Index.open(
+        tmp_path / "bm25", 4, lambda: (["p1", "p2", "p3"], [*texts, "a page about cats"])
+    )
+    assert grown.search("cats", k=2) == [("p3", pytest.approx(grown.search("cats", k=1)[0][1]))]
+
+
+def test_ties_at_the_cut_go_to_the_document_added_first() -> None:
+    # argpartition kept an arbitrary subset of the rows tied at the k-th score.
+    ids = [f"d{i:03d}" for i in range(300)]
+    texts = ["apple pie" if i % 3 else "apple crumble with more words" for i in range(300)]
+    got = [i for i, _ in BM25Index(ids, texts, PLAIN).search("pie", k=5)]
+    assert got == [i for i, t in zip(ids, texts) if t == "apple pie"][:5]

@@ -90,7 +90,10 @@ class BM25Index:
         self._model = bm25s.BM25(k1=s.k1, b=s.b, method=s.method, backend="numpy")
         if self.ids:
             tokens = self._tokenize(list(texts), return_ids=True)
-            self._model.index(tokens, show_progress=False)
+            if tokens.vocab:
+                self._model.index(tokens, show_progress=False)
+            else:  # no document has a term (page images, stopwords only): bm25s cannot
+                self._model = None  # index that; every search finds nothing
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -106,7 +109,7 @@ class BM25Index:
         k = check_positive_int(k)
         if not isinstance(query, str):
             raise InvalidInputError(f"query must be a str, got {type(query).__name__}")
-        if not self.ids:
+        if not self.ids or self._model is None:
             return []
         terms = self._tokenize([query], return_ids=False)[0]
         known = [t for t in terms if t in self._model.vocab_dict]
@@ -127,7 +130,7 @@ class BM25Index:
         # Not ".*.tmp": the index folder's garbage collector unlinks those (files only).
         staging = folder.with_name(f".{folder.name}-{uuid.uuid4().hex[:8]}.building")
         try:
-            if self.ids:
+            if self._model is not None and self.ids:
                 self._model.save(str(staging), show_progress=False)
             else:  # bm25s cannot save an index of nothing
                 staging.mkdir(parents=True)
@@ -136,6 +139,7 @@ class BM25Index:
                 "generation": self.generation,
                 "settings": asdict(self.settings),
                 "ids": self.ids,
+                "terms": self._model is not None,
             }
             # Written last: a folder without it is unfinished and is rebuilt.
             (staging / _META).write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
@@ -172,7 +176,7 @@ class BM25Index:
             if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
                 return None
             model = None
-            if ids:
+            if ids and meta.get("terms", True):  # without terms: rebuilt from ids at once
                 # bm25s reads JSON and .npy files with allow_pickle=False (its default, made
                 # explicit here); a damaged file raises and the cache is rebuilt.
                 model = _bm25s().BM25.load(str(folder), allow_pickle=False, show_progress=False)
@@ -217,10 +221,14 @@ class BM25Index:
 
 
 def _top(scores: np.ndarray, k: int) -> np.ndarray:
+    """The rows of the best ``k`` scores; a tie goes to the document added first (the lower
+    row), at the cut as well as within."""
     k = min(k, len(scores))
-    part = np.argpartition(-scores, k - 1)[:k]
-    # Stable order: by score, then by row (the document added first wins a tie).
-    return part[np.lexsort((part, -scores[part]))]
+    kth = scores[np.argpartition(-scores, k - 1)[k - 1]]
+    # argpartition keeps an arbitrary subset of the rows tied at the k-th score: take them all
+    # and let the stable order decide.
+    rows = np.flatnonzero(scores >= kth)
+    return rows[np.lexsort((rows, -scores[rows]))][:k]
 
 
 def _bm25s() -> Any:
