@@ -92,6 +92,15 @@ def test_skiplist_words_outside_the_vocabulary_are_ignored(tmp_path: Path) -> No
     assert doc.shape[0] == 7  # [CLS] [D] the [UNK] the cat [SEP]: [UNK] kept, comma dropped
 
 
+def test_skiplist_for_no_task_drops_nothing(tmp_path: Path) -> None:
+    """``skiplist_tasks: []`` applies the skiplist to no task (sentence-transformers 6); it
+    was read as ``["document"]``. A missing key still means documents."""
+    encoder = load_encoder(_make(tmp_path, mask={"skiplist_tasks": []}), device="cpu")
+    assert encoder.plan.settings.skiplist_words == ()
+    [doc] = encoder.encode_documents(["the cat, the mat"])
+    assert doc.shape[0] == 8  # [CLS] [D] the cat , the mat [SEP]: the comma stays
+
+
 def test_index_records_and_reloads_the_format(tiny_st_model: Path, tmp_path: Path) -> None:
     engine = Engine.from_pretrained(tiny_st_model, device="cpu")
     engine.add(TEXTS, ids=["a", "b", "c"])

@@ -237,10 +237,14 @@ def _read_prompts(folder: Path) -> dict[str, Any]:
 
 def _read_mask(path: Path) -> tuple[str, ...]:
     config = _object(path / "config.json")
-    tasks = config.get("skiplist_tasks") or ["document"]
+    tasks = config.get("skiplist_tasks")
+    if tasks is None:  # sentence-transformers' default
+        tasks = ["document"]
     if isinstance(tasks, str):
         tasks = [tasks]
     words = config.get("skiplist_words") or []
+    if not tasks:  # [] : the skiplist applies to no task
+        words = []
     if words and list(tasks) != ["document"]:
         raise ModelLoadError(
             f"{str(path)!r}: skiplist_tasks {tasks} is not supported (documents only)"
