@@ -226,6 +226,9 @@ class Storage:
         except CommitUncertainError:
             raise  # the new files may be referenced now: the next open decides
         except BaseException:
+            # Not every failure means "not committed": Ctrl-C during COMMIT's fsync is raised
+            # when COMMIT returns, and a save may re-write the codec the folder already uses.
+            # Only files the database does not name are removed.
             self._discard_files(change)
             raise
         self._after_commit(change)
@@ -283,13 +286,24 @@ class Storage:
 
     def _discard_files(self, change: Commit) -> None:
         """Remove the files of a write that did not commit, at once (on a full disk the space
-        is needed now, not at the next open)."""
+        is needed now, not at the next open), except those the database names: the write
+        may have committed before the failure was raised, or (a save over an earlier copy)
+        the codec is the one already committed. When the database cannot tell, the files
+        stay; garbage collection removes them at a later open if they are unused."""
         if self.folder is None:
             return
         try:
-            if change.new_segment is not None:
-                remove_segment_files(self.folder, change.new_segment.name)
-            if change.codec is not None:
+            with self.docs.lock:
+                segments = {name for name, _, _ in self.docs.segment_rows()}
+                codec = _codec_name(self.docs)
+        except Exception:  # an unknown state keeps every file
+            logger.warning("could not read the index after a failed write", exc_info=True)
+            return
+        try:
+            seg = change.new_segment
+            if seg is not None and seg.name not in segments:
+                remove_segment_files(self.folder, seg.name)
+            if change.codec is not None and change.codec.name != codec:
                 for path in (self.folder / CODEC_DIR).glob(f"{change.codec.name}.*"):
                     path.unlink(missing_ok=True)
         except OSError:
