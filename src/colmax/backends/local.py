@@ -28,7 +28,7 @@ import torch
 
 from colmax import __version__, deadline
 from colmax.backends.base import Backend, BackendInfo, BackendOptions, Missing
-from colmax.errors import IndexFormatError, InvalidInputError, UnknownIdError
+from colmax.errors import IndexFormatError, InvalidInputError, StorageError, UnknownIdError
 from colmax.filters import MATCH_ALL, FilterLike, parse_filter, to_sql
 from colmax.indexes.base import SegmentedIndex
 from colmax.indexes.flat import FlatIndex
@@ -406,11 +406,8 @@ class LocalBackend(Backend):
         target = Path(path).absolute()
         if self.path is not None and target == self.path:
             return target
-        with self._state_lock:
-            index, generation = self._index, self._generation
+        index, generation, rows = self._live_rows()
         snapshot = index.segments, index.alive_masks()
-        keys = index.live_keys()
-        rows = self._storage.docs.fetch(keys)
         if is_index_folder(target):
             other = LocalBackend.open(target)
             try:
@@ -449,7 +446,7 @@ class LocalBackend(Backend):
                     publish_folder(staging, target)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
-        logger.info("saved %d documents (generation %d) to %s", len(keys), generation, target)
+        logger.info("saved %d documents (generation %d) to %s", len(rows), generation, target)
         return target
 
     def close(self) -> None:
@@ -577,6 +574,25 @@ class LocalBackend(Backend):
                 f"(keys {missing[:5].tolist()}); the index folder is damaged."
             )
         return index
+
+    def _live_rows(self) -> tuple[Any, int, dict[int, tuple[str, str, dict[str, Any]]]]:
+        """The current snapshot, its generation and the rows of all its live keys.
+
+        Refreshed first (another process's commits), and read again when a commit lands
+        between the snapshot and the rows: an updated document's old key is gone from the
+        database and its new key is not in the snapshot, so neither version would be copied.
+        """
+        for _ in range(_READ_ATTEMPTS):
+            self._refresh_if_stale()
+            with self._state_lock:
+                index, generation = self._index, self._generation
+            keys = index.live_keys()
+            rows = self._storage.docs.fetch(keys)
+            if len(rows) == len(keys):  # keys are never reused: same count, same rows
+                return index, generation, rows
+        raise StorageError(
+            f"the documents changed {_READ_ATTEMPTS} times while they were read; try again"
+        )
 
     def _refresh_if_stale(self) -> None:
         """Pick up commits another process made to the same folder."""
