@@ -148,7 +148,12 @@ def check_metadatas(metadatas: Sequence[Any] | None, n: int) -> list[dict[str, A
 def metadata_json(meta: Mapping[str, Any], i: int = 0) -> str:
     """Serialise metadata strictly: JSON types only, finite numbers only, valid Unicode, at
     most :data:`MAX_METADATA_DEPTH` levels of nesting."""
-    depth, has_nul = _walk(meta)
+    depth, has_nul, key = _walk(meta)
+    if key is not _STR_KEYS:  # json.dumps would turn 1 into "1" (and {1: a, "1": b} into one key)
+        raise InvalidInputError(
+            f"metadatas[{i}] has a nested key that is not a str: {key!r:.40} "
+            f"({type(key).__name__}); JSON keys are strings"
+        )
     if depth > MAX_METADATA_DEPTH:
         raise InvalidInputError(
             f"metadatas[{i}] is nested more than {MAX_METADATA_DEPTH} levels deep; flatten it"
@@ -165,10 +170,14 @@ def metadata_json(meta: Mapping[str, Any], i: int = 0) -> str:
     return check_encodable(text, f"metadatas[{i}]")
 
 
-def _walk(value: Any) -> tuple[int, bool]:
-    """``(levels of nested containers, whether a key or string holds NUL)``, computed without
-    recursion; stops descending past the depth limit."""
-    depth, level, nul = 0, [value], False
+_STR_KEYS = object()  # _walk's answer when every key is a str (None is a possible bad key)
+
+
+def _walk(value: Any) -> tuple[int, bool, Any]:
+    """``(levels of nested containers, whether a key or string holds NUL, the first key that
+    is not a str, else _STR_KEYS)``, computed without recursion; stops descending past the
+    depth limit."""
+    depth, level, nul, bad_key = 0, [value], False, _STR_KEYS
     while level and depth <= MAX_METADATA_DEPTH:
         nul = nul or any(isinstance(x, str) and "\x00" in x for x in level)
         level = [x for x in level if isinstance(x, (Mapping, list, tuple))]
@@ -176,12 +185,14 @@ def _walk(value: Any) -> tuple[int, bool]:
         nxt: list[Any] = []
         for x in level:
             if isinstance(x, Mapping):
+                if bad_key is _STR_KEYS:
+                    bad_key = next((k for k in x if not isinstance(k, str)), _STR_KEYS)
                 nxt.extend(x.keys())
                 nxt.extend(x.values())
             else:
                 nxt.extend(x)
         level = nxt
-    return depth, nul
+    return depth, nul, bad_key
 
 
 def check_positive_int(value: Any, name: str = "k") -> int:

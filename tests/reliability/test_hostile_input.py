@@ -239,7 +239,20 @@ def valid_metadata(meta: Any) -> bool:
         text = json.dumps(meta, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError, RecursionError):
         return False
-    return encodable(text) and _depth(meta) <= MAX_METADATA_DEPTH and not _has_nul(meta)
+    return (
+        encodable(text)
+        and _depth(meta) <= MAX_METADATA_DEPTH
+        and not _has_nul(meta)
+        and _string_keys(meta)  # json.dumps would turn a nested 1 into "1"
+    )
+
+
+def _string_keys(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _string_keys(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(_string_keys(v) for v in value)
+    return True
 
 
 def _has_nul(value: Any) -> bool:
@@ -285,6 +298,8 @@ def _nested(depth: int) -> Any:
 @example(meta={'a"b': 1, "c\\d": [1, {"e": None}]})
 @example(meta={"a": ["x\x00y"]})
 @example(meta={"a\x00": 1})
+@example(meta={"m": {1: "int key", "1": "str key"}})  # was stored as {"m": {"1": "str key"}}
+@example(meta={"m": [{None: 1}]})
 def test_add_with_hostile_metadata(engine: Engine, meta: Any) -> None:
     out = Guard(engine)(lambda: _add_one(engine, meta=meta))
     assert (out is not REFUSED) == valid_metadata(meta), repr(meta)[:120]
