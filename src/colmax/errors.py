@@ -15,6 +15,7 @@ __all__ = [
     "DuplicateIdError",
     "EmptyTextError",
     "EncoderMismatchError",
+    "EngineClosedError",
     "FilterError",
     "FilterTimeoutError",
     "IndexFormatError",
@@ -102,6 +103,10 @@ class DiskFullError(StorageError):
 
 class ModelLoadError(ColmaxError, OSError):
     """A model folder or Hub id could not be loaded as a token encoder."""
+
+
+class EngineClosedError(ColmaxError, RuntimeError):
+    """The engine (or its index) was closed: open the index again to use it."""
 
 
 class NoEncoderError(ColmaxError, RuntimeError):

@@ -27,6 +27,7 @@ import numpy as np
 
 from colmax import deadline, limits
 from colmax.errors import (
+    EngineClosedError,
     FilterTimeoutError,
     IndexFormatError,
     IndexLockedError,
@@ -163,6 +164,17 @@ class DocumentStore:
             self._idle.clear()
             self._conn.close()
 
+    def _check_open(self) -> None:
+        if not self._closed:
+            return
+        # sqlite3 said "Cannot operate on a closed database" (or, in memory, "damaged").
+        if self.path is None:
+            raise EngineClosedError("this in-memory engine is closed (its documents are gone)")
+        raise EngineClosedError(
+            f"the index at {self.path.parent} is closed here: open it again "
+            "(Engine.load, Engine(path=...)) to use it"
+        )
+
     # ------------------------------------------------------------------ transactions
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -174,6 +186,7 @@ class DocumentStore:
                 Any other failure means nothing was committed.
         """
         with self.lock:
+            self._check_open()
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
@@ -230,6 +243,7 @@ class DocumentStore:
         """
         if self.path is None:
             with self.lock:
+                self._check_open()
                 yield self._conn
             return
         held = getattr(self._held, "conn", None)
@@ -237,8 +251,7 @@ class DocumentStore:
             yield held
             return
         with self._pool_lock:
-            if self._closed:
-                raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+            self._check_open()
             conn = self._idle.pop() if self._idle else None
         if conn is None:
             conn = _connect(self.path, read_only=self._read_only)
