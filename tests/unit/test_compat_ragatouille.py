@@ -213,6 +213,24 @@ def test_dimension_mismatch_and_missing_checkpoint(
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
+def test_settings_with_a_loaded_encoder_are_refused_not_dropped(
+    rag_index: Path, tmp_path: Path, tiny_colbert_model: Path
+) -> None:
+    # query_length=64 (and device=) beside a loaded encoder were silently ignored.
+    from colmax.encoders import load_encoder
+    from colmax.errors import InvalidInputError
+
+    encoder = load_encoder(tiny_colbert_model, device="cpu")
+    with pytest.raises(InvalidInputError, match="query_length go with a model name"):
+        import_ragatouille_index(rag_index, tmp_path / "x", model=encoder, query_length=64)
+    with pytest.raises(InvalidInputError, match="device go with a model name"):
+        import_ragatouille_index(rag_index, tmp_path / "y", model=encoder, device="cpu")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    engine = import_ragatouille_index(rag_index, tmp_path / "z", model=encoder)
+    assert engine.encoder is encoder and len(engine) == 5
+    engine.close()
+
+
 def test_refuses_a_non_empty_destination(rag_index: Path, tmp_path: Path) -> None:
     target = tmp_path / "busy"
     target.mkdir()

@@ -32,7 +32,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from colmax.compat.colbert_plaid import PlaidIndex, read_json, read_plaid_index
-from colmax.errors import EncoderMismatchError, IndexFormatError, ModelLoadError
+from colmax.errors import (
+    EncoderMismatchError,
+    IndexFormatError,
+    InvalidInputError,
+    ModelLoadError,
+)
 from colmax.store.fsutil import publish_folder, remove_stale_staging, staging_path
 from colmax.store.storage import check_free
 
@@ -195,6 +200,12 @@ def _encoder(
     plaid: PlaidIndex, model: Any, device: str | None, overrides: dict[str, Any]
 ) -> Encoder:
     if model is not None and not isinstance(model, (str, Path)):
+        if overrides or device is not None:  # they would be silently dropped
+            given = sorted(overrides) + (["device"] if device is not None else [])
+            raise InvalidInputError(
+                f"{', '.join(given)} go with a model name or folder, not a loaded encoder "
+                "(it has its settings and device already)"
+            )
         return model  # type: ignore[no-any-return]
     from colmax.encoders import load_encoder
 
