@@ -52,3 +52,28 @@ def test_save_reads_again_when_a_commit_lands_during_the_copy(
     monkeypatch.setattr(docs, "fetch", fetch_after_a_commit)
     first.save(tmp_path / "copy")
     assert _saved(tmp_path / "copy") == {"x": 1, "y": 3, "z": 1}
+
+
+def test_saving_into_an_index_gives_the_copies_fresh_keys(tmp_path: Path) -> None:
+    # The source's keys were reused in the target, where they named other documents: a
+    # reader whose snapshot predated the save returned one document's id with another's
+    # score. Keys are never reused; the stale reader drops rows it does not know.
+    e1, e2 = np.eye(4, dtype=np.float32)[:1], np.eye(4, dtype=np.float32)[1:2]
+    target = Engine(dim=4, path=tmp_path / "target")
+    target.add(embeddings=[e1], ids=["target-doc"])
+    reader = Engine(path=tmp_path / "target")  # another process, in real life
+    source = Engine(dim=4)
+    source.add(embeddings=[e2], ids=["source-doc"])
+    refresh = reader.backend._refresh_if_stale
+
+    def refresh_then_the_save_commits() -> None:
+        refresh()
+        source.save(tmp_path / "target")
+
+    reader.backend._refresh_if_stale = refresh_then_the_save_commits  # type: ignore[method-assign]
+    assert [h.id for h in reader.search(query_embeddings=e1, k=1)] in ([], ["target-doc"])
+    reader.backend._refresh_if_stale = refresh  # type: ignore[method-assign]
+    assert [h.id for h in reader.search(query_embeddings=e2, k=1)] == ["source-doc"]
+    with Engine(path=tmp_path / "target") as saved:
+        assert saved.ids() == ["source-doc"]
+        assert saved.backend._storage.docs.all_keys().tolist() == [1]  # key 0 was target-doc's

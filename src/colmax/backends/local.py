@@ -15,6 +15,7 @@ that is worth it).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import threading
@@ -530,13 +531,29 @@ class LocalBackend(Backend):
             merged = (
                 target.merge_segments(self._storage.next_seq(), segments, alive) if rows else None
             )
+            # The copies get keys this folder never gave: keys are never reused, which lets a
+            # reader of an older snapshot drop rows it does not know (the source's own keys
+            # could name other documents here, and a search then returned the wrong one).
+            source = np.asarray(sorted(rows), dtype=np.int64)
+            first = self._storage.docs.meta_int("next_key")
+            live = first + np.arange(len(source), dtype=np.int64)
+            if merged is not None:
+                merged = dataclasses.replace(
+                    merged, keys=live[np.searchsorted(source, merged.keys)]
+                )
+            table = [
+                (int(key), *rows[int(was)][:2], metadata_json(rows[int(was)][2]))
+                for key, was in zip(live, source)
+            ]
             old_keys = self._index.live_keys().tolist()
-            table = [(k, r[0], r[1], metadata_json(r[2])) for k, r in sorted(rows.items())]
-            next_key = max(self._storage.docs.meta_int("next_key"), max(rows, default=-1) + 1)
             change = Commit(
-                table, old_keys, merged, [s.name for s in self._index.segments], next_key, codec
+                table,
+                old_keys,
+                merged,
+                [s.name for s in self._index.segments],
+                first + len(source),
+                codec,
             )
-            live = np.asarray(sorted(rows), dtype=np.int64)
             self._commit(change, lambda idx: target.refreshed([merged] if merged else [], live))
 
     def _reload(self) -> None:
