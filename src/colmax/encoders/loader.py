@@ -334,7 +334,18 @@ def _model_limit(model: PreTrainedModel, tokenizer: Any) -> int | None:
     limit = getattr(tokenizer, "model_max_length", None)
     if not isinstance(limit, int) or limit > 100_000:  # transformers' "no limit" sentinel
         limit = getattr(model.config, "max_position_embeddings", None)
+        if isinstance(limit, int):
+            limit -= _position_offset(model)
     return limit if isinstance(limit, int) else None
+
+
+def _position_offset(model: PreTrainedModel) -> int:
+    """Position rows an input cannot use. RoBERTa-style embeddings (RoBERTa, XLM-R,
+    CamemBERT, MPNet, ...) number positions from ``padding_idx + 1``: a 514-row table takes
+    512 tokens, and a longer input fails with an index error."""
+    embeddings = getattr(model, "embeddings", None)
+    padding = getattr(embeddings, "padding_idx", None)
+    return padding + 1 if isinstance(padding, int) and padding >= 0 else 0
 
 
 def _model_lengths(read: dict[str, Any], model: PreTrainedModel, tokenizer: Any) -> dict[str, Any]:
