@@ -195,3 +195,23 @@ def test_hybrid_over_documents_without_terms_is_late_interaction(
     hits = engine.search("to be", k=2, hybrid=mode)
     assert [h.id for h in hits] == [h.id for h in late]
     assert all(set(h.scores or {}) == {"late"} for h in hits)
+
+
+def test_terms_added_later_reach_the_bm25_side(tiny_colbert_model: Path, tmp_path: Path) -> None:
+    # The BM25 cache of documents without terms is our metadata file alone; it loads, and
+    # the next write that brings terms rebuilds it.
+    path = tmp_path / "idx"
+    engine = Engine.from_pretrained(tiny_colbert_model, device="cpu", path=path)
+    engine.add(["to be or not to be", "4 x 4"], ids=["hamlet", "math"])
+    assert [h.id for h in engine.search(QUERY, k=2, hybrid="rrf")] == [
+        h.id for h in engine.search(QUERY, k=2)
+    ]
+    saved = json.loads((path / BM25_DIR / "colmax-bm25.json").read_text())
+    assert saved["terms"] is False and [p.name for p in (path / BM25_DIR).iterdir()] == [
+        "colmax-bm25.json"
+    ]
+    reopened = Engine.from_pretrained(tiny_colbert_model, device="cpu", path=path)
+    assert len(reopened.search(QUERY, k=2, hybrid="minmax")) == 2
+    reopened.add(["zebras in the city"], ids=["zoo"])
+    hits = {h.id: h for h in reopened.search(QUERY, k=3, hybrid="rrf")}
+    assert set(hits) == {"hamlet", "math", "zoo"} and "bm25" in (hits["zoo"].scores or {})

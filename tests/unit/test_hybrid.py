@@ -303,3 +303,18 @@ def test_ties_at_the_cut_go_to_the_document_added_first() -> None:
     texts = ["apple pie" if i % 3 else "apple crumble with more words" for i in range(300)]
     got = [i for i, _ in BM25Index(ids, texts, PLAIN).search("pie", k=5)]
     assert got == [i for i, t in zip(ids, texts) if t == "apple pie"][:5]
+
+
+def test_top_equals_a_full_stable_sort() -> None:
+    # Many ties (scores 0..3): the partial selection must give what sorting every row by
+    # (score desc, row asc) gives; it did not in 1588 of 2000 such draws.
+    from colmax.hybrid.bm25 import _top
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        n = int(rng.integers(1, 300))
+        k = int(rng.integers(1, n + 1))
+        scores = rng.integers(0, 4, n).astype(np.float64)
+        expected = np.lexsort((np.arange(n), -scores))[:k]
+        assert _top(scores, k).tolist() == expected.tolist()
+    assert _top(np.empty(0), 3).tolist() == []

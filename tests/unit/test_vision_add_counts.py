@@ -68,3 +68,33 @@ def test_image_files_with_other_suffixes_are_stored(
     data, mime = engine.page_image_bytes(str(path))
     assert mime == ("image/jpeg" if name == "page.JPG" else "image/png")
     assert (data == path.read_bytes()) == (name == "page.JPG")
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"ids": ["a", "b", "c"]}, "got 3 ids for 2 pages"),
+        ({"metadatas": [{"x": 1}] * 3}, "got 3 metadatas for 2 pages"),
+    ],
+)
+def test_a_stream_read_whole_is_checked_before_it_is_committed(
+    colpali_encoder: Any, tmp_path: Path, given: dict, message: str
+) -> None:
+    # Pages streamed (an iterator, as read_pages gives) without commit_every are read whole,
+    # so extra ids or metadatas are refused before the commit (they were committed, then
+    # refused; extra metadatas were dropped).
+    from colmax.vision.ingest import add_pages, image_pages
+
+    engine = Engine(colpali_encoder, path=tmp_path / "idx")
+    pages = image_pages([Image.new("RGB", (48, 64), c) for c in ("white", "black")], None)
+    with pytest.raises(InvalidInputError, match=message):
+        add_pages(colpali_encoder, engine.backend, engine._pages, iter(pages), **given)
+    assert len(engine) == 0 and _files(tmp_path / "idx") == []
+
+
+def test_the_page_store_serves_every_image_suffix_kept_as_given() -> None:
+    # image_pages keeps a file's bytes only for these suffixes; the store must take them all.
+    from colmax.vision.pages import IMAGE_SUFFIXES
+    from colmax.vision.store import is_page_name
+
+    assert all(is_page_name("0" * 64 + suffix) for suffix in IMAGE_SUFFIXES)

@@ -120,8 +120,11 @@ class BM25Index:
             mask = np.zeros(len(self.ids), dtype=bool)
             mask[[self._row[i] for i in allowed if i in self._row]] = True
             scores = np.where(mask, scores, 0.0)
-        top = _top(scores, k)
-        return [(self.ids[i], float(scores[i])) for i in top if scores[i] > 0]
+        # Only rows that score rank: rows at 0 would all tie at the cut when fewer than k
+        # match, and sorting them all costs O(n log n). ``matched`` keeps row order.
+        matched = np.flatnonzero(scores > 0)
+        top = matched[_top(scores[matched], k)]
+        return [(self.ids[i], float(scores[i])) for i in top]
 
     # ------------------------------------------------------------------ persistence
     def save(self, folder: str | Path) -> Path:
@@ -224,6 +227,8 @@ def _top(scores: np.ndarray, k: int) -> np.ndarray:
     """The rows of the best ``k`` scores; a tie goes to the document added first (the lower
     row), at the cut as well as within."""
     k = min(k, len(scores))
+    if k == 0:
+        return np.empty(0, dtype=np.intp)
     kth = scores[np.argpartition(-scores, k - 1)[k - 1]]
     # argpartition keeps an arbitrary subset of the rows tied at the k-th score: take them all
     # and let the stable order decide.

@@ -122,6 +122,11 @@ def add_pages(
 
     Raises:
         InvalidInputError, DuplicateIdError: bad ids, metadata or pool factor (nothing written).
+            Counts are checked before anything is encoded when ``pages`` is a list, and for a
+            stream without ``commit_every`` (read whole first). A stream committed in parts
+            (``commit_every``; ``Engine.add_files``, which passes no ids or metadatas) refuses
+            a part its ids or metadatas run out in before encoding it, but finds too many only
+            at its end: the parts committed before are kept, as ``commit_every`` promises.
     """
     pool_factor = check_pool_factor(pool_factor)
     given_ids = check_ids(as_list(ids, "ids"), len(as_list(ids, "ids"))) if ids else None
