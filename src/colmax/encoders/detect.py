@@ -218,7 +218,9 @@ def read_checkpoint(folder: str | Path, fmt: str | None = None) -> CheckpointInf
         )
         read.update(found)
     elif fmt == "pylate":
-        read.update({k: v for k, v in _st_config(folder).items() if k in _PYLATE_KEYS})
+        st_config = _st_config(folder)
+        read.update({k: v for k, v in st_config.items() if k in _PYLATE_KEYS})
+        read.update(_read_default_prompt(folder, st_config))
         dense = _dense_folders(folder, modules or [])
         if not dense:
             logger.warning(
@@ -236,6 +238,27 @@ def read_checkpoint(folder: str | Path, fmt: str | None = None) -> CheckpointInf
         read=read,
         expansion_token=expansion_token,
     )
+
+
+def _read_default_prompt(folder: Path, st_config: dict[str, Any]) -> dict[str, Any]:
+    """``prompt``: the text PyLate's ``encode`` prepends to every query and document.
+
+    PyLate (on sentence-transformers 5) prepends ``prompts[default_prompt_name]`` to each text
+    when ``encode`` gets no prompt, queries and documents alike, before its marker goes in after
+    ``[CLS]``; the ``"query"`` / ``"document"`` prompts apply only when named in the call.
+    """
+    name = st_config.get("default_prompt_name")
+    if not name:  # None or "": no default prompt, for sentence-transformers too
+        return {}
+    where = repr(str(folder / "config_sentence_transformers.json"))
+    prompts = st_config.get("prompts") or {}
+    if not isinstance(prompts, dict) or name not in prompts:
+        # sentence-transformers refuses to load such a model too.
+        raise ModelLoadError(f"{where}: default_prompt_name {name!r} is not one of its prompts")
+    prompt = prompts[name]
+    if not isinstance(prompt, str):
+        raise ModelLoadError(f"{where}: prompt {name!r} must be a string, got {prompt!r}")
+    return {"prompt": prompt}
 
 
 def _read_sbert_config(backbone: Path, fmt: str) -> dict[str, Any]:

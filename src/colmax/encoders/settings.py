@@ -4,7 +4,7 @@ The defaults mirror what the reference libraries do when a checkpoint does not s
 
 - ``"pylate"``: PyLate 1.6 (``pylate.models.ColBERT.__init__``): prefixes ``"[Q] "`` /
   ``"[D] "``, ``query_length=32``, ``document_length=180``, query expansion on, expansion tokens
-  not attended to, skiplist ``string.punctuation``.
+  not attended to, skiplist ``string.punctuation``, no prompt.
 - ``"colbert"``: a colbert-ai (Stanford) checkpoint as PyLate loads it: markers
   ``"[unused0]"`` / ``"[unused1]"`` (colbert-ai's ``TokenizerSettings``), ``query_maxlen=32``,
   and PyLate's fallback ``document_length=180`` when ``artifact.metadata`` has no ``doc_maxlen``
@@ -49,6 +49,10 @@ class EncoderSettings:
             single token (then prepending it as text, as sentence-transformers does, is the
             same as inserting it).
         document_prefix: marker token inserted after ``[CLS]`` in documents (``""``: none).
+        prompt: text prepended to every query and document before tokenizing (``""``: none):
+            PyLate's default prompt, ``prompts[default_prompt_name]`` in
+            ``config_sentence_transformers.json``. Its tokens count in the lengths and become
+            vectors like the text's.
         query_length: queries are cut to this many tokens (marker included) and, with
             ``do_query_expansion``, padded to exactly this many with ``[MASK]``.
         document_length: documents are cut to this many tokens (marker included).
@@ -66,6 +70,7 @@ class EncoderSettings:
     format: str
     query_prefix: str = ""
     document_prefix: str = ""
+    prompt: str = ""
     query_length: int = 32
     document_length: int = 256
     do_query_expansion: bool = False
@@ -78,7 +83,7 @@ class EncoderSettings:
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
             raise InvalidInputError(f"format must be one of {FORMATS}, got {self.format!r}")
-        for name in ("query_prefix", "document_prefix"):
+        for name in ("query_prefix", "document_prefix", "prompt"):
             if not isinstance(getattr(self, name), str):
                 raise InvalidInputError(f"{name} must be a string, got {getattr(self, name)!r}")
         for name in ("do_query_expansion", "attend_to_expansion_tokens", "normalize"):

@@ -2,7 +2,11 @@
 
 For each text (PyLate 1.6 ``ColBERT.tokenize`` on sentence-transformers 5.3 ``Transformer``):
 
-1. strip it (and lowercase it when the checkpoint says ``do_lower_case``);
+1. prepend the checkpoint's default prompt (``prompt``; PyLate's
+   ``prompts[default_prompt_name]``), strip the result (and lowercase it when the checkpoint
+   says ``do_lower_case``). sentence-transformers 6 folders are not stripped: its
+   ``Transformer`` tokenizes texts as given, and with byte-level BPE vocabularies (RoBERTa,
+   ModernBERT) a leading space or a trailing newline changes the tokens;
 2. tokenize with the special tokens, truncated to ``length - 1`` when a marker is used
    (``length`` otherwise);
 3. insert the marker id at position 1, right after ``[CLS]`` (colbert-ai >= 0.2.14 does the
@@ -37,7 +41,7 @@ import torch
 from colmax import limits
 from colmax.encoders.settings import EncoderSettings
 
-__all__ = ["PreparedText", "TokenPlan", "tokenizer_lock"]
+__all__ = ["PreparedText", "TokenPlan", "strips_texts", "tokenizer_lock"]
 
 Span = tuple[int, int]
 
@@ -86,6 +90,27 @@ class PreparedText:
     spans: list[Span | None] | None = None
 
 
+def strips_texts(fmt: str) -> bool:
+    """Whether texts are stripped before tokenizing, as the format's reference library does.
+
+    PyLate (on sentence-transformers 5's ``Transformer.tokenize``) strips every text, and so
+    colmax does for colbert-ai checkpoints (read as PyLate reads them) and plain models;
+    sentence-transformers 6's ``Transformer`` tokenizes texts as given.
+
+    Examples:
+        >>> strips_texts("pylate"), strips_texts("sentence-transformers")
+        (True, False)
+    """
+    return fmt != "sentence-transformers"
+
+
+def _shift_span(start: int, end: int, shift: int) -> Span | None:
+    """A token's characters in the original text; None for a token of the prompt alone."""
+    if start + shift < 0 and end + shift <= 0:
+        return None
+    return (max(start + shift, 0), end + shift)
+
+
 class TokenPlan:
     """Tokenization rules for one encoder (tokenizer + settings + special ids)."""
 
@@ -110,13 +135,20 @@ class TokenPlan:
         self.uses_token_types = "token_type_ids" in names
         self.pad_id = next((i for i in (expansion_id, tokenizer.pad_token_id) if i is not None), 0)
         self.pad_type_id = int(getattr(tokenizer, "pad_token_type_id", 0) or 0)
+        self.strip = strips_texts(settings.format)
 
     def _preprocess(self, text: str) -> tuple[str, int]:
-        stripped = text.strip()
-        lead = len(text) - len(text.lstrip())
+        """The text the tokenizer reads, and the shift from its character offsets to the
+        original text's (negative while the prompt comes first; a position below zero is the
+        prompt's)."""
+        full = self.settings.prompt + text
+        lead = 0
+        if self.strip:
+            lead = len(full) - len(full.lstrip())
+            full = full.strip()
         if self.settings.do_lower_case:
-            stripped = stripped.lower()
-        return stripped, lead
+            full = full.lower()
+        return full, lead - len(self.settings.prompt)
 
     def prepare(
         self, texts: Sequence[str], *, is_query: bool, with_spans: bool = False
@@ -148,13 +180,13 @@ class TokenPlan:
                 return_special_tokens_mask=with_spans,
             )
         out = []
-        for i, (_, lead) in enumerate(processed):
+        for i, (_, shift) in enumerate(processed):
             ids = list(encoded["input_ids"][i])
             types = list(encoded["token_type_ids"][i]) if self.uses_token_types else None
             spans: list[Span | None] | None = None
             if with_spans:
                 spans = [
-                    None if special else (start + lead, end + lead)
+                    None if special else _shift_span(start, end, shift)
                     for (start, end), special in zip(
                         encoded["offset_mapping"][i], encoded["special_tokens_mask"][i], strict=True
                     )
