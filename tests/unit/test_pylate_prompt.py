@@ -83,3 +83,24 @@ def test_a_default_prompt_name_without_its_prompt_is_refused(
     _with_prompts(folder, prompts={"query": "q: "}, default_prompt_name="retrieval")
     with pytest.raises(ModelLoadError, match="default_prompt_name 'retrieval'"):
         load_encoder(folder, device="cpu")
+
+
+def test_an_index_written_before_the_prompt_setting_keeps_encoding_without_it(
+    prompted: Path, tmp_path: Path
+) -> None:
+    # Its documents were encoded without the prompt: its queries must be too after an upgrade,
+    # or they would not match the stored vectors' encoding.
+    from colmax import Engine
+
+    path = tmp_path / "idx"
+    with Engine.from_pretrained(prompted, device="cpu", path=path, prompt="") as engine:
+        engine.add(TEXTS, ids=["a", "b", "c"])
+    manifest = json.loads((path / "manifest.json").read_text())
+    del manifest["encoder"]["prompt"]  # as a manifest written before the setting existed
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with Engine.load(path, device="cpu") as old:
+        assert old.encoder is not None and old.encoder.settings.prompt == ""
+    with Engine.from_pretrained(prompted, device="cpu", path=tmp_path / "new") as new:
+        new.add(TEXTS[:1], ids=["a"])
+    with Engine.load(tmp_path / "new", device="cpu") as reloaded:
+        assert reloaded.encoder is not None and reloaded.encoder.settings.prompt == PROMPT

@@ -187,10 +187,15 @@ class Engine(Writing, Reading):
         manifest = Manifest.read(path)
         if encoder is None and manifest.encoder is not None:
             from colmax.encoders import load_encoder
+            from colmax.encoders.settings import FORMATS as TEXT_FORMATS
 
             config = dict(manifest.encoder)
             config.pop("device", None)
             config.pop("dtype", None)
+            if config.get("format") in TEXT_FORMATS:
+                # Written before the prompt setting: its documents were encoded without the
+                # checkpoint's default prompt, so its queries must be too.
+                config.setdefault("prompt", "")
             encoder = load_encoder(
                 device=device,
                 dtype=dtype,
