@@ -384,3 +384,48 @@ def make_tiny_st_model(
             {"module_input_name": "token_embeddings", "module_output_name": "token_embeddings"},
         )
     return folder
+
+
+def make_tiny_bpe_roberta(
+    folder: Path, *, max_positions: int = 514, model_max_length: int | None = 512
+) -> Path:
+    """A 1-layer RoBERTa with a byte-level BPE tokenizer trained here (offline, about a
+    second): where a leading space or a newline is a token of its own, and positions start
+    at ``padding_idx + 1``.
+
+    Args:
+        folder: where to save it.
+        max_positions: rows of the position table (``max_position_embeddings``).
+        model_max_length: the tokenizer's recorded limit; ``None`` records none.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast, RobertaConfig, RobertaModel
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(["the cat sat on the mat " * 50, "paris is the capital\n\t"], trainer)
+    tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", sep_token="</s>",
+        cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
+    )  # fmt: skip
+    fast.save_pretrained(folder)
+    config_path = folder / "tokenizer_config.json"
+    tokenizer_config = json.loads(config_path.read_text())
+    tokenizer_config.pop("model_max_length", None)
+    if model_max_length is not None:
+        tokenizer_config["model_max_length"] = model_max_length
+    _write_json(config_path, tokenizer_config)
+    torch.manual_seed(0)
+    config = RobertaConfig(
+        vocab_size=len(fast), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=max_positions, pad_token_id=1,
+    )  # fmt: skip
+    RobertaModel(config).save_pretrained(folder)
+    return folder

@@ -10,6 +10,7 @@ sentence-transformers 6 itself when installed.
 from __future__ import annotations
 
 import string
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,9 @@ from colmax.encoders import load_encoder
 from colmax.encoders.settings import default_settings
 from colmax.encoders.tokens import TokenPlan
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tiny_models import make_tiny_bpe_roberta
+
 TEXTS = [
     "the cat sat on the mat",
     "  the cat sat on the mat",
@@ -28,40 +32,10 @@ TEXTS = [
 ]
 
 
-def _bpe_roberta(folder: Path) -> Path:
-    """A 1-layer RoBERTa with a byte-level BPE tokenizer trained here (offline, a second)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast, RobertaConfig, RobertaModel
-
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=300,
-        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(["the cat sat on the mat " * 50, "paris is the capital\n\t"], trainer)
-    tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", sep_token="</s>",
-        cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
-        model_max_length=512,
-    )  # fmt: skip
-    fast.save_pretrained(folder)
-    torch.manual_seed(0)
-    config = RobertaConfig(
-        vocab_size=len(fast), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=514, pad_token_id=1,
-    )  # fmt: skip
-    RobertaModel(config).save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def bpe_backbone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("tokenizers")
-    return _bpe_roberta(tmp_path_factory.mktemp("bpe") / "backbone")
+    return make_tiny_bpe_roberta(tmp_path_factory.mktemp("bpe") / "backbone")
 
 
 def _plan(backbone: Path, fmt: str) -> TokenPlan:
