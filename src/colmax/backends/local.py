@@ -541,9 +541,10 @@ class LocalBackend(Backend):
                 merged = dataclasses.replace(
                     merged, keys=live[np.searchsorted(source, merged.keys)]
                 )
+            copied = (rows[was] for was in source.tolist())
             table = [
-                (int(key), *rows[int(was)][:2], metadata_json(rows[int(was)][2]))
-                for key, was in zip(live, source)
+                (key, id_, text, metadata_json(meta))
+                for key, (id_, text, meta) in zip(live.tolist(), copied)
             ]
             old_keys = self._index.live_keys().tolist()
             change = Commit(
